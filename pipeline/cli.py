@@ -1,0 +1,382 @@
+"""The `sphere` command line: a thin click app over the library; the only module that
+prints or exits."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .audience import load_audiences
+from .config import Config, load_config
+from .deliver import DryRunTransport, OutboxTransport, Transport
+from .errors import ConfigError, SphereError
+from .preview import write_preview
+from .render import Renderer
+from .resources import bundled
+from .runner import prepare, run_ingest, run_send, skipped_line
+from .store import Store
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+FAILING_FEED_THRESHOLD = 3  # consecutive failures before `status` flags a feed
+
+
+def clock() -> Callable[[], dt.datetime]:
+    """The current time; SPHERE_NOW (ISO 8601) pins it for demos and tests."""
+    pinned = os.environ.get("SPHERE_NOW")
+    if pinned:
+        try:
+            moment = dt.datetime.fromisoformat(pinned)
+        except ValueError:
+            raise click.BadParameter(f"SPHERE_NOW={pinned!r} is not an ISO 8601 time") from None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        return lambda: moment
+    return lambda: dt.datetime.now(dt.timezone.utc)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one error and exit."""
+    err.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+_open_stores: list[Store] = []
+
+
+def open_store(config: Config, dry_run: bool = False) -> Store:
+    """Open the project's database; closed when the command ends."""
+    store = Store.open(config.db_path, dry_run=dry_run)
+    _open_stores.append(store)
+    return store
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Turn Sphere's own errors into one clear message and exit status 1."""
+    try:
+        yield
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), markup=False)
+        fail(f"{len(exc.problems)} problem(s) in your files; nothing was run")
+    except SphereError as exc:
+        fail(str(exc))
+    finally:
+        while _open_stores:
+            _open_stores.pop().close()
+
+
+def load(project: Path) -> Config:
+    """Load the project's config, printing its warnings."""
+    config = load_config(project)
+    for w in config.warnings:
+        err.print(f"warning: {w}", markup=False)
+    return config
+
+
+def progress_bar(quiet: bool, label: str) -> Progress | None:
+    """A progress bar on interactive terminals only; --quiet silences it."""
+    if quiet or not err.is_terminal:
+        return None
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+project_option = click.option("--project", "project", type=click.Path(file_okay=False,
+                              path_type=Path), default=Path("."), show_default=True,
+                              help="The project folder (content_sources.yaml, campaigns.yaml, "
+                                   "audiences/).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="sphere")
+def main() -> None:
+    """Sphere: useful, personal email digests that keep you top of mind."""
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a working starter project in DIRECTORY (the bundled sample)."""
+    if (directory / "campaigns.yaml").exists() or (directory / "content_sources.yaml").exists():
+        fail(f"{directory} already holds a Sphere project (campaigns.yaml or "
+             "content_sources.yaml exists); choose an empty folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("content_sources.yaml", "campaigns.yaml"):
+        shutil.copyfile(bundled(name), directory / name)
+    for name in ("audiences", "samples"):
+        shutil.copytree(bundled(name), directory / name, dirs_exist_ok=True)
+    (directory / "templates").mkdir(exist_ok=True)
+    (directory / "templates" / "README.txt").write_text(
+        "Put a file here with the same name as a built-in template (for example\n"
+        "newsletter.mjml or partials/footer.mjml) to override it. `sphere templates` lists\n"
+        "the built-in ones.\n", encoding="utf-8")
+    out.print(f"Created a starter project in {directory}. Next: cd {directory} && "
+              "sphere check && sphere send monthly-sphere --dry-run")
+
+
+@main.command(context_settings=CONTEXT)
+@project_option
+def check(project: Path) -> None:
+    """Validate every file; exit 1 with file:line: key: problem (fix) lines."""
+    with handled():
+        config = load(project)
+        names = config.audience_names
+        loaded = load_audiences(config.audience_files, names, config.project)
+        for p in loaded.problems:
+            (err if p.severity == "error" else out).print(
+                f"{'warning: ' if p.severity != 'error' else ''}{p}", markup=False)
+        Renderer(config.project, config.sender, "check").template("newsletter")
+        if loaded.errors:
+            fail(f"{len(loaded.errors)} problem(s) in audience files")
+        out.print(f"OK: {len(config.sources)} sources, {len(config.campaigns)} campaigns, "
+                  f"{len(loaded.contacts)} contacts in {len(names)} audience(s), "
+                  f"{len(config.tips)} tips")
+
+
+@main.command("ingest", context_settings=CONTEXT)
+@project_option
+@quiet_option
+def ingest_cmd(project: Path, quiet: bool) -> None:
+    """Fetch every feed in content_sources.yaml and store new articles."""
+    with handled():
+        config = load(project)
+        store = open_store(config)
+        bar = progress_bar(quiet, "Fetching feeds")
+        if bar:
+            with bar:
+                task = bar.add_task("fetch", total=len(config.sources))
+                summary = run_ingest(config, store, clock()(),
+                                     lambda r: bar.advance(task))
+        else:
+            summary = run_ingest(config, store, clock()())
+        out.print(f"Done: {summary.line()}", markup=False)
+        if summary.failed and not summary.fetched and not summary.not_modified:
+            sys.exit(1)
+
+
+def _transport(config: Config, name: str | None, dry_run: bool) -> Transport:
+    if dry_run:
+        return DryRunTransport()
+    chosen = name or config.transport
+    if chosen == "outbox":
+        return OutboxTransport(config.outbox_dir)
+    raise SphereError(f"transport {chosen!r} is not available in this version",
+                      "use --transport outbox")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("campaign")
+@project_option
+@click.option("--dry-run", is_flag=True, help="Change nothing (no files, no ledger); say "
+              "what would be sent.")
+@click.option("--transport", "transport_name", type=click.Choice(["outbox", "smtp", "sendgrid"]),
+              help="Override campaigns.yaml's transport.")
+@click.option("--no-ingest", is_flag=True, help="Use stored articles; do not fetch feeds first.")
+@quiet_option
+def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None,
+         no_ingest: bool, quiet: bool) -> None:
+    """Send CAMPAIGN now: one email per subscribed contact, exactly once per period."""
+    with handled():
+        config = load(project)
+        store = open_store(config, dry_run=dry_run)
+        transport = _transport(config, transport_name, dry_run)
+        bar = progress_bar(quiet, f"Sending {campaign}")
+        task = bar.add_task("send", total=None) if bar else None
+
+        def tick(done: int, total: int, email: str) -> None:
+            if bar is not None and task is not None:
+                bar.update(task, completed=done, total=total)
+
+        if bar:
+            bar.start()
+        try:
+            ingested, summary = run_send(config, store, transport, campaign, clock(),
+                                         dry_run=dry_run, do_ingest=not no_ingest,
+                                         progress=tick)
+        finally:
+            if bar:
+                bar.stop()
+        for problem in summary.problems:
+            err.print(f"warning: {problem}", markup=False)
+        if ingested:
+            err.print(f"ingest: {ingested.line()}", markup=False)
+        for failure in summary.failures[:10]:
+            err.print(f"failed: {failure}", markup=False)
+        verb = "Would send" if dry_run else "Sent"
+        parts = [f"{verb} {summary.sent}"]
+        if summary.already_sent:
+            parts.append(f"{summary.already_sent} already sent for {summary.send_id}")
+        if summary.failed:
+            parts.append(f"{summary.failed} failed")
+        if summary.unknown:
+            parts.append(f"{summary.unknown} outcome unknown (see `sphere status`)")
+        if summary.skipped:
+            parts.append(skipped_line(summary.skipped))
+        if summary.problems:
+            parts.append(f"{len(summary.problems)} contact row(s) reported above")
+        where = f" to {config.outbox_dir}" if isinstance(transport, OutboxTransport) else ""
+        out.print(f"Done: {', '.join(parts)} ({summary.send_id}{where}) in "
+                  f"{summary.seconds:.1f} s", markup=False)
+        if summary.paused:
+            fail(summary.paused)
+        if summary.failed:
+            sys.exit(1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("campaign")
+@project_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan(campaign: str, project: Path, as_json: bool) -> None:
+    """Show who would get what in CAMPAIGN, with the reason for every pick."""
+    with handled():
+        config = load(project)
+        store = open_store(config, dry_run=True)
+        if store.article_count() == 0:
+            run_ingest(config, store, clock()())
+        prepared = prepare(config, store, config.campaign(campaign), clock()())
+        p = prepared.plan
+        if as_json:
+            doc = {"campaign": p.campaign.name, "send_id": p.send_id, "period": p.period,
+                   "emails": [{"email": e.contact.email, "name": e.contact.name,
+                               "picks": [{"section": k.section, "reason": k.reason,
+                                          "score": k.score, "general": k.general,
+                                          **({"url": k.article.url, "title": k.article.title,
+                                              "source": k.article.source} if k.article else
+                                             {"tip": k.tip.id, "title": k.tip.title})}
+                                         for k in e.picks]} for e in p.emails],
+                   "skipped": [{"email": s.email, "reason": s.reason} for s in p.skipped],
+                   "problems": [str(x) for x in prepared.audience.problems]}
+            click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+            return
+        for e in p.emails:
+            out.print(f"[bold]{e.contact.name or e.contact.email}[/] <{e.contact.email}>")
+            for k in e.picks:
+                title = k.article.title if k.article else k.tip.title  # type: ignore[union-attr]
+                out.print(f"  {k.section:<13} {title}  [dim]({k.reason})[/]")
+        for s in p.skipped:
+            out.print(f"[yellow]skipped[/] {s.email}: {s.reason}")
+        out.print(f"{len(p.emails)} emails planned for {p.send_id}; "
+                  f"{skipped_line(p.skipped) or '0 skipped'}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("campaign")
+@project_option
+@click.option("--contact", "contact_email", help="Only this contact.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the HTML files [default: var/preview/CAMPAIGN].")
+def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Path | None
+            ) -> None:
+    """Write each email of CAMPAIGN as HTML plus an index.html gallery; sends nothing."""
+    with handled():
+        config = load(project)
+        store = open_store(config, dry_run=True)
+        if store.article_count() == 0:
+            run_ingest(config, store, clock()())
+        now = clock()()
+        prepared = prepare(config, store, config.campaign(campaign), now)
+        renderer = Renderer(config.project, config.sender, store.secret())
+        target = out_dir or config.state_dir / "preview" / campaign
+        index = write_preview(prepared.plan, renderer, now, target, contact_email)
+        out.print(f"Done: wrote {index.count} email(s) and {index.path}", markup=False)
+
+
+@main.group(context_settings=CONTEXT)
+def note() -> None:
+    """One-off personal notes for the next email to a contact."""
+
+
+@note.command("add", context_settings=CONTEXT)
+@click.argument("email")
+@click.argument("text")
+@project_option
+def note_add(email: str, text: str, project: Path) -> None:
+    """Add TEXT (Markdown) to the next email EMAIL receives."""
+    with handled():
+        config = load(project)
+        known = {c.email.lower() for c in load_audiences(
+            config.audience_files, config.audience_names, config.project).contacts}
+        if email.lower() not in known:
+            fail(f"{email} is in no audience file; check the spelling "
+                 f"(`sphere plan CAMPAIGN` lists contacts)")
+        store = open_store(config)
+        note_id = store.add_note(email, text, clock()())
+        out.print(f"Note {note_id} queued for the next email to {email}.")
+
+
+@main.command(context_settings=CONTEXT)
+@project_option
+def status(project: Path) -> None:
+    """Feeds' health, recent sends, and messages whose outcome is unknown."""
+    with handled():
+        config = load(project)
+        store = open_store(config)
+        feeds = Table(title="Feeds", title_justify="left")
+        for col in ("source", "last success", "last error", "failures", "articles seen"):
+            feeds.add_column(col)
+        states = {s.source: s for s in store.feed_states()}
+        for src in config.sources:
+            s = states.get(src.name)
+            if s is None:
+                feeds.add_row(src.name, "never fetched", "", "0", "0")
+                continue
+            flag = " [red](failing)[/]" if s.consecutive_failures >= FAILING_FEED_THRESHOLD \
+                else ""
+            feeds.add_row(src.name + flag, (s.last_success or "never")[:19],
+                          (s.last_error or "")[:60], str(s.consecutive_failures),
+                          str(s.articles_seen))
+        out.print(feeds)
+        sends = Table(title="Sends", title_justify="left")
+        for col in ("send", "started", "outcome", "sent", "failed", "unknown"):
+            sends.add_column(col)
+        for sid, started, _finished, outcome, n_sent, n_failed, n_pending in \
+                store.send_counts()[:20]:
+            sends.add_row(sid, (started or "")[:19], outcome or "running or interrupted",
+                          str(n_sent or 0), str(n_failed or 0), str(n_pending or 0))
+        out.print(sends)
+        pending = store.pending_deliveries()
+        if pending:
+            out.print(f"[yellow]{len(pending)} message(s) with unknown outcome[/] (the process "
+                      "stopped mid-send); they are not re-sent automatically. Check the "
+                      "provider, then resolve each:")
+            for row in pending[:20]:
+                out.print(f"  sphere resolve {row.send_id} {row.email} --sent|--not-sent",
+                          markup=False)
+        suppressed = store.suppressed()
+        out.print(f"{store.article_count()} articles stored; {len(suppressed)} suppressed "
+                  "address(es).")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("send_id")
+@click.argument("email")
+@click.option("--sent/--not-sent", required=True,
+              help="--sent if it was delivered; --not-sent to send it on the next run.")
+@project_option
+def resolve(send_id: str, email: str, sent: bool, project: Path) -> None:
+    """Settle a message whose outcome is unknown after an interruption."""
+    with handled():
+        config = load(project)
+        store = open_store(config)
+        rows = {r.email: r for r in store.pending_deliveries() if r.send_id == send_id}
+        if email not in rows:
+            fail(f"no message with unknown outcome for {email} in {send_id} "
+                 "(`sphere status` lists them)")
+        store.settle_delivery(send_id, email, "sent" if sent else "failed", clock()(),
+                              "resolved by hand", "" if sent else "resolved as not sent")
+        out.print(f"Recorded {email} in {send_id} as {'sent' if sent else 'not sent'}.")

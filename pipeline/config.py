@@ -1,0 +1,457 @@
+"""Load and validate every file the user writes, once; errors name file, line and key."""
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from .errors import ConfigError, Problem
+from .models import (
+    CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, SectionSizes, Sender, Source, Tip,
+)
+from .yamlfile import LineDict, LineList, load_yaml
+
+SOURCES_FILE = "content_sources.yaml"
+CAMPAIGNS_FILE = "campaigns.yaml"
+AUDIENCES_DIR = "audiences"
+# State (SQLite, outbox) lives under the project unless campaigns.yaml says otherwise,
+# so a laptop user can delete one folder to start over.
+DEFAULT_STATE_DIR = "var"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_DURATION_RE = re.compile(r"^(\d+)\s*([dwmy])$")
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where SMTP sends go; credentials come only from SMTP_USERNAME / SMTP_PASSWORD."""
+
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # starttls | ssl | none
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class SendGridSettings:
+    """SendGrid options; the key comes only from SENDGRID_API_KEY."""
+
+    api_host: str = "https://api.sendgrid.com"
+    asm_group_id: int | None = None
+    sandbox_mode: bool = False
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class DripStep:
+    """One step of a drip: `after` a delay from the anchor, or `every` interval."""
+
+    template: str
+    after_days: int | None = None
+    every_days: int | None = None
+
+
+@dataclass(frozen=True)
+class Drip:
+    """A sequence of messages keyed to a date column of each contact."""
+
+    name: str
+    audiences: tuple[str, ...]
+    anchor: str
+    steps: tuple[DripStep, ...]
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the user configured, validated."""
+
+    project: Path
+    state_dir: Path
+    sender: Sender
+    transport: str
+    smtp: SmtpSettings
+    sendgrid: SendGridSettings
+    campaigns: tuple[Campaign, ...]
+    drips: tuple[Drip, ...]
+    sources: tuple[Source, ...]
+    tips: tuple[Tip, ...]
+    audience_files: tuple[Path, ...]
+    synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    warnings: tuple[Problem, ...] = field(default=())
+
+    @property
+    def db_path(self) -> Path:
+        """The project's SQLite file."""
+        return self.state_dir / "sphere.db"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the outbox transport writes .eml files."""
+        return self.state_dir / "outbox"
+
+    @property
+    def audience_names(self) -> tuple[str, ...]:
+        """Audience names: the stems of the files in audiences/."""
+        return tuple(p.stem for p in self.audience_files)
+
+    def campaign(self, name: str) -> Campaign:
+        """The named campaign, or a ConfigError listing the known ones."""
+        for c in self.campaigns:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.campaigns) or "none defined"
+        raise ConfigError([Problem(CAMPAIGNS_FILE, 0, f"campaigns.{name}", "no such campaign",
+                                   f"known campaigns: {known}")])
+
+
+class _Check:
+    """Collects problems for one file while reading typed values out of it."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(self, node: Any, key: str, problem: str, fix: str = "", line: int = 0,
+            severity: str = "error") -> None:
+        if not line:
+            line = node.line_of(key.rsplit(".", 1)[-1]) if isinstance(node, LineDict) else \
+                getattr(node, "line", 0)
+        self.problems.append(Problem(self.file, line, key, problem, fix, severity))
+
+    def mapping(self, node: Any, key: str, line: int = 0) -> LineDict:
+        if isinstance(node, LineDict):
+            return node
+        if node is not None:
+            self.add(None, key, f"must be a mapping of keys, not {type(node).__name__}",
+                     "indent the keys below it", line=line)
+        empty = LineDict()
+        empty.line, empty.lines = line, {}
+        return empty
+
+    def text(self, node: LineDict, key: str, path: str, required: bool = False,
+             default: str = "", fix: str = "") -> str:
+        value = node.get(key)
+        if value is None or value == "":
+            if required:
+                self.add(node, f"{path}{key}", "is required", fix or f"add `{key}: ...`")
+            return default
+        if isinstance(value, (dict, list)):
+            self.add(node, f"{path}{key}", "must be text", fix or "give a single value")
+            return default
+        return str(value).strip() if not isinstance(value, str) or "\n" not in value else value
+
+    def integer(self, node: LineDict, key: str, path: str, default: int | None,
+                minimum: int = 0) -> int | None:
+        value = node.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.add(node, f"{path}{key}", f"must be a whole number >= {minimum}, got {value!r}",
+                     f"for example `{key}: {default if default is not None else minimum}`")
+            return default
+        return value
+
+    def choice(self, node: LineDict, key: str, path: str, choices: tuple[str, ...],
+               default: str | None = None) -> str:
+        value = node.get(key, default)
+        if value not in choices:
+            self.add(node, f"{path}{key}",
+                     "is required" if value is None else f"unknown value {value!r}",
+                     f"use one of: {' | '.join(choices)}")
+            # An invalid value yields '' so dependent checks stay quiet; the run is
+            # refused anyway because of this error.
+            return default or ""
+        return str(value)
+
+    def names(self, node: LineDict, key: str, path: str) -> tuple[str, ...]:
+        value = node.get(key)
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) for v in items):
+            self.add(node, f"{path}{key}", "must be a name or a list of names",
+                     f"for example `{key}: [a, b]`")
+            return ()
+        return tuple(str(v).strip() for v in items if str(v).strip())
+
+    def timezone(self, node: LineDict, key: str, path: str, default: str) -> str:
+        value = self.text(node, key, path, default=default)
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            self.add(node, f"{path}{key}", f"unknown time zone {value!r}",
+                     "use an IANA name such as America/Los_Angeles")
+            return default
+        return value
+
+
+def parse_duration_days(text: str) -> int | None:
+    """'3d' -> 3, '2w' -> 14, '1m' -> 30, '1y' -> 365; None when malformed."""
+    m = _DURATION_RE.match(str(text).strip().lower())
+    if not m:
+        return None
+    return int(m.group(1)) * {"d": 1, "w": 7, "m": 30, "y": 365}[m.group(2)]
+
+
+def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
+    data, problems = load_yaml(project / SOURCES_FILE, SOURCES_FILE)
+    check.problems += problems
+    if problems:
+        return ()
+    root = check.mapping(data, "", 1)
+    items = root.get("sources")
+    if not isinstance(items, LineList) or not items:
+        check.add(root, "sources", "must be a non-empty list of feeds",
+                  "add `sources:` with items like `- {name: ..., url: ..., kind: ...}`")
+        return ()
+    seen: dict[str, int] = {}
+    out = []
+    for i, item in enumerate(items):
+        path = f"sources[{i}]."
+        node = check.mapping(item, f"sources[{i}]", items.lines[i])
+        name = check.text(node, "name", path, required=True)
+        url = check.text(node, "url", path, required=True)
+        kind = check.choice(node, "kind", path, SOURCE_KINDS)
+        hood = check.text(node, "neighbourhood", path)
+        topics = check.names(node, "topics", path)
+        if name and not _NAME_RE.match(name):
+            check.add(node, f"{path}name", f"{name!r} is not a simple id",
+                      "use lowercase letters, digits, '-' or '_'")
+        if name in seen:
+            check.add(node, f"{path}name", f"duplicate source name {name!r} (first on line "
+                      f"{seen[name]})", "give each source a unique name")
+        seen[name] = node.line
+        if kind == "neighbourhood" and not hood:
+            check.add(node, f"{path}neighbourhood", "is required for kind neighbourhood",
+                      "add `neighbourhood: <name as written in the audience files>`")
+        if url and not url.startswith(("http://", "https://")):
+            local = (project / url).resolve()
+            if not local.is_file():
+                check.add(node, f"{path}url", f"no such file {url!r}",
+                          "give an http(s) URL, or a path relative to the project folder")
+            url = str(local)
+        out.append(Source(name=name, url=url, kind=kind, neighbourhood=hood,
+                          topics=tuple(t.lower() for t in topics), line=node.line))
+    return tuple(out)
+
+
+def _load_tips(project: Path, rel: str, check: _Check) -> tuple[Tip, ...]:
+    if not rel:
+        return ()
+    tips_check = _Check(rel)
+    data, problems = load_yaml(project / rel, rel)
+    tips_check.problems += problems
+    out: list[Tip] = []
+    if not problems:
+        root = tips_check.mapping(data, "", 1)
+        items = root.get("tips")
+        if not isinstance(items, LineList):
+            tips_check.add(root, "tips", "must be a list of tips",
+                           "add `tips:` with items `- {id: ..., title: ..., body: ...}`")
+            items = LineList()
+        ids: set[str] = set()
+        for i, item in enumerate(items):
+            path = f"tips[{i}]."
+            node = tips_check.mapping(item, f"tips[{i}]", items.lines[i])
+            tip = Tip(id=tips_check.text(node, "id", path, required=True),
+                      topic=tips_check.text(node, "topic", path, default="general"),
+                      title=tips_check.text(node, "title", path, required=True),
+                      body=tips_check.text(node, "body", path, required=True).strip(),
+                      season=tips_check.text(node, "season", path))
+            if tip.id in ids:
+                tips_check.add(node, f"{path}id", f"duplicate tip id {tip.id!r}",
+                               "tip ids must be unique: they record who has seen which tip")
+            ids.add(tip.id)
+            out.append(tip)
+    check.problems += tips_check.problems
+    return tuple(out)
+
+
+def _load_sender(root: LineDict, check: _Check) -> Sender:
+    node = check.mapping(root.get("sender"), "sender", root.line_of("sender"))
+    if "sender" not in root:
+        check.add(root, "sender", "is required", "add a `sender:` block with name, email "
+                  "and postal_address")
+    p = "sender."
+    brand_node = check.mapping(node.get("brand"), "sender.brand", node.line_of("brand"))
+    brand_vals = {}
+    for key in ("primary", "accent", "text", "background"):
+        val = check.text(brand_node, key, "sender.brand.", default=getattr(Brand, key))
+        if not _COLOUR_RE.match(val):
+            check.add(brand_node, f"sender.brand.{key}", f"{val!r} is not a colour",
+                      "use a hex colour such as #1F5F8B")
+            val = getattr(Brand, key)
+        brand_vals[key] = val
+    brand = Brand(logo_url=check.text(brand_node, "logo_url", "sender.brand."), **brand_vals)
+    email = check.text(node, "email", p, required=True)
+    if email and "@" not in email:
+        check.add(node, "sender.email", f"{email!r} is not an email address",
+                  "use the address your contacts know, e.g. dana@example.com")
+    return Sender(
+        name=check.text(node, "name", p, required=True),
+        email=email,
+        postal_address=check.text(node, "postal_address", p, required=True,
+                                  fix="add `postal_address:`; anti-spam law requires it "
+                                      "in every marketing email"),
+        reply_to=check.text(node, "reply_to", p),
+        phone=check.text(node, "phone", p),
+        brokerage=check.text(node, "brokerage", p),
+        timezone=check.timezone(node, "timezone", p, "UTC"),
+        title=check.text(node, "title", p),
+        website=check.text(node, "website", p),
+        photo_url=check.text(node, "photo_url", p),
+        signature=check.text(node, "signature", p),
+        unsubscribe_url=check.text(node, "unsubscribe_url", p),
+        referral_ask=check.text(node, "referral_ask", p),
+        brand=brand,
+    )
+
+
+def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
+                   check: _Check) -> Campaign:
+    p = f"campaigns.{name}."
+    kind = check.choice(node, "kind", p, CAMPAIGN_KINDS)
+    targets = check.names(node, "audience", p)
+    if not targets:
+        check.add(node, f"{p}audience", "is required",
+                  f"name one or more audiences: {', '.join(audiences) or 'add a CSV to audiences/'}")
+    for a in targets:
+        if a not in audiences:
+            check.add(node, f"{p}audience", f"unknown audience {a!r}",
+                      f"use one of: {', '.join(audiences) or '(none: add audiences/NAME.csv)'}")
+    schedule = check.text(node, "schedule", p, default="0 9 1 * *")
+    try:
+        CronTrigger.from_crontab(schedule)
+    except ValueError as exc:
+        check.add(node, f"{p}schedule", f"bad cron expression {schedule!r}: {exc}",
+                  "five fields: minute hour day month weekday, e.g. \"0 9 1 * *\"")
+    sizes_node = check.mapping(node.get("sections"), f"{p}sections", node.line_of("sections"))
+    sizes = SectionSizes(**{
+        key: check.integer(sizes_node, key, f"{p}sections.", getattr(SectionSizes, key)) or 0
+        for key in ("neighbourhood", "market", "interests", "tip")})
+    max_age = node.get("max_age_days", 45)
+    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
+                                or max_age < 1):
+        check.add(node, f"{p}max_age_days", f"must be a whole number of days or null, got "
+                  f"{max_age!r}", "e.g. `max_age_days: 45`, or `null` to keep every article")
+        max_age = 45
+    skip_empty = node.get("skip_empty", True)
+    if not isinstance(skip_empty, bool):
+        check.add(node, f"{p}skip_empty", "must be true or false", "`skip_empty: true`")
+        skip_empty = True
+    return Campaign(
+        name=name, kind=kind, audiences=targets, schedule=schedule,
+        subject=check.text(node, "subject", p, required=True,
+                           fix="add `subject:`, e.g. \"{{ contact.first_name }}, your "
+                               "{{ month }} digest\""),
+        intro=check.text(node, "intro", p).strip(),
+        preheader=check.text(node, "preheader", p),
+        template=check.text(node, "template", p),
+        sections=sizes, max_age_days=max_age,
+        max_per_source=check.integer(node, "max_per_source", p, 2, minimum=1) or 2,
+        skip_empty=skip_empty, line=node.line)
+
+
+def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check) -> tuple[Drip, ...]:
+    drips_node = check.mapping(root.get("drips"), "drips", root.line_of("drips"))
+    out = []
+    for name, raw in drips_node.items():
+        p = f"drips.{name}."
+        node = check.mapping(raw, f"drips.{name}", drips_node.line_of(name))
+        targets = check.names(node, "audience", p)
+        for a in targets:
+            if a not in audiences:
+                check.add(node, f"{p}audience", f"unknown audience {a!r}",
+                          f"use one of: {', '.join(audiences)}")
+        anchor = check.text(node, "anchor", p, required=True, fix="e.g. `anchor: closing_date`")
+        steps_raw = node.get("steps")
+        steps = []
+        if not isinstance(steps_raw, LineList) or not steps_raw:
+            check.add(node, f"{p}steps", "must be a non-empty list",
+                      "e.g. `- {after: 3d, template: thank_you}`")
+            steps_raw = LineList()
+        for i, s in enumerate(steps_raw):
+            sp = f"{p}steps[{i}]."
+            snode = check.mapping(s, f"{p}steps[{i}]", steps_raw.lines[i])
+            template = check.text(snode, "template", sp, required=True)
+            after = snode.get("after")
+            every = snode.get("every")
+            if (after is None) == (every is None):
+                check.add(snode, f"{sp}after", "give exactly one of `after` or `every`",
+                          "e.g. `after: 30d` or `every: 1y`", line=snode.line)
+                continue
+            days = parse_duration_days(str(after if after is not None else every))
+            if days is None:
+                check.add(snode, f"{sp}{'after' if after is not None else 'every'}",
+                          f"bad duration {after if after is not None else every!r}",
+                          "a number and a unit: 3d, 2w, 1m, 1y")
+                continue
+            steps.append(DripStep(template=template,
+                                  after_days=days if after is not None else None,
+                                  every_days=days if every is not None else None))
+        out.append(Drip(name=name, audiences=targets, anchor=anchor, steps=tuple(steps),
+                        line=node.line))
+    return tuple(out)
+
+
+def load_config(project: Path) -> Config:
+    """Read and validate content_sources.yaml, campaigns.yaml and the tips library."""
+    project = project.resolve()
+    check = _Check(CAMPAIGNS_FILE)
+    sources_check = _Check(SOURCES_FILE)
+    sources = _load_sources(project, sources_check)
+    audience_files = tuple(sorted(
+        p for p in (project / AUDIENCES_DIR).glob("*")
+        if p.suffix.lower() in (".csv", ".yaml", ".yml") and p.is_file()))
+    audiences = tuple(p.stem for p in audience_files)
+
+    data, problems = load_yaml(project / CAMPAIGNS_FILE, CAMPAIGNS_FILE)
+    if problems:
+        # A file that does not parse has no keys to check: report the syntax error alone.
+        raise ConfigError(sources_check.problems + problems)
+    root = check.mapping(data, "", 1)
+    sender = _load_sender(root, check)
+    transport = check.choice(root, "transport", "", TRANSPORTS, default="outbox")
+    smtp_node = check.mapping(root.get("smtp"), "smtp", root.line_of("smtp"))
+    smtp = SmtpSettings(
+        host=check.text(smtp_node, "host", "smtp.", default="localhost"),
+        port=check.integer(smtp_node, "port", "smtp.", 587, minimum=1) or 587,
+        security=check.choice(smtp_node, "security", "smtp.", ("starttls", "ssl", "none"),
+                              default="starttls"))
+    sg_node = check.mapping(root.get("sendgrid"), "sendgrid", root.line_of("sendgrid"))
+    sendgrid = SendGridSettings(
+        api_host=check.text(sg_node, "api_host", "sendgrid.", default=SendGridSettings.api_host),
+        asm_group_id=check.integer(sg_node, "asm_group_id", "sendgrid.", None, minimum=1),
+        sandbox_mode=bool(sg_node.get("sandbox_mode", False)))
+    campaigns_node = check.mapping(root.get("campaigns"), "campaigns", root.line_of("campaigns"))
+    if not campaigns_node:
+        check.add(root, "campaigns", "no campaigns defined",
+                  "add `campaigns:` with at least one, e.g. monthly-sphere")
+    campaigns = []
+    for name, raw in campaigns_node.items():
+        if not _NAME_RE.match(str(name)):
+            check.add(campaigns_node, f"campaigns.{name}", "is not a simple id",
+                      "use lowercase letters, digits, '-' or '_'")
+        node = check.mapping(raw, f"campaigns.{name}", campaigns_node.line_of(name))
+        campaigns.append(_load_campaign(str(name), node, audiences, check))
+    drips = _load_drips(root, audiences, check)
+    tips = _load_tips(project, check.text(root, "tips", "", default=""), check)
+    syn_node = check.mapping(root.get("synonyms"), "synonyms", root.line_of("synonyms"))
+    synonyms = tuple((str(k).lower(), tuple(s.lower() for s in check.names(syn_node, k,
+                      "synonyms."))) for k in syn_node)
+    state = check.text(root, "state_dir", "", default=DEFAULT_STATE_DIR)
+
+    all_problems = sources_check.problems + check.problems
+    errors = [p for p in all_problems if p.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+    return Config(project=project, state_dir=(project / state).resolve(), sender=sender,
+                  transport=transport, smtp=smtp, sendgrid=sendgrid,
+                  campaigns=tuple(campaigns), drips=drips, sources=sources, tips=tips,
+                  audience_files=audience_files, synonyms=synonyms,
+                  warnings=tuple(p for p in all_problems if p.severity != "error"))

@@ -1,0 +1,72 @@
+"""Plan: a pure function from config, contacts, articles, history and `now` to a Plan."""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Mapping
+
+from apscheduler.triggers.cron import CronTrigger
+
+from .audience import email_key
+from .models import Article, Campaign, Contact, Note, Plan, PlannedEmail, Skipped, Tip
+from .match import Matcher, analyse, pick_for_contact
+
+# Look back this far for the latest scheduled run; growing steps keep a per-minute cron
+# cheap and still find a yearly one.
+_LOOKBACKS = (dt.timedelta(hours=2), dt.timedelta(days=2), dt.timedelta(days=40),
+              dt.timedelta(days=400))
+
+
+def period_for(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
+    """The latest time at or before `now` when the cron schedule fired, in `timezone`.
+
+    Two sends in the same period are the same send: the ledger key is built from it.
+    """
+    tz = zoneinfo.ZoneInfo(timezone)
+    trigger = CronTrigger.from_crontab(schedule, timezone=tz)
+    local_now = now.astimezone(tz)
+    for back in _LOOKBACKS:
+        fire = trigger.get_next_fire_time(None, local_now - back)
+        if fire is None or fire > local_now:
+            continue
+        while True:
+            nxt = trigger.get_next_fire_time(fire, fire + dt.timedelta(seconds=1))
+            if nxt is None or nxt > local_now:
+                return fire
+            fire = nxt
+    return local_now.replace(second=0, microsecond=0)
+
+
+def send_id_for(campaign: Campaign, period: dt.datetime) -> str:
+    """The ledger key of one run of a campaign: '<campaign>@<period>'."""
+    return f"{campaign.name}@{period:%Y-%m-%dT%H:%M}"
+
+
+def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list[Article],
+               tips: tuple[Tip, ...], history: Mapping[str, frozenset[str]],
+               suppressed: frozenset[str], notes: Mapping[str, tuple[Note, ...]],
+               synonyms: Mapping[str, tuple[str, ...]], now: dt.datetime, sender_tz: str,
+               period: dt.datetime | None = None,
+               source_topics: Mapping[str, tuple[str, ...]] | None = None) -> Plan:
+    """Decide who gets what in one send, and who is skipped and why."""
+    period = period or period_for(campaign.schedule, now, sender_tz)
+    matcher = Matcher(analyse(articles, now, campaign.max_age_days), synonyms, source_topics)
+    emails: list[PlannedEmail] = []
+    skipped: list[Skipped] = []
+    empty: frozenset[str] = frozenset()
+    for contact in contacts:
+        key = email_key(contact.email)
+        if not contact.subscribed:
+            skipped.append(Skipped(contact.email, "unsubscribed in the audience file"))
+            continue
+        if key in suppressed:
+            skipped.append(Skipped(contact.email, "suppressed (unsubscribed, bounced or "
+                                                  "complained)"))
+            continue
+        picks = pick_for_contact(matcher, contact, campaign, tips, history.get(key, empty))
+        if not picks and campaign.skip_empty:
+            skipped.append(Skipped(contact.email, "nothing new worth sending"))
+            continue
+        emails.append(PlannedEmail(contact, picks, notes.get(key, ())))
+    return Plan(campaign=campaign, send_id=send_id_for(campaign, period),
+                period=period.isoformat(), emails=tuple(emails), skipped=tuple(skipped))

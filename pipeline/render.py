@@ -1,0 +1,218 @@
+"""Render: Jinja + MJML -> HTML, a plain-text twin from its own template, and the MIME message.
+
+MJML is compiled once per template (a compile pass resolves partials and brand colours);
+the compiled HTML is itself a Jinja template, so each email costs one Jinja render.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import mjml
+import nh3
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from .errors import SphereError
+from .links import unsubscribe_links
+from .models import Campaign, Plan, PlannedEmail, RenderedEmail, Sender
+from .resources import bundled
+
+SECTION_TITLES = {
+    "neighbourhood": "Around your neighbourhood",
+    "market": "The economy and the housing market",
+    "interests": "For your interests",
+}
+KIND_TEMPLATES = {"newsletter": "newsletter", "recent_sales": "recent_sales",
+                  "interest_alert": "interest_alert"}
+MAX_HTML_BYTES = 100 * 1024  # Gmail clips messages at about 102 KB
+_NOTE_TAGS = {"p", "br", "a", "em", "strong", "ul", "ol", "li", "blockquote"}
+_md = MarkdownIt("js-default")  # raw HTML in notes is shown as text, never passed through
+
+
+class TemplateError(SphereError):
+    """A template could not be found, compiled or rendered."""
+
+
+def note_html(text: str) -> Markup:
+    """A personal note written in Markdown, as safe HTML (raw HTML is escaped)."""
+    if not text.strip():
+        return Markup("")
+    rendered = _md.render(text)
+    return Markup(nh3.clean(rendered, tags=_NOTE_TAGS, attributes={"a": {"href"}},
+                            url_schemes={"http", "https", "mailto"}, link_rel=None))
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """The HTML and text Jinja templates of one email kind."""
+
+    name: str
+    html: jinja2.Template
+    text: jinja2.Template
+
+
+class Renderer:
+    """Turns planned emails into finished messages for one project."""
+
+    def __init__(self, project: Path, sender: Sender, secret: str) -> None:
+        self.sender = sender
+        self.secret = secret
+        dirs = [str(project / "templates"), str(bundled("templates"))]
+        loader = jinja2.FileSystemLoader(dirs)
+        # Compile pass: partials and brand, with delimiters that leave the runtime
+        # {{ }} / {% %} untouched for the per-email pass.
+        self._compile_env = jinja2.Environment(
+            loader=loader, block_start_string="[%", block_end_string="%]",
+            variable_start_string="[[", variable_end_string="]]",
+            comment_start_string="[#", comment_end_string="#]",
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+        self._html_env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
+        self._text_env = jinja2.Environment(loader=loader, autoescape=False,
+                                            undefined=jinja2.ChainableUndefined,
+                                            keep_trailing_newline=True)
+        self._strings = ImmutableSandboxedEnvironment(autoescape=False,
+                                                      undefined=jinja2.ChainableUndefined)
+        self._compiled: dict[str, CompiledTemplate] = {}
+        self._domain = sender.email.rsplit("@", 1)[-1] or "localhost"
+
+    # ---- compilation ---------------------------------------------------------------
+    def compile_mjml(self, name: str) -> str:
+        """The template's MJML with partials and brand resolved (runtime Jinja left in)."""
+        try:
+            return self._compile_env.get_template(f"{name}.mjml").render(
+                brand=self.sender.brand, sender=self.sender)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name!r} not found",
+                                "put it in your project's templates/ folder") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"templates/{exc.filename or name}:{exc.lineno}: {exc.message}",
+                                "fix the [% %] / [[ ]] tag") from exc
+
+    def template(self, name: str) -> CompiledTemplate:
+        """Compile a template kind once: MJML -> HTML -> Jinja template, plus its text twin."""
+        if name in self._compiled:
+            return self._compiled[name]
+        source = self.compile_mjml(name)
+        try:
+            compiled_html = mjml.mjml2html(source)
+        except Exception as exc:  # mrml raises its own error types
+            raise TemplateError(f"templates/{name}.mjml: MJML error: {exc}",
+                                "check the MJML tags are closed and nested as documented") \
+                from exc
+        try:
+            html_template = self._html_env.from_string(compiled_html)
+            text_template = self._text_env.get_template(f"{name}.txt")
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name!r} not found",
+                                "every email template needs a .txt twin") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"templates/{exc.filename or name}:{exc.lineno}: {exc.message}",
+                                "fix the Jinja tag") from exc
+        self._compiled[name] = CompiledTemplate(name, html_template, text_template)
+        return self._compiled[name]
+
+    @lru_cache(maxsize=64)
+    def _string_template(self, text: str) -> jinja2.Template:
+        return self._strings.from_string(text)
+
+    # ---- per email -----------------------------------------------------------------
+    def context(self, plan: Plan, planned: PlannedEmail, now: dt.datetime) -> dict[str, Any]:
+        """Everything a template may use for one contact."""
+        c = planned.contact
+        period = dt.datetime.fromisoformat(plan.period)
+        unsub_https, unsub_mailto = unsubscribe_links(self.sender, self.secret, c.email)
+        sections = []
+        for key, title in SECTION_TITLES.items():
+            picks = planned.section(key)
+            if picks:
+                sections.append({"key": key, "title": title, "picks": picks})
+        tip = next((p.tip for p in planned.picks if p.tip), None)
+        base = {"contact": c, "first_name": c.first_name or "there", "sender": self.sender,
+                "campaign": plan.campaign, "month": f"{period:%B}", "year": period.year,
+                "now": now}
+        subject = self._render_string(plan.campaign.subject, base, "subject")
+        preheader = self._render_string(plan.campaign.preheader, base, "preheader") if \
+            plan.campaign.preheader else "; ".join(
+                p.article.title for p in planned.picks[:2] if p.article)
+        return {**base, "subject": subject, "preheader": preheader,
+                "intro_html": note_html(plan.campaign.intro), "intro_text": plan.campaign.intro,
+                "note_html": note_html(c.note), "note_text": c.note,
+                "one_off": [{"html": note_html(n.text), "text": n.text} for n in planned.notes],
+                "sections": sections, "tip": tip, "brand": self.sender.brand,
+                "unsubscribe_url": unsub_https or unsub_mailto,
+                "has_picks": bool(planned.picks)}
+
+    def _render_string(self, text: str, ctx: dict[str, Any], what: str) -> str:
+        try:
+            return " ".join(self._string_template(text).render(ctx).split())
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"campaigns.yaml: {what}: {exc}",
+                                "use {{ contact.first_name }}, {{ month }} and the like") from exc
+
+    def render(self, plan: Plan, planned: PlannedEmail, now: dt.datetime) -> RenderedEmail:
+        """One finished message: HTML, text twin, headers, MIME bytes."""
+        campaign = plan.campaign
+        compiled = self.template(campaign.template or KIND_TEMPLATES[campaign.kind])
+        ctx = self.context(plan, planned, now)
+        body_html = compiled.html.render(ctx)
+        body_text = compiled.text.render(ctx)
+        if len(body_html.encode("utf-8")) > MAX_HTML_BYTES:
+            raise TemplateError(f"email to {planned.contact.email} is "
+                                f"{len(body_html.encode()) // 1024} KB of HTML; Gmail clips "
+                                "messages over ~102 KB", "lower the section sizes or "
+                                "shorten the template")
+        message_id = self.message_id(plan.send_id, planned.contact.email)
+        raw = self.mime(campaign, planned, ctx["subject"], body_text, body_html, message_id, now)
+        picks = tuple(p.key for p in planned.picks)
+        clusters = tuple(p.article.cluster if p.article else "" for p in planned.picks)
+        return RenderedEmail(send_id=plan.send_id, contact=planned.contact,
+                             message_id=message_id, subject=ctx["subject"],
+                             preheader=ctx["preheader"], html=body_html, text=body_text,
+                             raw=raw, pick_keys=picks, clusters=clusters,
+                             note_ids=tuple(n.id for n in planned.notes))
+
+    def message_id(self, send_id: str, email: str) -> str:
+        """Unique per (send, contact) and stable across retries of the same message."""
+        digest = hashlib.sha256(f"{send_id}|{email.lower()}".encode()).hexdigest()[:32]
+        return f"<{digest}.sphere@{self._domain}>"
+
+    def mime(self, campaign: Campaign, planned: PlannedEmail, subject: str, text: str,
+             body_html: str, message_id: str, now: dt.datetime) -> bytes:
+        """multipart/alternative (text first, HTML preferred) with list headers."""
+        c, s = planned.contact, self.sender
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = Address(s.name, addr_spec=s.email)
+        msg["To"] = Address(c.name, addr_spec=c.email)
+        if s.reply_to:
+            msg["Reply-To"] = s.reply_to
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
+        msg["Message-ID"] = message_id
+        https, mailto = unsubscribe_links(s, self.secret, c.email)
+        msg["List-Unsubscribe"] = ", ".join(f"<{u}>" for u in (https, mailto) if u)
+        if https:
+            # RFC 8058 one-click needs an https URI that accepts POST.
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg["X-Sphere-Campaign"] = campaign.name
+        # quoted-printable keeps every line on the wire under 998 octets whatever the
+        # template does, and stays readable for ASCII-heavy text.
+        msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
+        return msg.as_bytes()
+
+
+def escape(text: str) -> str:
+    """HTML-escape for the few places Python builds markup (the preview gallery)."""
+    return html.escape(text, quote=True)

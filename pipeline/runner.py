@@ -1,0 +1,140 @@
+"""The runner: calls the stages in their fixed order (ingest -> contacts -> match/plan ->
+render -> deliver) and keeps the ledger so every send is exactly once."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .audience import AudienceLoad, load_audiences
+from .config import Config
+from .deliver import Transport
+from .ingest import IngestSummary, ingest
+from .models import Campaign, Plan, RunSummary, Skipped
+from .plan import build_plan
+from .render import Renderer
+from .store import Store
+
+# listmonk pauses a campaign after this many errors in a row rather than burning
+# through the whole list against a broken transport.
+MAX_CONSECUTIVE_FAILURES = 10
+
+Progress = Callable[[int, int, str], None]  # (done, total, email)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A plan and what loading its audience reported."""
+
+    plan: Plan
+    audience: AudienceLoad
+
+
+def run_ingest(config: Config, store: Store, now: dt.datetime,
+               on_done: Callable | None = None) -> IngestSummary:
+    """Stage 1: bring every source up to date."""
+    return ingest(config.sources, store, now, on_done)
+
+
+def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
+            period: dt.datetime | None = None) -> Prepared:
+    """Stages 2-3: load the campaign's contacts and plan who gets what."""
+    audience = load_audiences(config.audience_files, campaign.audiences, config.project)
+    plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
+                      store.history(), store.suppressed(), store.pending_notes(),
+                      dict(config.synonyms), now, config.sender.timezone, period,
+                      {s.name: s.topics for s in config.sources})
+    return Prepared(plan, audience)
+
+
+def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepared: Prepared,
+                 now: Callable[[], dt.datetime], dry_run: bool,
+                 progress: Progress | None = None,
+                 max_failures: int = MAX_CONSECUTIVE_FAILURES) -> RunSummary:
+    """Stages 4-5: render and deliver each planned email, recording each in the ledger."""
+    started = time.monotonic()
+    plan = prepared.plan
+    store.start_send(plan.send_id, plan.campaign.name, plan.period, now())
+    ledger = store.ledger_status(plan.send_id)
+    sent = already = failed = unknown = streak = 0
+    failures: list[str] = []
+    paused = ""
+    total = len(plan.emails)
+    for done, planned in enumerate(plan.emails, start=1):
+        email = planned.contact.email
+        status = ledger.get(email)
+        if status == "sent":
+            already += 1
+        elif status == "pending":
+            # The process stopped between writing the row and settling it. Settle it only
+            # if the transport can tell what happened; never guess by sending again.
+            message_id = renderer.message_id(plan.send_id, email)
+            outcome = transport.confirm(plan.send_id, email, message_id)
+            if outcome is True:
+                store.settle_delivery(plan.send_id, email, "sent", now(), "confirmed")
+                already += 1
+            elif outcome is False:
+                store.settle_delivery(plan.send_id, email, "failed", now(),
+                                      error="not delivered before an interruption")
+                status = "failed"
+            else:
+                unknown += 1
+        if status in (None, "failed"):
+            rendered = renderer.render(plan, planned, now())
+            if store.begin_delivery(plan.send_id, email, rendered.message_id, transport.name,
+                                    rendered.pick_keys, rendered.clusters, rendered.note_ids,
+                                    now()):
+                result = transport.send(rendered)
+                store.settle_delivery(plan.send_id, email,
+                                      "sent" if result.status == "sent" else "failed", now(),
+                                      result.provider_id, result.error)
+                if result.status == "sent":
+                    sent += 1
+                    streak = 0
+                else:
+                    failed += 1
+                    streak += 1
+                    failures.append(f"{email}: {result.error}")
+            else:
+                already += 1
+        if progress:
+            progress(done, total, email)
+        if streak >= max_failures:
+            paused = (f"paused after {streak} failures in a row (last: {failures[-1]}); "
+                      "fix the cause and run the same command again to resume")
+            break
+    outcome = "paused" if paused else ("failed" if failed and not sent else "done")
+    if not dry_run:
+        store.finish_send(plan.send_id, now(), outcome)
+    problems = tuple(str(p) for p in prepared.audience.problems)
+    return RunSummary(campaign=plan.campaign.name, send_id=plan.send_id, dry_run=dry_run,
+                      sent=sent, already_sent=already, failed=failed, unknown=unknown,
+                      skipped=plan.skipped, problems=problems, failures=tuple(failures),
+                      paused=paused, seconds=time.monotonic() - started)
+
+
+def run_send(config: Config, store: Store, transport: Transport, campaign_name: str,
+             now: Callable[[], dt.datetime], dry_run: bool = False, do_ingest: bool = True,
+             period: dt.datetime | None = None, progress: Progress | None = None
+             ) -> tuple[IngestSummary | None, RunSummary]:
+    """The whole pipeline for one campaign, in order."""
+    campaign = config.campaign(campaign_name)
+    ingested = run_ingest(config, store, now()) if do_ingest else None
+    prepared = prepare(config, store, campaign, now(), period)
+    renderer = Renderer(config.project, config.sender, store.secret())
+    try:
+        summary = deliver_plan(store, renderer, transport, prepared, now, dry_run, progress)
+    finally:
+        transport.close()
+    return ingested, summary
+
+
+def skipped_line(skipped: tuple[Skipped, ...]) -> str:
+    """'2 skipped (1 unsubscribed in the audience file, 1 nothing new worth sending)'."""
+    if not skipped:
+        return ""
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s.reason] = reasons.get(s.reason, 0) + 1
+    return f"{len(skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"

@@ -1,0 +1,405 @@
+"""SQLite state: articles, feed health, the sends ledger, history, notes, suppressions."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StoreError
+from .models import Article, Note
+
+# Schema changes only by appending a numbered migration; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the foundation
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE articles (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        summary_html TEXT NOT NULL,
+        summary_text TEXT NOT NULL,
+        published TEXT,
+        neighbourhood TEXT NOT NULL DEFAULT '',
+        topics TEXT NOT NULL DEFAULT '[]',
+        image_url TEXT NOT NULL DEFAULT '',
+        cluster TEXT NOT NULL DEFAULT '',
+        first_seen TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX articles_published ON articles(published);
+    CREATE TABLE feed_state (
+        source TEXT PRIMARY KEY,
+        etag TEXT,
+        last_modified TEXT,
+        permanent_url TEXT,
+        last_attempt TEXT,
+        last_success TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        articles_seen INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sends (
+        id TEXT PRIMARY KEY,
+        campaign TEXT NOT NULL,
+        period TEXT NOT NULL,
+        started TEXT NOT NULL,
+        finished TEXT,
+        outcome TEXT
+    );
+    -- One row per (send, contact), written before the transport call and settled after
+    -- it: 'pending' rows are messages whose outcome is unknown.
+    CREATE TABLE deliveries (
+        send_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        transport TEXT NOT NULL,
+        provider_id TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        picks TEXT NOT NULL DEFAULT '[]',
+        clusters TEXT NOT NULL DEFAULT '[]',
+        note_ids TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL,
+        settled TEXT,
+        PRIMARY KEY (send_id, email)
+    );
+    CREATE INDEX deliveries_status ON deliveries(status);
+    -- What each person has received, for never-repeat across every campaign.
+    CREATE TABLE history (
+        email TEXT NOT NULL,
+        item TEXT NOT NULL,
+        cluster TEXT NOT NULL DEFAULT '',
+        send_id TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        PRIMARY KEY (email, item)
+    );
+    CREATE INDEX history_cluster ON history(email, cluster);
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        email TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created TEXT NOT NULL,
+        used_send_id TEXT,
+        used TEXT
+    );
+    CREATE INDEX notes_email ON notes(email, used);
+    CREATE TABLE suppressions (
+        email TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    """,
+)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.timezone.utc).isoformat() if moment else None
+
+
+def _parse(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What we remember about one feed between runs."""
+
+    source: str
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None
+    last_attempt: str | None = None
+    last_success: str | None = None
+    last_error: str | None = None
+    last_error_at: str | None = None
+    consecutive_failures: int = 0
+    articles_seen: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One (send, contact) row of the ledger."""
+
+    send_id: str
+    email: str
+    message_id: str
+    status: str
+    transport: str
+    error: str
+    created: str
+    settled: str | None
+
+
+class Store:
+    """The project's SQLite file. Every write is one short transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        self.conn = conn
+        self.path = path
+
+    # ---- opening -------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, dry_run: bool = False) -> Store:
+        """Open (and migrate) the database; with dry_run, work on an in-memory copy."""
+        if dry_run:
+            # A dry run must change nothing on disk, ledger included: copy the file into
+            # memory and let the run write there.
+            mem = sqlite3.connect(":memory:", isolation_level=None)
+            if path.exists():
+                # immutable=1: even a read-only open of a WAL database writes its -shm
+                # file; this one touches no byte on disk.
+                src = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+                src.backup(mem)
+                src.close()
+            store = cls(mem, None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open {path}: {exc}",
+                                 "check the folder is writable, or set state_dir") from exc
+            store = cls(conn, path)
+        store.conn.row_factory = sqlite3.Row
+        store.conn.execute("PRAGMA foreign_keys=ON")
+        store.migrate()
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def migrate(self) -> int:
+        """Apply pending numbered migrations; returns the schema version."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"database schema {version} is newer than this Sphere "
+                             f"({len(MIGRATIONS)})", "upgrade Sphere")
+        for number in range(version + 1, len(MIGRATIONS) + 1):
+            with self.transaction() as tx:
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute(f"PRAGMA user_version = {number}")
+        return len(MIGRATIONS)
+
+    # ---- meta ----------------------------------------------------------------------
+    def secret(self) -> str:
+        """A per-project random key for signing unsubscribe links (made once)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='link_secret'").fetchone()
+        if row:
+            return row[0]
+        value = secrets.token_urlsafe(32)
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO meta VALUES ('link_secret', ?)", (value,))
+        return self.conn.execute("SELECT value FROM meta WHERE key='link_secret'").fetchone()[0]
+
+    # ---- articles ------------------------------------------------------------------
+    def upsert_articles(self, articles: Iterable[Article], now: dt.datetime) -> tuple[int, int]:
+        """Insert new articles and update edited ones; returns (new, updated)."""
+        new = updated = 0
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            for a in articles:
+                row = tx.execute("SELECT title, summary_html, image_url, url FROM articles "
+                                 "WHERE id=?", (a.id,)).fetchone()
+                values = (a.source, a.kind, a.url, a.title, a.summary_html, a.summary_text,
+                          _iso(a.published), a.neighbourhood, json.dumps(list(a.topics)),
+                          a.image_url, a.cluster)
+                if row is None:
+                    tx.execute("INSERT INTO articles (source, kind, url, title, summary_html, "
+                               "summary_text, published, neighbourhood, topics, image_url, "
+                               "cluster, id, first_seen, updated) "
+                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                               (*values, a.id, stamp, stamp))
+                    new += 1
+                elif tuple(row) != (a.title, a.summary_html, a.image_url, a.url):
+                    tx.execute("UPDATE articles SET source=?, kind=?, url=?, title=?, "
+                               "summary_html=?, summary_text=?, published=?, neighbourhood=?, "
+                               "topics=?, image_url=?, cluster=?, updated=? WHERE id=?",
+                               (*values, stamp, a.id))
+                    updated += 1
+        return new, updated
+
+    def articles(self) -> list[Article]:
+        """Every stored article, newest first."""
+        rows = self.conn.execute("SELECT * FROM articles ORDER BY published DESC, id")
+        return [Article(id=r["id"], source=r["source"], kind=r["kind"], url=r["url"],
+                        title=r["title"], summary_html=r["summary_html"],
+                        summary_text=r["summary_text"], published=_parse(r["published"]),
+                        neighbourhood=r["neighbourhood"], topics=tuple(json.loads(r["topics"])),
+                        image_url=r["image_url"], cluster=r["cluster"]) for r in rows]
+
+    def article_count(self) -> int:
+        """How many articles are stored."""
+        return self.conn.execute("SELECT count(*) FROM articles").fetchone()[0]
+
+    # ---- feed state ----------------------------------------------------------------
+    def feed_state(self, source: str) -> FeedState:
+        """Remembered validators and health of one feed."""
+        row = self.conn.execute("SELECT * FROM feed_state WHERE source=?", (source,)).fetchone()
+        return FeedState(**dict(row)) if row else FeedState(source=source)
+
+    def feed_states(self) -> list[FeedState]:
+        """Health of every feed ever fetched."""
+        return [FeedState(**dict(r)) for r in
+                self.conn.execute("SELECT * FROM feed_state ORDER BY source")]
+
+    def record_feed_success(self, source: str, now: dt.datetime, etag: str | None,
+                            last_modified: str | None, seen: int,
+                            permanent_url: str | None = None) -> None:
+        """A fetch succeeded (200 or 304): store validators, reset the failure count."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO feed_state (source) VALUES (?)", (source,))
+            tx.execute("UPDATE feed_state SET etag=?, last_modified=?, last_attempt=?, "
+                       "last_success=?, consecutive_failures=0, "
+                       "articles_seen=articles_seen+?, "
+                       "permanent_url=coalesce(?, permanent_url) WHERE source=?",
+                       (etag, last_modified, stamp, stamp, seen, permanent_url, source))
+
+    def record_feed_failure(self, source: str, now: dt.datetime, error: str) -> None:
+        """A fetch or parse failed: remember why and count it."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO feed_state (source) VALUES (?)", (source,))
+            tx.execute("UPDATE feed_state SET last_attempt=?, last_error=?, last_error_at=?, "
+                       "consecutive_failures=consecutive_failures+1 WHERE source=?",
+                       (stamp, error[:500], stamp, source))
+
+    # ---- sends and the ledger ------------------------------------------------------
+    def start_send(self, send_id: str, campaign: str, period: str, now: dt.datetime) -> None:
+        """Record that a send began (idempotent: a resumed send keeps its first start)."""
+        with self.transaction() as tx:
+            tx.execute("INSERT OR IGNORE INTO sends (id, campaign, period, started) "
+                       "VALUES (?,?,?,?)", (send_id, campaign, period, _iso(now)))
+
+    def finish_send(self, send_id: str, now: dt.datetime, outcome: str) -> None:
+        """Record how a send ended."""
+        with self.transaction() as tx:
+            tx.execute("UPDATE sends SET finished=?, outcome=? WHERE id=?",
+                       (_iso(now), outcome, send_id))
+
+    def ledger_status(self, send_id: str) -> dict[str, str]:
+        """email -> status for every ledger row of one send."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT email, status FROM deliveries WHERE send_id=?", (send_id,))}
+
+    def begin_delivery(self, send_id: str, email: str, message_id: str, transport: str,
+                       picks: tuple[str, ...], clusters: tuple[str, ...],
+                       note_ids: tuple[int, ...], now: dt.datetime) -> bool:
+        """Write the 'pending' row before the transport call; False if one exists already."""
+        with self.transaction() as tx:
+            row = tx.execute("SELECT status FROM deliveries WHERE send_id=? AND email=?",
+                             (send_id, email)).fetchone()
+            if row is not None and row[0] != "failed":
+                return False
+            tx.execute("INSERT OR REPLACE INTO deliveries (send_id, email, message_id, status, "
+                       "transport, picks, clusters, note_ids, attempts, created) "
+                       "VALUES (?,?,?,'pending',?,?,?,?, coalesce((SELECT attempts FROM "
+                       "deliveries WHERE send_id=? AND email=?), 0) + 1, ?)",
+                       (send_id, email, message_id, transport, json.dumps(list(picks)),
+                        json.dumps(list(clusters)), json.dumps(list(note_ids)), send_id, email,
+                        _iso(now)))
+        return True
+
+    def settle_delivery(self, send_id: str, email: str, status: str, now: dt.datetime,
+                        provider_id: str = "", error: str = "") -> None:
+        """Record the transport's outcome; on 'sent', history and used notes in the same
+        transaction, so a crash can never leave one without the other."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            row = tx.execute("SELECT picks, clusters, note_ids FROM deliveries "
+                             "WHERE send_id=? AND email=?", (send_id, email)).fetchone()
+            if row is None:
+                raise StoreError(f"no ledger row for {email} in {send_id}")
+            tx.execute("UPDATE deliveries SET status=?, provider_id=?, error=?, settled=? "
+                       "WHERE send_id=? AND email=?",
+                       (status, provider_id, error[:1000], stamp, send_id, email))
+            if status != "sent":
+                return
+            picks, clusters = json.loads(row["picks"]), json.loads(row["clusters"])
+            key = email.lower()
+            for item, cluster in zip(picks, clusters + [""] * (len(picks) - len(clusters))):
+                tx.execute("INSERT OR IGNORE INTO history VALUES (?,?,?,?,?)",
+                           (key, item, cluster, send_id, stamp))
+            for note_id in json.loads(row["note_ids"]):
+                tx.execute("UPDATE notes SET used=?, used_send_id=? WHERE id=? AND used IS NULL",
+                           (stamp, send_id, note_id))
+
+    def pending_deliveries(self) -> list[LedgerRow]:
+        """Rows whose outcome is unknown (the process stopped between write and settle)."""
+        return [LedgerRow(*r) for r in self.conn.execute(
+            "SELECT send_id, email, message_id, status, transport, error, created, settled "
+            "FROM deliveries WHERE status='pending' ORDER BY created")]
+
+    def send_counts(self) -> list[tuple[str, str, str | None, str | None, int, int, int]]:
+        """Per send: id, started, finished, outcome, sent, failed, pending."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT s.id, s.started, s.finished, s.outcome, "
+            "sum(d.status='sent'), sum(d.status='failed'), sum(d.status='pending') "
+            "FROM sends s LEFT JOIN deliveries d ON d.send_id = s.id "
+            "GROUP BY s.id ORDER BY s.started DESC")]
+
+    def history(self) -> dict[str, frozenset[str]]:
+        """email -> every item and story cluster that person has received."""
+        seen: dict[str, set[str]] = {}
+        for email, item, cluster in self.conn.execute(
+                "SELECT email, item, cluster FROM history"):
+            bucket = seen.setdefault(email, set())
+            bucket.add(item)
+            if cluster:
+                bucket.add(cluster)
+        return {k: frozenset(v) for k, v in seen.items()}
+
+    # ---- notes ---------------------------------------------------------------------
+    def add_note(self, email: str, text: str, now: dt.datetime) -> int:
+        """Queue a one-off note for the next email to this person."""
+        with self.transaction() as tx:
+            cur = tx.execute("INSERT INTO notes (email, text, created) VALUES (?,?,?)",
+                             (email.lower(), text, _iso(now)))
+        return int(cur.lastrowid or 0)
+
+    def pending_notes(self) -> dict[str, tuple[Note, ...]]:
+        """email -> unused one-off notes, oldest first."""
+        out: dict[str, list[Note]] = {}
+        for r in self.conn.execute("SELECT id, email, text FROM notes WHERE used IS NULL "
+                                   "ORDER BY id"):
+            out.setdefault(r["email"], []).append(Note(r["id"], r["email"], r["text"]))
+        return {k: tuple(v) for k, v in out.items()}
+
+    # ---- suppressions --------------------------------------------------------------
+    def suppress(self, email: str, reason: str, source: str, now: dt.datetime) -> bool:
+        """Never mail this address again; False if it was already suppressed."""
+        with self.transaction() as tx:
+            cur = tx.execute("INSERT OR IGNORE INTO suppressions VALUES (?,?,?,?)",
+                             (email.lower(), reason, source, _iso(now)))
+        return cur.rowcount > 0
+
+    def suppressed(self) -> frozenset[str]:
+        """Every suppressed address, lower-cased."""
+        return frozenset(r[0] for r in self.conn.execute("SELECT email FROM suppressions"))

@@ -1,0 +1,50 @@
+"""Shared fixtures: a temp copy of the bundled sample project, a fixed clock, the CLI."""
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
+SAMPLE_PARTS = ("content_sources.yaml", "campaigns.yaml", "audiences", "samples", "templates")
+
+
+def copy_sample(target: Path) -> Path:
+    """Copy the bundled sample project into `target`."""
+    target.mkdir(parents=True, exist_ok=True)
+    for part in SAMPLE_PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, target / part)
+        else:
+            shutil.copyfile(src, target / part)
+    return target
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh copy of the sample project."""
+    return copy_sample(tmp_path / "project")
+
+
+@pytest.fixture
+def now() -> dt.datetime:
+    """The fixed 'now' of the tests."""
+    return NOW
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch):
+    """Run `sphere ARGS...` in-process with the clock pinned; returns the click Result."""
+    monkeypatch.setenv("SPHERE_NOW", NOW.isoformat())
+
+    def run(*args: str, project: Path | None = None) -> Result:
+        full = list(args) + (["--project", str(project)] if project else [])
+        return CliRunner().invoke(main, full, catch_exceptions=False)
+    return run

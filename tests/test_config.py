@@ -1,0 +1,79 @@
+"""Config loading: the sample is valid; broken files name file, line, key and a fix."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config, parse_duration_days
+from pipeline.errors import ConfigError
+
+
+def test_sample_config_loads(project: Path) -> None:
+    config = load_config(project)
+    assert len(config.sources) == 10
+    assert {s.kind for s in config.sources} >= {"neighbourhood", "market", "economy", "hobby"}
+    assert config.campaign("monthly-sphere").audiences == ("sphere",)
+    assert len(config.tips) >= 24
+    assert config.sender.postal_address
+
+
+def _errors(project: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(project)
+    return [str(p) for p in info.value.problems]
+
+
+def test_yaml_syntax_error_names_file_and_line(project: Path) -> None:
+    path = project / "campaigns.yaml"
+    lines = path.read_text().splitlines()
+    lines[5] = "  email dana@example.com: : :"  # hand-broken line 6
+    path.write_text("\n".join(lines))
+    errors = _errors(project)
+    assert len(errors) == 1
+    assert errors[0].startswith("campaigns.yaml:6:") or errors[0].startswith("campaigns.yaml:7:")
+    assert "YAML syntax error" in errors[0] and "(" in errors[0]
+
+
+def test_unknown_audience_names_line_key_and_fix(project: Path) -> None:
+    path = project / "campaigns.yaml"
+    text = path.read_text().replace("audience: sphere", "audience: spheer")
+    path.write_text(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "audience: spheer" in l)
+    errors = _errors(project)
+    assert errors == [f"campaigns.yaml:{line}: campaigns.monthly-sphere.audience: unknown "
+                      "audience 'spheer' (use one of: sphere)"]
+
+
+def test_missing_postal_address_and_bad_cron(project: Path) -> None:
+    path = project / "campaigns.yaml"
+    text = path.read_text()
+    text = "\n".join(l for l in text.splitlines() if "postal_address:" not in l)
+    text = text.replace('"0 9 1 * *"', '"0 9 32 * *"')
+    path.write_text(text)
+    errors = _errors(project)
+    assert any("sender.postal_address: is required" in e and "anti-spam" in e for e in errors)
+    assert any("campaigns.monthly-sphere.schedule: bad cron expression" in e for e in errors)
+
+
+def test_source_errors_point_at_the_entry(project: Path) -> None:
+    path = project / "content_sources.yaml"
+    text = path.read_text().replace("kind: economy", "kind: economics")
+    path.write_text(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "kind: economics" in l)
+    errors = _errors(project)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"content_sources.yaml:{line}: sources[")
+    assert "unknown value 'economics'" in errors[0] and "neighbourhood | economy" in errors[0]
+
+
+def test_missing_local_feed_file(project: Path) -> None:
+    (project / "samples/feeds/fairway-weekly.xml").unlink()
+    errors = _errors(project)
+    assert len(errors) == 1 and "no such file" in errors[0]
+
+
+@pytest.mark.parametrize("text,days", [("3d", 3), ("2w", 14), ("1y", 365), ("30 d", 30),
+                                       ("x", None), ("3", None)])
+def test_durations(text: str, days: int | None) -> None:
+    assert parse_duration_days(text) == days

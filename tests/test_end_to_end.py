@@ -1,0 +1,187 @@
+"""The whole pipeline on a temp copy of the bundled sample, through the real CLI."""
+from __future__ import annotations
+
+import csv
+import email
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from tests.conftest import NOW
+
+
+def _messages(project: Path) -> dict[str, EmailMessage]:
+    out = {}
+    for path in sorted((project / "var/outbox").glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        out[msg["To"].addresses[0].addr_spec.lower()] = msg
+    return out
+
+
+def _contacts(project: Path) -> dict[str, dict]:
+    with open(project / "audiences/sphere.csv", encoding="utf-8") as fh:
+        return {r["email"].lower(): r for r in csv.DictReader(fh)}
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_send_writes_one_personal_email_per_subscribed_contact(project: Path, cli) -> None:
+    result = cli("send", "monthly-sphere", project=project)
+    assert result.exit_code == 0, result.output
+    summary = result.stdout.strip().splitlines()[-1]
+    assert summary.startswith("Done: Sent 28, 1 skipped (1 unsubscribed in the audience file)")
+    assert "harold.example.com" in result.stderr  # the malformed address is reported
+    messages = _messages(project)
+    contacts = _contacts(project)
+    subscribed = {e for e, r in contacts.items() if r["status"] == "subscribed" and "@" in e}
+    assert set(messages) == subscribed
+    ids = set()
+    for addr, msg in messages.items():
+        c = contacts[addr]
+        # Addressing and headers
+        assert msg["To"].addresses[0].display_name == f"{c['first_name']} {c['last_name']}"
+        assert c["first_name"] in msg["Subject"] and "November" in msg["Subject"]
+        assert msg.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+        assert msg["List-Unsubscribe"].startswith("<https://")
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["Message-ID"] not in ids
+        ids.add(msg["Message-ID"])
+        html = msg.get_body(("html",)).get_content()
+        text = msg.get_body(("plain",)).get_content()
+        for body in (html, text):
+            assert f"Hi {c['first_name']}," in body
+            assert "what caught my eye around Riverton" in body  # the campaign intro
+            assert "214 Alder Street" in body  # postal address
+            assert "Dana Whitfield" in body  # signature
+        assert ">Unsubscribe</a>" in html and "Unsubscribe: https://" in text
+        if c["note"]:
+            assert c["note"].split(".")[0].split("!")[0][:30].replace("'", "&#39;") in html \
+                or c["note"][:30] in text
+        # Sections follow the person: their neighbourhood, the market, their interests.
+        assert "The economy and the housing market" in html
+        if c["neighbourhood"]:
+            assert "Around your neighbourhood" in html
+            assert f"from your neighbourhood, {c['neighbourhood']}" in text
+        for interest in filter(None, c["interests"].split(";")):
+            pass  # not every interest has a story every month
+        if c["interests"]:
+            assert "For your interests" in html
+            reasons = [l for l in text.splitlines() if "matches your interest" in l]
+            assert reasons and all(any(f"'{i}'" in r for i in c["interests"].split(";"))
+                                   for r in reasons)
+        assert len(html.encode()) < 100 * 1024
+
+
+def test_second_send_for_the_same_period_sends_nothing(project: Path, cli) -> None:
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    before = _tree_digest(project / "var/outbox")
+    second = cli("send", "monthly-sphere", project=project)
+    assert second.exit_code == 0
+    assert "Done: Sent 0, 28 already sent for monthly-sphere@2026-11-01T09:00" in second.stdout
+    assert _tree_digest(project / "var/outbox") == before
+
+
+def test_dry_run_changes_nothing(project: Path, cli) -> None:
+    assert cli("send", "monthly-sphere", "--dry-run", project=project).exit_code == 0
+    assert not (project / "var").exists()  # no database, no outbox
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    state = _tree_digest(project / "var")
+    result = cli("send", "monthly-sphere", "--dry-run", project=project)
+    assert "Would send 0, 28 already sent" in result.stdout
+    assert _tree_digest(project / "var") == state
+
+
+def test_no_article_twice_to_the_same_person_across_sends(project: Path, cli,
+                                                          monkeypatch) -> None:
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    first = {a: {l.strip() for l in m.get_body(("plain",)).get_content().splitlines()
+                 if l.strip().startswith("https://")} for a, m in _messages(project).items()}
+    # A month later, the same stored articles: nobody may get a story they already had.
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-02T18:00:00+00:00")
+    result = cli("send", "monthly-sphere", project=project)
+    assert result.exit_code == 0, result.output
+    december = [p for p in (project / "var/outbox").glob("*2026-12-01*.eml")]
+    assert december
+    for path in december:
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        addr = msg["To"].addresses[0].addr_spec.lower()
+        links = {l.strip() for l in msg.get_body(("plain",)).get_content().splitlines()
+                 if l.strip().startswith("https://") and "unsubscribe" not in l}
+        assert not links & first[addr], addr
+
+
+def test_plan_json_lists_picks_with_reasons(project: Path, cli) -> None:
+    result = cli("plan", "monthly-sphere", "--json", project=project)
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["send_id"] == "monthly-sphere@2026-11-01T09:00"
+    assert len(doc["emails"]) == 28
+    for e in doc["emails"]:
+        assert e["picks"]
+        for pick in e["picks"]:
+            assert pick["reason"] and pick["section"] and pick["title"]
+            if pick["section"] != "tip":
+                assert pick["url"].startswith("https://")
+    assert not (project / "var").exists()  # planning writes nothing
+
+
+def test_preview_writes_emails_and_gallery(project: Path, cli, tmp_path: Path) -> None:
+    out = tmp_path / "preview"
+    result = cli("preview", "monthly-sphere", "--out", str(out), project=project)
+    assert result.exit_code == 0, result.output
+    index = (out / "index.html").read_text()
+    assert index.count("<tr><td><a href=") == 28
+    assert "Zoë Hartmann" in index and "matches your interest" in index
+    assert (out / "zoe.hartmann_example.com.html").exists()
+
+
+def test_check_reports_broken_files(project: Path, cli) -> None:
+    assert cli("check", project=project).exit_code == 0
+    with open(project / "audiences/sphere.csv", "a", encoding="utf-8") as fh:
+        fh.write('broken@example.com,Bro,,,,sphere,2026-02-30,,,subscribed\n')
+    result = cli("check", project=project)
+    assert result.exit_code == 1
+    assert "audiences/sphere.csv:32: closing_date: '2026-02-30' is not a date " \
+           "(write it as YYYY-MM-DD)" in result.stderr
+
+
+def test_init_scaffolds_a_working_project(tmp_path: Path, cli) -> None:
+    target = tmp_path / "starter"
+    assert cli("init", str(target)).exit_code == 0
+    assert cli("check", project=target).exit_code == 0
+    result = cli("send", "monthly-sphere", project=target)
+    assert result.exit_code == 0 and "Sent 28" in result.stdout
+    again = cli("init", str(target))
+    assert again.exit_code == 1 and "already holds a Sphere project" in again.stderr
+
+
+def test_one_off_note_used_once(project: Path, cli, monkeypatch) -> None:
+    result = cli("note", "add", "zoe.hartmann@example.com",
+                 "Congratulations on the **new studio**!", project=project)
+    assert result.exit_code == 0
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    msg = _messages(project)["zoe.hartmann@example.com"]
+    assert "<strong>new studio</strong>" in msg.get_body(("html",)).get_content()
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-02T18:00:00+00:00")
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    dec = next((project / "var/outbox").glob("*2026-12-01*zoe.hartmann*.eml"))
+    assert b"new studio" not in dec.read_bytes()
+
+
+def test_console_script_runs(project: Path) -> None:
+    env = {**os.environ, "SPHERE_NOW": NOW.isoformat()}
+    exe = Path(sys.executable).parent / "sphere"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline"]
+    done = subprocess.run(cmd + ["send", "monthly-sphere", "-q"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Done: Sent 28")
