@@ -251,3 +251,23 @@ class RunSummary:
     failures: tuple[str, ...] = ()
     paused: str = ""  # why the run stopped early, if it did
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sale:
+    """One of the professional's recent sales, from the sales CSV they keep."""
+
+    address: str
+    neighbourhood: str
+    price: int
+    sold_date: dt.date
+    beds: int = 0
+    baths: float = 0
+    days_on_market: int = 0
+    photo_url: str = ""
+    note: str = ""
+
+    @property
+    def price_text(self) -> str:
+        """'$1,250,000'."""
+        return f"${self.price:,}"

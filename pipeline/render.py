@@ -9,12 +9,10 @@ import datetime as dt
 import hashlib
 import html
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
@@ -26,6 +24,7 @@ from markupsafe import Markup
 
 from .errors import SphereError
 from .links import unsubscribe_links
+from .mime import address, build_alternative
 from .models import Campaign, Plan, PlannedEmail, RenderedEmail, Sender
 from .resources import bundled
 
@@ -45,6 +44,7 @@ class TemplateError(SphereError):
     """A template could not be found, compiled or rendered."""
 
 
+@lru_cache(maxsize=4096)
 def note_html(text: str) -> Markup:
     """A personal note written in Markdown, as safe HTML (raw HTML is escaped)."""
     if not text.strip():
@@ -161,11 +161,15 @@ class Renderer:
             raise TemplateError(f"campaigns.yaml: {what}: {exc}",
                                 "use {{ contact.first_name }}, {{ month }} and the like") from exc
 
-    def render(self, plan: Plan, planned: PlannedEmail, now: dt.datetime) -> RenderedEmail:
-        """One finished message: HTML, text twin, headers, MIME bytes."""
+    def render(self, plan: Plan, planned: PlannedEmail, now: dt.datetime,
+               extra: Mapping[str, Any] | None = None, template: str = "") -> RenderedEmail:
+        """One finished message: HTML, text twin, headers, MIME bytes. `extra` adds
+        template variables (sales, years, referral); `template` overrides the kind's."""
         campaign = plan.campaign
-        compiled = self.template(campaign.template or KIND_TEMPLATES[campaign.kind])
+        compiled = self.template(template or campaign.template or KIND_TEMPLATES[campaign.kind])
         ctx = self.context(plan, planned, now)
+        if extra:
+            ctx.update(extra)
         body_html = compiled.html.render(ctx)
         body_text = compiled.text.render(ctx)
         if len(body_html.encode("utf-8")) > MAX_HTML_BYTES:
@@ -192,25 +196,21 @@ class Renderer:
              body_html: str, message_id: str, now: dt.datetime) -> bytes:
         """multipart/alternative (text first, HTML preferred) with list headers."""
         c, s = planned.contact, self.sender
-        msg = EmailMessage(policy=SMTP)
-        msg["From"] = Address(s.name, addr_spec=s.email)
-        msg["To"] = Address(c.name, addr_spec=c.email)
-        if s.reply_to:
-            msg["Reply-To"] = s.reply_to
-        msg["Subject"] = subject
-        msg["Date"] = format_datetime(now.astimezone(dt.timezone.utc))
-        msg["Message-ID"] = message_id
         https, mailto = unsubscribe_links(s, self.secret, c.email)
-        msg["List-Unsubscribe"] = ", ".join(f"<{u}>" for u in (https, mailto) if u)
+        headers = [("From", address(s.name, s.email)), ("To", address(c.name, c.email))]
+        if s.reply_to:
+            headers.append(("Reply-To", s.reply_to))
+        headers += [("Subject", subject),
+                    ("Date", format_datetime(now.astimezone(dt.timezone.utc))),
+                    ("Message-ID", message_id),
+                    ("List-Unsubscribe", ", ".join(f"<{u}>" for u in (https, mailto) if u))]
         if https:
             # RFC 8058 one-click needs an https URI that accepts POST.
-            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg["X-Sphere-Campaign"] = campaign.name
-        # quoted-printable keeps every line on the wire under 998 octets whatever the
-        # template does, and stays readable for ASCII-heavy text.
-        msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-        msg.add_alternative(body_html, subtype="html", charset="utf-8", cte="quoted-printable")
-        return msg.as_bytes()
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        headers.append(("X-Sphere-Campaign", campaign.name))
+        # Encoded bodies keep every line on the wire under 998 octets whatever the
+        # template does.
+        return build_alternative(headers, text, body_html)
 
 
 def escape(text: str) -> str:
