@@ -9,28 +9,66 @@ from __future__ import annotations
 
 import binascii
 import secrets
-from email.header import Header
 from email.utils import formataddr
 
 CRLF = b"\r\n"
 
 
+_WORD_BYTES = 45  # 45 bytes -> 60 base64 chars: an encoded word stays under 75 (RFC 2047)
+
+
+def encoded_words(text: str) -> str:
+    """RFC 2047 'B' encoded words for non-ASCII text, folded with CRLF + space, never
+    splitting a character across two words."""
+    words, chunk, size = [], [], 0
+    for ch in text:
+        n = len(ch.encode("utf-8"))
+        if size + n > _WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(ch)
+        size += n
+    words.append("".join(chunk))
+    return "\r\n ".join(
+        "=?utf-8?b?" + binascii.b2a_base64(w.encode("utf-8"), newline=False).decode() + "?="
+        for w in words)
+
+
+def _fold_ascii(value: str, width: int = 76) -> str:
+    """Fold a long ASCII header at spaces (a long URL or word is left whole)."""
+    lines, line = [], ""
+    for word in value.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines)
+
+
 def _header_value(value: str) -> str:
-    """RFC 2047-encode non-ASCII text and fold to 78 columns (CRLF + space)."""
-    if value.isascii() and len(value) < 70 and "\n" not in value:
-        return value
-    return Header(value, "utf-8" if not value.isascii() else "us-ascii",
-                  maxlinelen=76).encode().replace("\n", "\r\n")
+    """RFC 2047-encode non-ASCII text and fold long values (CRLF + space)."""
+    value = " ".join(value.split())  # no line breaks may hide in a header value
+    if not value.isascii():
+        return encoded_words(value)
+    return value if len(value) < 70 else _fold_ascii(value)
 
 
 def address(name: str, email: str) -> str:
     """'Display Name <addr>' with the name quoted or encoded as needed."""
-    return formataddr((name, email), charset="utf-8") if name else email
+    if not name:
+        return email
+    if name.isascii():
+        return formataddr((name, email))
+    return f"{encoded_words(name)} <{email}>"
 
 
-def _crlf(text: str) -> str:
-    """Text in canonical form: every line break CRLF (RFC 2045 section 6.1)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+def _crlf_utf8(text: str) -> bytes:
+    """UTF-8 in canonical form, every line break CRLF (RFC 2045 section 6.1); done on
+    bytes, which is twice as fast as on a str holding non-ASCII characters."""
+    data = text.encode("utf-8")
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
 
 
 def quoted_printable(text: str) -> bytes:
@@ -42,7 +80,7 @@ def quoted_printable(text: str) -> bytes:
 def base64_lines(data: bytes) -> bytes:
     """Base64 in 76-column CRLF lines (RFC 2045)."""
     enc = binascii.b2a_base64(data, newline=False)
-    return CRLF.join(enc[i:i + 76] for i in range(0, len(enc), 76))
+    return CRLF.join([enc[i:i + 76] for i in range(0, len(enc), 76)])
 
 
 def build_alternative(headers: list[tuple[str, str]], text: str, html: str) -> bytes:
@@ -61,4 +99,4 @@ def build_alternative(headers: list[tuple[str, str]], text: str, html: str) -> b
                  "Content-Transfer-Encoding: base64\r\n\r\n").encode("ascii")
     tail = f"\r\n--{boundary}--\r\n".encode("ascii")
     return b"".join((head, part, quoted_printable(text), part_html,
-                     base64_lines(_crlf(html).encode("utf-8")), tail))
+                     base64_lines(_crlf_utf8(html)), tail))
