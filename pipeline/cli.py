@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -163,7 +164,11 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
                                      lambda r: bar.advance(task))
         else:
             summary = run_ingest(config, store, clock()())
-        out.print(f"Done: {summary.line()}", markup=False)
+        out.print(f"Done: {summary.line()} in {summary.seconds:.1f} s", markup=False)
+        if summary.moved:
+            err.print(f"{len(summary.moved)} feed(s) moved permanently: "
+                      f"{', '.join(n for n, _ in summary.moved)}; `sphere status` says where "
+                      "(update content_sources.yaml)", markup=False)
         if summary.failed and not summary.fetched and not summary.not_modified:
             sys.exit(1)
 
@@ -319,6 +324,53 @@ def note_add(email: str, text: str, project: Path) -> None:
         out.print(f"Note {note_id} queued for the next email to {email}.")
 
 
+def _when(stamp: str | None) -> str:
+    return stamp[:16].replace("T", " ") if stamp else ""
+
+
+def _feeds_table(config: Config, store: Store) -> None:
+    """The Feeds table of `status`, then what to do about failing or moved feeds."""
+    feeds = Table(title="Feeds (times UTC)", title_justify="left")
+    for col in ("source", "last run", "last success"):
+        feeds.add_column(col, no_wrap=True)
+    for col in ("fails in a row", "articles", "new", "last error"):
+        feeds.add_column(col, overflow="fold")
+    states = {s.source: s for s in store.feed_states()}
+    failing, moved = [], []
+    for src in config.sources:
+        s = states.get(src.name)
+        if s is None:
+            feeds.add_row(escape(src.name), "never fetched", "", "0", "0", "", "")
+            continue
+        if s.consecutive_failures >= FAILING_FEED_THRESHOLD:
+            failing.append((src, s))
+        if s.permanent_url and s.url == src.url and s.permanent_url != src.url:
+            moved.append((src, s.permanent_url))
+        outcome = {"ok": "ok", "not_modified": "not modified",
+                   "failed": "[red]failed[/]"}.get(s.last_outcome or "", "")
+        # An old error is history, not health: show it dimmed once the feed recovered.
+        error = escape(f"{(s.last_error or '')[:90]} ({_when(s.last_error_at)})"
+                       if s.last_error else "")
+        if error and not s.consecutive_failures:
+            error = f"[dim]{error}, since recovered[/]"
+        name = escape(src.name)
+        if s.consecutive_failures >= FAILING_FEED_THRESHOLD:
+            name += " [red](failing)[/]"
+        feeds.add_row(name, outcome, _when(s.last_success) or "never",
+                      str(s.consecutive_failures), str(s.articles_seen),
+                      str(s.last_new) if s.last_outcome == "ok" else "", error)
+    out.print(feeds)
+    where = config.project / "content_sources.yaml"
+    for src, s in failing:
+        out.print(f"[red]{escape(src.name)} failed {s.consecutive_failures} times in a row[/]"
+                  f" (last: {escape(s.last_error or '')}); check its url at "
+                  f"{escape(str(where))}:{src.line} in a browser, or remove the source")
+    for src, url in moved:
+        out.print(f"[yellow]{escape(src.name)} has moved permanently[/] to {escape(url)}; "
+                  f"update its url at {escape(str(where))}:{src.line} (the old address may "
+                  "stop redirecting)")
+
+
 @main.command(context_settings=CONTEXT)
 @project_option
 def status(project: Path) -> None:
@@ -326,21 +378,7 @@ def status(project: Path) -> None:
     with handled():
         config = load(project)
         store = open_store(config)
-        feeds = Table(title="Feeds", title_justify="left")
-        for col in ("source", "last success", "last error", "failures", "articles seen"):
-            feeds.add_column(col)
-        states = {s.source: s for s in store.feed_states()}
-        for src in config.sources:
-            s = states.get(src.name)
-            if s is None:
-                feeds.add_row(src.name, "never fetched", "", "0", "0")
-                continue
-            flag = " [red](failing)[/]" if s.consecutive_failures >= FAILING_FEED_THRESHOLD \
-                else ""
-            feeds.add_row(src.name + flag, (s.last_success or "never")[:19],
-                          (s.last_error or "")[:60], str(s.consecutive_failures),
-                          str(s.articles_seen))
-        out.print(feeds)
+        _feeds_table(config, store)
         sends = Table(title="Sends", title_justify="left")
         for col in ("send", "started", "outcome", "sent", "failed", "unknown"):
             sends.add_column(col)

@@ -1,51 +1,55 @@
-"""Ingest: fetch feeds (httpx, conditional GET, timeouts, bounded concurrency), parse them
-with feedparser, sanitise, give each entry a stable identity, and store."""
+"""Ingest: fetch feeds (fetch.py), parse them with feedparser, sanitise, give each entry a
+stable identity, cluster the same story from several sources, and store."""
 from __future__ import annotations
 
 import asyncio
 import calendar
 import datetime as dt
 import hashlib
+import io
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from email.utils import formatdate
-from pathlib import Path
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import feedparser
-import httpx
 
-from . import __version__
+from .fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, fetch_all
 from .models import Article, Source
-from .sanitise import TITLE_MAX, SUMMARY_TEXT_MAX, clean_html, safe_url, to_text, trim
+from .sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
+                       plain_to_html, safe_url, to_text, trim)
 from .store import FeedState, Store
 
-USER_AGENT = (f"Sphere/{__version__} (+https://github.com/sphere-mailer/sphere; "
-              "feed reader for a professional's newsletter)")
-# Polite defaults: a slow or huge feed must not hold up the others.
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 20.0
-MAX_BYTES = 5 * 1024 * 1024  # no real feed needs more; a bigger body is refused
-MAX_CONNECTIONS = 32
-PER_HOST = 4  # at most this many requests in flight to one host
-_TRACKING_PARAMS = re.compile(r"^(utm_[a-z]+|fbclid|gclid|mc_cid|mc_eid|ref|ref_src)$", re.I)
-_WORD_RE = re.compile(r"[a-z0-9]+")
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    """What fetching one source gave."""
-
-    source: Source
-    status: str  # "ok" | "not_modified" | "failed"
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    etag: str | None = None
-    last_modified: str | None = None
-    permanent_url: str | None = None
-    error: str = ""
-    bytes_read: int = 0
+# Query parameters that say who shared a link, not what it points to.
+_TRACKING_PARAMS = re.compile(
+    r"^(utm_[a-z_]+|fbclid|gclid|dclid|yclid|msclkid|mc_cid|mc_eid|_hsenc|_hsmi|igshid|"
+    r"mkt_tok|ref|ref_src|ref_url|cmpid|ncid|sr_share|at_medium|at_campaign|rss|feed|"
+    r"__twitter_impression|oly_enc_id|oly_anon_id|vero_id|wt\.mc_id|s_kwcid)$", re.I)
+_WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
+# A feed with more entries than this is an archive dump; the newest are enough.
+MAX_ENTRIES = 200
+# Guids longer than this are content pasted into the wrong field, not identifiers.
+MAX_GUID = 500
+# How far back a new story is compared with stored ones to find the same story told by
+# another source: syndication happens within days, and a small window keeps it fast.
+CLUSTER_DAYS = 14
+# Titles whose word sets overlap this much (Jaccard) tell the same story. 0.6 joins
+# "Riverton listings climb to three-year high" and "Riverton listings reach a three-year
+# high" but not two different stories about Riverton listings.
+CLUSTER_JACCARD = 0.6
+CLUSTER_MIN_SHARED = 3  # short titles share a word or two by chance
+# A word in more stored titles than this says nothing about which story it is (the town's
+# name in a local feed); it is still counted in the overlap, but not used to find
+# candidates, which keeps matching fast with thousands of articles.
+_COMMON_WORD_POSTINGS = 200
+_STOPWORDS = frozenset(
+    "a an the and or but of to in on at for from by with as is are was were be been this "
+    "that these those it its into over under after before about than then so not no new "
+    "how why what when where who your our you we they their his her he she will can may "
+    "de la le les et des du el en y".split())
+Progress = Callable[[FetchResult], None]
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class IngestSummary:
     new: int
     updated: int
     articles: tuple[Article, ...] = ()  # what was parsed this run (used by dry runs)
+    requests: int = 0  # HTTP requests made (local files are not counted)
+    bytes_read: int = 0  # bytes received on the wire
+    seconds: float = 0.0
+    moved: tuple[tuple[str, str], ...] = ()  # (source, new url) after a 301/308
 
     def line(self) -> str:
         """`fetched 48, not modified 30, failed 2: a (HTTP 500), b (timeout)`."""
@@ -68,230 +76,340 @@ class IngestSummary:
         return text + f"; {self.new} new, {self.updated} updated articles"
 
 
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What feedparser made of one body, already sanitised."""
+
+    articles: tuple[Article, ...]
+    error: str = ""  # set when the bytes are not a feed at all
+
+
+# ---- identity ------------------------------------------------------------------------
 def canonical_url(url: str) -> str:
-    """Lower-case scheme and host, drop fragments, default ports and tracking params."""
-    parts = urlsplit(url.strip())
+    """The identity of a link: https, lower-case host without www., no default port,
+    fragment, trailing slash or tracking parameters; the rest of the query sorted."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip()
     if not parts.scheme or not parts.netloc:
         return url.strip()
-    host = (parts.hostname or "").lower()
-    if parts.port and not ((parts.scheme == "http" and parts.port == 80)
-                           or (parts.scheme == "https" and parts.port == 443)):
-        host = f"{host}:{parts.port}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                       if not _TRACKING_PARAMS.match(k)])
-    path = parts.path or "/"
-    return urlunsplit((parts.scheme.lower(), host, path, query, ""))
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    if port and port not in (80, 443):
+        host = f"{host}:{port}"
+    # http and https of one page are one story; sites move to https without changing ids.
+    scheme = "https" if parts.scheme.lower() in ("http", "https") else parts.scheme.lower()
+    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                             if not _TRACKING_PARAMS.match(k)))
+    path = parts.path.rstrip("/") or "/"
+    return urlunsplit((scheme, host, path, query, ""))
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
+    return hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:20]
 
 
-def _published(entry: feedparser.FeedParserDict) -> dt.datetime | None:
+def identity_key(guid: str, guid_unique: bool, link: str, title: str,
+                 published: dt.datetime | None) -> str:
+    """Stable identity of an entry: its guid when trustworthy, else its canonical link,
+    else a hash of title and date."""
+    guid = guid.strip()
+    # A guid is trusted when the entry has its own (some feeds repeat one guid on every
+    # item, or paste the whole description into it).
+    if guid and guid_unique and len(guid) <= MAX_GUID:
+        if guid.startswith(("http://", "https://")):
+            # Permalink guids carry the same tracking noise as links.
+            return "guid:" + canonical_url(guid)
+        return "guid:" + guid
+    if link:
+        return "link:" + canonical_url(link)
+    return "hash:" + title.strip().lower() + "|" + (published.isoformat() if published else "")
+
+
+def title_words(title: str) -> frozenset[str]:
+    """The words of a title that identify a story: lower-case, stop words dropped,
+    plural -s folded."""
+    words = set()
+    for w in _WORD_RE.findall(title.lower()):
+        if w in _STOPWORDS or (len(w) < 2 and not w.isdigit()):
+            continue
+        words.add(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return frozenset(words)
+
+
+# ---- clustering ----------------------------------------------------------------------
+class ClusterIndex:
+    """Recent stories by canonical link and by title words, to find the cluster a new
+    article belongs to. An inverted index keeps lookups cheap with thousands of stories."""
+
+    def __init__(self) -> None:
+        self._by_url: dict[str, str] = {}
+        self._postings: dict[str, list[int]] = {}
+        self._items: list[tuple[str, frozenset[str], str]] = []  # (source, words, cluster)
+
+    def add(self, source: str, url: str, title: str, cluster: str) -> None:
+        """Remember one stored or newly clustered article."""
+        if url:
+            self._by_url.setdefault(canonical_url(url), cluster)
+        words = title_words(title)
+        if len(words) < CLUSTER_MIN_SHARED:
+            return
+        n = len(self._items)
+        self._items.append((source, words, cluster))
+        for w in words:
+            self._postings.setdefault(w, []).append(n)
+
+    def find(self, source: str, url: str, title: str) -> str | None:
+        """The cluster of the same story already seen (same link, or a near-identical
+        title from another source), or None."""
+        if url:
+            hit = self._by_url.get(canonical_url(url))
+            if hit:
+                return hit
+        words = title_words(title)
+        if len(words) < CLUSTER_MIN_SHARED:
+            return None
+        shared: Counter[int] = Counter()
+        for w in words:
+            posting = self._postings.get(w, ())
+            if len(posting) <= _COMMON_WORD_POSTINGS:
+                shared.update(posting)
+        best, best_score = None, CLUSTER_JACCARD
+        for n, _ in shared.most_common(50):
+            other_source, other, cluster = self._items[n]
+            # Within one feed, similar titles are a series ("Weekly market update"), and
+            # the same entry twice is caught by identity, not here.
+            if other_source == source:
+                continue
+            common = len(words & other)
+            if common < CLUSTER_MIN_SHARED:
+                continue
+            score = common / len(words | other)
+            if score >= best_score:
+                best, best_score = cluster, score
+        return best
+
+
+def default_cluster(url: str, title: str) -> str:
+    """The cluster key of a story seen for the first time."""
+    if url:
+        return "url:" + _digest(canonical_url(url))
+    return "title:" + _digest(" ".join(sorted(title_words(title))))
+
+
+# ---- parsing -------------------------------------------------------------------------
+def _published(entry: feedparser.FeedParserDict, now: dt.datetime | None
+               ) -> dt.datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         parsed = entry.get(key)
         if parsed:
             try:
-                return dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.timezone.utc)
-            except (OverflowError, ValueError, TypeError):
+                moment = dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.timezone.utc)
+            except (OverflowError, ValueError, TypeError, OSError):
                 continue
+            # A date in the future (a wrong time zone, a scheduled post) would keep the
+            # story at the top of every digest; it cannot be newer than our fetch.
+            return min(moment, now) if now else moment
     return None
 
 
-def _lead_image(entry: feedparser.FeedParserDict, base: str) -> str:
-    candidates: list[str] = []
+def _looks_like_image(url: str) -> bool:
+    return bool(re.search(r"\.(?:jpe?g|png|gif|webp|avif)(?:[?#]|$)", url, re.I))
+
+
+def lead_image(entry: feedparser.FeedParserDict, base: str, html_sources: Iterable[str] = ()
+               ) -> str:
+    """The entry's picture: enclosure, media:content, media:thumbnail, then the first
+    real <img> of its content; never a tracking pixel."""
+    candidates: list[tuple[str, object, object]] = []
     for enc in entry.get("enclosures", []) or []:
-        if str(enc.get("type", "")).startswith("image/"):
-            candidates.append(enc.get("href") or enc.get("url") or "")
+        href = enc.get("href") or enc.get("url") or ""
+        kind = str(enc.get("type", ""))
+        if kind.startswith("image/") or (not kind and _looks_like_image(href)):
+            candidates.append((href, None, None))
     for media in entry.get("media_content", []) or []:
-        if media.get("medium") == "image" or str(media.get("type", "")).startswith("image/"):
-            candidates.append(media.get("url", ""))
+        url, kind = media.get("url", ""), str(media.get("type", ""))
+        if media.get("medium") == "image" or kind.startswith("image/") or (
+                not kind and not media.get("medium") and _looks_like_image(url)):
+            candidates.append((url, media.get("width"), media.get("height")))
     for thumb in entry.get("media_thumbnail", []) or []:
-        candidates.append(thumb.get("url", ""))
-    for c in candidates:
-        url = safe_url(c, base)
-        if url:
+        candidates.append((thumb.get("url", ""), thumb.get("width"), thumb.get("height")))
+    for raw, width, height in candidates:
+        url = safe_url(str(raw or ""), base)
+        if url and not is_tracking_image(url, width, height):
             return url
+    for fragment in html_sources:
+        found = content_images(fragment, base)
+        if found:
+            return found[0]
     return ""
 
 
-def parse_feed(source: Source, body: bytes, headers: dict[str, str] | None = None
-               ) -> list[Article]:
-    """Parse feed bytes into sanitised articles with stable ids."""
-    headers = dict(headers or {})
-    headers.setdefault("content-location", source.url if source.is_remote else "")
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True,
-                              resolve_relative_uris=True)
-    guids = [e.get("id") or "" for e in parsed.entries]
-    # A guid is trusted only when every entry has its own: some feeds repeat one guid
-    # or leave it empty, and identity must then come from the link.
-    guids_ok = all(guids) and len(set(guids)) == len(guids)
+def _detail_type(entry: feedparser.FeedParserDict, key: str) -> str:
+    detail = entry.get(key) or {}
+    return str(detail.get("type", "")) if hasattr(detail, "get") else ""
+
+
+def _text_of(value: str, kind: str) -> str:
+    # text/plain is text, but "<script>" in it would still be tag-like; escaping then
+    # extracting text keeps the words and drops nothing that reads as prose.
+    return to_text(_escape_plain(value) if kind == "text/plain" else value)
+
+
+def _escape_plain(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def parse_feed(source: Source, body: bytes, headers: dict[str, str] | None = None,
+               now: dt.datetime | None = None) -> ParsedFeed:
+    """Parse feed bytes into sanitised articles with stable ids (pure: no I/O)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    if source.is_remote:
+        headers.setdefault("content-location", source.url)
+    # A file object, never the bytes themselves: feedparser opens a *string or bytes*
+    # that names a file, so a server answering "/etc/passwd" would read our disk.
+    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers,
+                              sanitize_html=True, resolve_relative_uris=True)
+    if not parsed.entries and parsed.bozo and not parsed.get("version"):
+        reason = str(parsed.get("bozo_exception", "") or "unknown format")[:120]
+        return ParsedFeed((), f"not a feed ({reason}); check the url points at the RSS "
+                              "or Atom feed, not a web page")
+    entries = parsed.entries[:MAX_ENTRIES]
+    guid_counts = Counter(str(e.get("id") or "").strip() for e in entries)
+    feed_base = headers.get("content-location", "")
     out: dict[str, Article] = {}
-    for entry in parsed.entries:
-        base = entry.get("link") or headers.get("content-location") or ""
-        link = safe_url(entry.get("link", ""), headers.get("content-location", ""))
-        title = trim(to_text(entry.get("title", "")), TITLE_MAX)
-        summary_src = entry.get("summary", "")
-        if not summary_src and entry.get("content"):
-            summary_src = entry["content"][0].get("value", "")
-        if entry.get("summary_detail", {}).get("type") == "text/plain":
-            summary_src = entry.get("summary", "").replace("&", "&amp;").replace("<", "&lt;")
-        summary_html = clean_html(summary_src, base)
-        summary_text = trim(to_text(summary_src), SUMMARY_TEXT_MAX)
-        published = _published(entry)
+    for entry in entries:
+        link = safe_url(str(entry.get("link", "") or ""), feed_base)
+        base = link or feed_base
+        title = trim(_text_of(str(entry.get("title", "") or ""),
+                              _detail_type(entry, "title_detail")), TITLE_MAX)
+        summary = str(entry.get("summary", "") or "")
+        kind = _detail_type(entry, "summary_detail")
+        contents = [c for c in entry.get("content", []) or [] if c.get("value")]
+        if not summary and contents:
+            summary, kind = str(contents[0].get("value", "")), str(contents[0].get("type", ""))
+        summary_html = plain_to_html(summary) if kind == "text/plain" else clean_html(summary,
+                                                                                      base)
+        summary_text = trim(_text_of(summary, kind), SUMMARY_TEXT_MAX)
         if not title and not summary_text:
-            continue
-        if guids_ok:
-            key = "guid:" + entry["id"]
-        elif link:
-            key = "link:" + canonical_url(link)
-        else:
-            key = "hash:" + title + "|" + (published.isoformat() if published else "")
-        tags = tuple(str(t.get("term", "")).strip().lower() for t in entry.get("tags", []) or []
-                     if str(t.get("term", "")).strip())
+            continue  # nothing a reader could use
+        published = _published(entry, now)
+        guid = str(entry.get("id") or "").strip()
+        key = identity_key(guid, guid_counts[guid] == 1, link, title, published)
+        tags = tuple(to_text(str(t.get("term", "") or "")).strip().lower()[:60]
+                     for t in entry.get("tags", []) or [])
         # Entry categories only: the source's declared topics are weighed separately by
         # the matcher, because a feed about several hobbies says nothing about which one
         # a given story is about.
-        topics = tuple(dict.fromkeys(tags))
+        topics = tuple(t for t in dict.fromkeys(tags) if t)
         article_id = f"{source.name}:{_digest(key)}"
-        cluster = ("url:" + _digest(canonical_url(link))) if link else \
-            ("title:" + _digest(" ".join(_WORD_RE.findall(title.lower()))))
+        html_sources = [summary] + [str(c.get("value", "")) for c in contents]
         out[article_id] = Article(
             id=article_id, source=source.name, kind=source.kind, url=link,
             title=title or trim(summary_text, 80), summary_html=summary_html,
             summary_text=summary_text, published=published,
             neighbourhood=source.neighbourhood, topics=topics,
-            image_url=_lead_image(entry, base), cluster=cluster)
-    return list(out.values())
+            image_url=lead_image(entry, base, html_sources),
+            cluster=default_cluster(link, title))
+    return ParsedFeed(tuple(out.values()))
 
 
-def _read_local(source: Source, state: FeedState) -> FetchResult:
-    path = Path(source.url)
-    try:
-        stat = path.stat()
-        mtime = formatdate(stat.st_mtime, usegmt=True)
-        # The file's mtime plays the part of Last-Modified, so an unchanged sample feed
-        # costs no parsing, like a 304 would.
-        if state.last_modified == mtime and state.last_success:
-            return FetchResult(source, "not_modified", last_modified=mtime)
-        if stat.st_size > MAX_BYTES:
-            return FetchResult(source, "failed", error=f"file larger than {MAX_BYTES} bytes")
-        body = path.read_bytes()
-    except OSError as exc:
-        return FetchResult(source, "failed", error=f"cannot read {path}: {exc.strerror}")
-    return FetchResult(source, "ok", body=body, last_modified=mtime, bytes_read=len(body))
+# ---- storing -------------------------------------------------------------------------
+def _reconcile(articles: tuple[Article, ...], stored: dict[str, tuple[str, str]],
+               index: ClusterIndex) -> list[Article]:
+    """Keep stored ids and clusters; give new stories the cluster of their twin, if any."""
+    by_url: dict[str, list[str]] = {}
+    for sid, (url, _) in stored.items():
+        by_url.setdefault(canonical_url(url), []).append(sid)
+    parsed_urls = Counter(canonical_url(a.url) for a in articles if a.url)
+    parsed_ids = {a.id for a in articles}
+    out = []
+    for a in articles:
+        if a.id not in stored and a.url:
+            # The feed changed how it identifies this entry (it gained a guid, or the
+            # guid changed): the same link from the same feed is the same article. Only
+            # when the link is unambiguous: feeds that point every item at their home
+            # page would otherwise merge distinct stories.
+            canon = canonical_url(a.url)
+            twins = by_url.get(canon, [])
+            if (len(twins) == 1 and parsed_urls[canon] == 1 and twins[0] not in parsed_ids
+                    and urlsplit(canon).path not in ("", "/")):
+                a = replace(a, id=twins[0])
+        if a.id in stored:
+            a = replace(a, cluster=stored[a.id][1])  # an edit never moves a story
+        else:
+            a = replace(a, cluster=index.find(a.source, a.url, a.title) or a.cluster)
+            index.add(a.source, a.url, a.title, a.cluster)
+        out.append(a)
+    return out
 
 
-async def _fetch_remote(client: httpx.AsyncClient, source: Source, state: FeedState,
-                        host_limits: dict[str, asyncio.Semaphore]) -> FetchResult:
-    headers = {}
-    if state.etag:
-        headers["If-None-Match"] = state.etag
-    if state.last_modified:
-        headers["If-Modified-Since"] = state.last_modified
-    host = urlsplit(source.url).netloc.lower()
-    limit = host_limits.setdefault(host, asyncio.Semaphore(PER_HOST))
-    async with limit:
-        try:
-            async with client.stream("GET", source.url, headers=headers) as resp:
-                permanent = None
-                for hop in resp.history:
-                    if hop.status_code in (301, 308):
-                        permanent = str(resp.url)
-                if resp.status_code == 304:
-                    return FetchResult(source, "not_modified", etag=state.etag,
-                                       last_modified=state.last_modified,
-                                       permanent_url=permanent)
-                if resp.status_code >= 400:
-                    return FetchResult(source, "failed", error=f"HTTP {resp.status_code}")
-                declared = resp.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > MAX_BYTES:
-                    return FetchResult(source, "failed",
-                                       error=f"body of {declared} bytes is over the cap")
-                chunks, size = [], 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_BYTES:
-                        return FetchResult(source, "failed",
-                                           error=f"body over the {MAX_BYTES}-byte cap")
-                    chunks.append(chunk)
-                return FetchResult(
-                    source, "ok", body=b"".join(chunks),
-                    headers=tuple((k.lower(), v) for k, v in resp.headers.items()
-                                  if k.lower() != "content-encoding"),
-                    etag=resp.headers.get("etag"),
-                    last_modified=resp.headers.get("last-modified"),
-                    permanent_url=permanent, bytes_read=resp.num_bytes_downloaded)
-        except httpx.TimeoutException:
-            return FetchResult(source, "failed", error="timeout")
-        except httpx.TooManyRedirects:
-            return FetchResult(source, "failed", error="too many redirects")
-        except httpx.HTTPError as exc:
-            return FetchResult(source, "failed", error=f"{type(exc).__name__}: {exc}"[:200])
-
-
-async def fetch_all(sources: tuple[Source, ...], states: dict[str, FeedState],
-                    on_done: Callable[[FetchResult], None] | None = None,
-                    timeout: httpx.Timeout | None = None) -> list[FetchResult]:
-    """Fetch every source concurrently (bounded overall and per host)."""
-    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS)
-    timeout = timeout or httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
-    host_limits: dict[str, asyncio.Semaphore] = {}
-    results: list[FetchResult] = []
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=True,
-                                 max_redirects=5, trust_env=False,
-                                 headers={"User-Agent": USER_AGENT,
-                                          "Accept-Encoding": "gzip, deflate"}) as client:
-        async def one(source: Source) -> FetchResult:
-            state = states.get(source.name, FeedState(source.name))
-            if source.is_remote:
-                result = await _fetch_remote(client, source, state, host_limits)
-            else:
-                result = await asyncio.to_thread(_read_local, source, state)
-            if on_done:
-                on_done(result)
-            return result
-        results = list(await asyncio.gather(*(one(s) for s in sources)))
-    return results
+def _unchanged(result: FetchResult, state: FeedState) -> bool:
+    # Same bytes as last time from the same URL: the server ignores validators (or a
+    # local file was touched); nothing to parse.
+    return bool(result.body and state.url == result.source.url and state.content_hash
+                and state.content_hash == result.content_hash)
 
 
 def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
-           on_done: Callable[[FetchResult], None] | None = None,
-           timeout: httpx.Timeout | None = None) -> IngestSummary:
+           on_done: Progress | None = None,
+           settings: FetchSettings = DEFAULT_SETTINGS) -> IngestSummary:
     """Fetch, parse, sanitise and store every source; one bad feed never stops the rest."""
+    started = time.monotonic()
     states = {s.name: store.feed_state(s.name) for s in sources}
-    results = asyncio.run(fetch_all(sources, states, on_done, timeout))
+    parsed: dict[str, ParsedFeed] = {}
+
+    async def parse_when_fetched(result: FetchResult) -> None:
+        # Parse while other feeds are still downloading; storing stays on this thread
+        # (SQLite connections belong to one) and happens in source order afterwards, so
+        # clustering is deterministic.
+        state = states.get(result.source.name) or FeedState(result.source.name)
+        if result.status == "ok" and not _unchanged(result, state):
+            try:
+                parsed[result.source.name] = await asyncio.to_thread(
+                    parse_feed, result.source, result.body, dict(result.headers), now)
+            except Exception as exc:  # noqa: BLE001 - a parser crash is one feed's failure
+                parsed[result.source.name] = ParsedFeed(
+                    (), f"parser crashed ({type(exc).__name__}: {str(exc)[:80]}); "
+                        "please report this feed")
+        if on_done:
+            on_done(result)
+
+    results = asyncio.run(fetch_all(sources, states, parse_when_fetched, settings))
+    index = ClusterIndex()
+    for row in store.recent_articles(now - dt.timedelta(days=CLUSTER_DAYS)):
+        index.add(row[1], row[2], row[3], row[4])
     fetched = not_modified = new = updated = 0
     failed: list[tuple[str, str]] = []
     parsed_all: list[Article] = []
     for r in results:
         name = r.source.name
-        if r.status == "failed":
-            store.record_feed_failure(name, now, r.error)
-            failed.append((name, r.error))
+        feed = parsed.get(name)
+        if r.status == "failed" or (feed and feed.error):
+            error = r.error or (feed.error if feed else "")
+            store.record_feed_failure(name, now, error)
+            failed.append((name, error))
             continue
-        if r.status == "not_modified":
+        if r.status == "not_modified" or feed is None:
             not_modified += 1
-            store.record_feed_success(name, now, r.etag, r.last_modified, 0, r.permanent_url)
+            store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
+                                      last_modified=r.last_modified,
+                                      permanent_url=r.permanent_url, outcome="not_modified")
             continue
-        try:
-            articles = parse_feed(r.source, r.body, dict(r.headers))
-        except Exception as exc:  # noqa: BLE001 - a parser crash is one feed's failure
-            store.record_feed_failure(name, now, f"parse error: {exc}")
-            failed.append((name, f"parse error: {type(exc).__name__}"))
-            continue
-        if not articles and r.body.strip():
-            parsed = feedparser.parse(r.body)
-            if parsed.bozo and not parsed.entries:
-                reason = f"not a feed: {str(parsed.bozo_exception)[:120]}"
-                store.record_feed_failure(name, now, reason)
-                failed.append((name, reason))
-                continue
+        articles = _reconcile(feed.articles, store.source_articles(name), index)
         n, u = store.upsert_articles(articles, now)
         new, updated = new + n, updated + u
         fetched += 1
         parsed_all.extend(articles)
-        store.record_feed_success(name, now, r.etag, r.last_modified, len(articles),
-                                  r.permanent_url)
-    return IngestSummary(fetched, not_modified, tuple(failed), new, updated, tuple(parsed_all))
-
+        store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
+                                  last_modified=r.last_modified, new=n,
+                                  permanent_url=r.permanent_url,
+                                  content_hash=r.content_hash, outcome="ok")
+    remote = [r for r in results if r.source.is_remote]
+    moved = tuple((r.source.name, r.permanent_url) for r in results
+                  if r.permanent_url and r.status != "failed")
+    return IngestSummary(fetched, not_modified, tuple(failed), new, updated,
+                         tuple(parsed_all), requests=len(remote),
+                         bytes_read=sum(r.bytes_read for r in remote),
+                         seconds=time.monotonic() - started, moved=moved)

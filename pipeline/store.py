@@ -100,6 +100,20 @@ MIGRATIONS: tuple[str, ...] = (
         created TEXT NOT NULL
     );
     """,
+    # 2: feed ingestion that survives the real web (issue #3)
+    """
+    -- The URL the stored validators belong to: after the user edits a source's url, an
+    -- old ETag must not be sent to the new server.
+    ALTER TABLE feed_state ADD COLUMN url TEXT;
+    -- SHA-256 of the last body parsed: a server that ignores ETag/Last-Modified and
+    -- sends the same bytes again costs no parsing.
+    ALTER TABLE feed_state ADD COLUMN content_hash TEXT;
+    -- ok | not_modified | failed, and how many new articles the last run brought.
+    ALTER TABLE feed_state ADD COLUMN last_outcome TEXT;
+    ALTER TABLE feed_state ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX articles_source ON articles(source);
+    CREATE INDEX articles_first_seen ON articles(first_seen);
+    """,
 )
 
 
@@ -124,7 +138,11 @@ class FeedState:
     last_error: str | None = None
     last_error_at: str | None = None
     consecutive_failures: int = 0
-    articles_seen: int = 0
+    articles_seen: int = 0  # distinct articles stored from this feed
+    url: str | None = None  # the url the validators and content_hash belong to
+    content_hash: str | None = None
+    last_outcome: str | None = None  # ok | not_modified | failed
+    last_new: int = 0  # new articles on the last successful run
 
 
 @dataclass(frozen=True)
@@ -220,30 +238,48 @@ class Store:
 
     # ---- articles ------------------------------------------------------------------
     def upsert_articles(self, articles: Iterable[Article], now: dt.datetime) -> tuple[int, int]:
-        """Insert new articles and update edited ones; returns (new, updated)."""
+        """Insert new articles and update edited ones; returns (new, updated).
+
+        An update keeps the stored cluster: it may already be in someone's history, and
+        moving the story to another cluster would let its twin reach them again."""
         new = updated = 0
         stamp = _iso(now)
         with self.transaction() as tx:
             for a in articles:
-                row = tx.execute("SELECT title, summary_html, image_url, url FROM articles "
-                                 "WHERE id=?", (a.id,)).fetchone()
                 values = (a.source, a.kind, a.url, a.title, a.summary_html, a.summary_text,
                           _iso(a.published), a.neighbourhood, json.dumps(list(a.topics)),
-                          a.image_url, a.cluster)
+                          a.image_url)
+                row = tx.execute("SELECT source, kind, url, title, summary_html, "
+                                 "summary_text, published, neighbourhood, topics, image_url "
+                                 "FROM articles WHERE id=?", (a.id,)).fetchone()
                 if row is None:
                     tx.execute("INSERT INTO articles (source, kind, url, title, summary_html, "
                                "summary_text, published, neighbourhood, topics, image_url, "
                                "cluster, id, first_seen, updated) "
                                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                               (*values, a.id, stamp, stamp))
+                               (*values, a.cluster, a.id, stamp, stamp))
                     new += 1
-                elif tuple(row) != (a.title, a.summary_html, a.image_url, a.url):
+                elif tuple(row) != values:
                     tx.execute("UPDATE articles SET source=?, kind=?, url=?, title=?, "
                                "summary_html=?, summary_text=?, published=?, neighbourhood=?, "
-                               "topics=?, image_url=?, cluster=?, updated=? WHERE id=?",
+                               "topics=?, image_url=?, updated=? WHERE id=?",
                                (*values, stamp, a.id))
                     updated += 1
         return new, updated
+
+    def source_articles(self, source: str) -> dict[str, tuple[str, str]]:
+        """id -> (url, cluster) of every article stored from one source."""
+        return {r[0]: (r[1], r[2]) for r in self.conn.execute(
+            "SELECT id, url, cluster FROM articles WHERE source=?", (source,))}
+
+    def recent_articles(self, since: dt.datetime) -> list[tuple[str, str, str, str, str]]:
+        """(id, source, url, title, cluster) of articles first seen or published since
+        `since`, oldest first: the candidates a new story may be a near-duplicate of."""
+        stamp = _iso(since)
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, source, url, title, cluster FROM articles "
+            "WHERE first_seen >= ? OR published >= ? ORDER BY first_seen, id",
+            (stamp, stamp))]
 
     def articles(self) -> list[Article]:
         """Every stored article, newest first."""
@@ -269,18 +305,24 @@ class Store:
         return [FeedState(**dict(r)) for r in
                 self.conn.execute("SELECT * FROM feed_state ORDER BY source")]
 
-    def record_feed_success(self, source: str, now: dt.datetime, etag: str | None,
-                            last_modified: str | None, seen: int,
-                            permanent_url: str | None = None) -> None:
-        """A fetch succeeded (200 or 304): store validators, reset the failure count."""
+    def record_feed_success(self, source: str, now: dt.datetime, *, url: str,
+                            etag: str | None, last_modified: str | None, new: int = 0,
+                            permanent_url: str | None = None, content_hash: str | None = None,
+                            outcome: str = "ok") -> None:
+        """A fetch succeeded (200 or 304): store validators, reset the failure count.
+
+        permanent_url is replaced, not kept: once the user updates the url (or the
+        server stops redirecting) the advice to move disappears."""
         stamp = _iso(now)
         with self.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO feed_state (source) VALUES (?)", (source,))
             tx.execute("UPDATE feed_state SET etag=?, last_modified=?, last_attempt=?, "
-                       "last_success=?, consecutive_failures=0, "
-                       "articles_seen=articles_seen+?, "
-                       "permanent_url=coalesce(?, permanent_url) WHERE source=?",
-                       (etag, last_modified, stamp, stamp, seen, permanent_url, source))
+                       "last_success=?, consecutive_failures=0, permanent_url=?, url=?, "
+                       "content_hash=coalesce(?, content_hash), last_outcome=?, last_new=?, "
+                       "articles_seen=(SELECT count(*) FROM articles WHERE source=?) "
+                       "WHERE source=?",
+                       (etag, last_modified, stamp, stamp, permanent_url, url, content_hash,
+                        outcome, new, source, source))
 
     def record_feed_failure(self, source: str, now: dt.datetime, error: str) -> None:
         """A fetch or parse failed: remember why and count it."""
@@ -288,7 +330,8 @@ class Store:
         with self.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO feed_state (source) VALUES (?)", (source,))
             tx.execute("UPDATE feed_state SET last_attempt=?, last_error=?, last_error_at=?, "
-                       "consecutive_failures=consecutive_failures+1 WHERE source=?",
+                       "consecutive_failures=consecutive_failures+1, last_outcome='failed' "
+                       "WHERE source=?",
                        (stamp, error[:500], stamp, source))
 
     # ---- sends and the ledger ------------------------------------------------------
