@@ -246,15 +246,26 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
 @click.argument("campaign")
 @project_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plan(campaign: str, project: Path, as_json: bool) -> None:
+@click.option("--explain", is_flag=True, help="Also list each contact's best rejected "
+              "candidates and why they lost (already sent, same story, source cap, stale, "
+              "below threshold, section full).")
+def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
     """Show who would get what in CAMPAIGN, with the reason for every pick."""
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
         if store.article_count() == 0:
             run_ingest(config, store, clock()())
-        prepared = prepare(config, store, config.campaign(campaign), clock()())
+        prepared = prepare(config, store, config.campaign(campaign), clock()(),
+                           explain=explain)
         p = prepared.plan
+
+        def rejected(items: tuple) -> dict:
+            if not explain:
+                return {}
+            return {"rejected": [{"section": r.section, "title": r.title, "source": r.source,
+                                  "score": r.score, "why": r.why} for r in items]}
+
         if as_json:
             doc = {"campaign": p.campaign.name, "send_id": p.send_id, "period": p.period,
                    "emails": [{"email": e.contact.email, "name": e.contact.name,
@@ -263,18 +274,28 @@ def plan(campaign: str, project: Path, as_json: bool) -> None:
                                           **({"url": k.article.url, "title": k.article.title,
                                               "source": k.article.source} if k.article else
                                              {"tip": k.tip.id, "title": k.tip.title})}
-                                         for k in e.picks]} for e in p.emails],
-                   "skipped": [{"email": s.email, "reason": s.reason} for s in p.skipped],
+                                         for k in e.picks], **rejected(e.rejected)}
+                              for e in p.emails],
+                   "skipped": [{"email": s.email, "reason": s.reason, **rejected(s.rejected)}
+                               for s in p.skipped],
                    "problems": [str(x) for x in prepared.audience.problems]}
             click.echo(json.dumps(doc, indent=2, ensure_ascii=False))
             return
+
+        def print_rejected(items: tuple) -> None:
+            for r in items:
+                out.print(f"  [dim]{'rejected':<13} {escape(r.title)}  ({escape(r.why)})[/]")
+
         for e in p.emails:
-            out.print(f"[bold]{e.contact.name or e.contact.email}[/] <{e.contact.email}>")
+            out.print(f"[bold]{escape(e.contact.name or e.contact.email)}[/] "
+                      f"<{escape(e.contact.email)}>")
             for k in e.picks:
                 title = k.article.title if k.article else k.tip.title  # type: ignore[union-attr]
-                out.print(f"  {k.section:<13} {title}  [dim]({k.reason})[/]")
+                out.print(f"  {k.section:<13} {escape(title)}  [dim]({escape(k.reason)})[/]")
+            print_rejected(e.rejected)
         for s in p.skipped:
-            out.print(f"[yellow]skipped[/] {s.email}: {s.reason}")
+            out.print(f"[yellow]skipped[/] {escape(s.email)}: {escape(s.reason)}")
+            print_rejected(s.rejected)
         out.print(f"{len(p.emails)} emails planned for {p.send_id}; "
                   f"{skipped_line(p.skipped) or '0 skipped'}")
 

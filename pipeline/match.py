@@ -2,32 +2,46 @@
 
 Cost grows with the number of distinct interests and neighbourhoods, not with
 contacts x articles: each distinct interest is scored against the articles once, and every
-contact then walks the ready, ranked lists of their own interests.
+contact then walks the ready, ranked lists of their own interests, stopping as soon as
+each section is full.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .models import Article, Campaign, Contact, Pick, Tip
-from .textmatch import MAX_NGRAM, ngram_counts, ngrams, phrase, stems
+from .textmatch import (
+    DEFAULT_SYNONYMS, MAX_NGRAM, ngram_counts, ngrams, phrase, place_key, proper_ngrams,
+    similar_titles,
+    subject_stems, title_signature,
+)
 
 MARKET_KINDS = ("market", "economy")
-# How much each kind of evidence counts: a story tagged with the interest knows its
-# subject better than a headline, and a headline better than a word in passing.
+# How much each kind of evidence counts. A story its source tagged with the interest knows
+# its subject best; a feed devoted to that one topic vouches for all its stories; a word
+# in the headline or the text only counts when something else backs it up, because a
+# single word is often another sense of it ("run the numbers", a "party wall").
 WEIGHT_TAG = 3.0
-WEIGHT_TITLE = 2.0
-WEIGHT_TEXT_REPEATED = 1.5  # the interest is named twice or more in the story
-WEIGHT_TEXT_ONCE = 0.5  # once in passing ("clinics run on Saturdays" is not running)
-WEIGHT_SOURCE = 0.9  # from a feed devoted to this one topic, with no other evidence
-SOURCE_BONUS = 1.0  # other evidence, and the feed is about this topic too
-MIN_INTEREST_SCORE = 0.8  # below this a story does not count as matching an interest
+WEIGHT_SOURCE = 1.5  # from a feed devoted to this one topic, with no other evidence
+SOURCE_BONUS = 1.0  # other evidence, and the feed is devoted to this topic
+LISTED_BONUS = 0.5  # other evidence, and the feed lists this topic among several
+WEIGHT_TITLE = 1.0
+WEIGHT_MENTION = 0.5  # per mention in the story's text, up to MAX_MENTIONS
+MAX_MENTIONS = 3
+MIN_INTEREST_SCORE = 1.5  # e.g. headline + one mention, three mentions, a tag, a feed
 WEIGHT_OWN_HOOD = 3.0
-WEIGHT_MENTIONS_HOOD = 2.0
+WEIGHT_HOOD_TITLE = 2.0
+WEIGHT_HOOD_MENTION = 1.0
 HALF_LIFE_DAYS = 21.0
+# With nothing matched to a person's interests, at most this many general market items
+# stand in, so the email stays short rather than padded.
+GENERAL_FILL = 2
+NEAR_MISSES_KEPT = 5  # per interest, for `plan --explain`
 
 
 @dataclass(frozen=True)
@@ -38,202 +52,403 @@ class Analysed:
     title: frozenset[tuple[str, ...]]
     text: Counter[tuple[str, ...]]
     topics: frozenset[tuple[str, ...]]
+    places_title: Counter[tuple[str, ...]]
+    places_text: Counter[tuple[str, ...]]
     freshness: float  # 1.0 today, halving every HALF_LIFE_DAYS
+    age_days: float | None
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """An article that fits one interest or place, with its score and reason."""
+    """An article that fits one interest or place, with its score, reason and ready Pick."""
 
     score: float
     article: Article
     reason: str
+    story: str  # the same story told by several sources shares this key
+    pick: Pick
 
 
-def _freshness(article: Article, now: dt.datetime) -> float:
+def _age_days(article: Article, now: dt.datetime) -> float | None:
     if article.published is None:
-        return 0.5
-    age = max(0.0, (now - article.published).total_seconds() / 86400)
-    return 0.5 ** (age / HALF_LIFE_DAYS)
+        return None
+    return max(0.0, (now - article.published).total_seconds() / 86400)
 
 
-def analyse(articles: Iterable[Article], now: dt.datetime, max_age_days: int | None
-            ) -> list[Analysed]:
-    """Tokenise fresh articles once; stale ones (older than max_age_days) are left out."""
+def analyse(articles: Iterable[Article], now: dt.datetime) -> list[Analysed]:
+    """Tokenise articles once: subject stems for interests, proper nouns for places."""
     out = []
     for a in articles:
-        if max_age_days is not None and a.published is not None and \
-                (now - a.published).days > max_age_days:
-            continue
-        out.append(Analysed(a, ngrams(stems(a.title)), ngram_counts(stems(a.summary_text)),
-                            frozenset(phrase(t) for t in a.topics),
-                            _freshness(a, now)))
+        age = _age_days(a, now)
+        out.append(Analysed(
+            a, ngrams(subject_stems(a.title)), ngram_counts(subject_stems(a.summary_text)),
+            frozenset(phrase(t) for t in a.topics), proper_ngrams(a.title),
+            proper_ngrams(a.summary_text),
+            0.5 if age is None else 0.5 ** (age / HALF_LIFE_DAYS), age))
     return out
+
+
+def is_stale(x: Analysed, max_age_days: int | None) -> bool:
+    """True when the article is older than the campaign keeps (undated ones are kept)."""
+    return max_age_days is not None and x.age_days is not None and x.age_days > max_age_days
+
+
+def stories(articles: list[Article]) -> dict[str, str]:
+    """Article id and cluster -> story key; near-identical headlines join one story.
+
+    Ingest clusters by canonical URL, so the same press release run by two feeds under
+    two URLs needs the headline comparison as well.
+    """
+    parent = list(range(len(articles)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+
+    by_cluster: dict[str, int] = {}
+    sigs = [title_signature(a.title) for a in articles]
+    postings: dict[str, list[int]] = {}
+    for i, (a, sig) in enumerate(zip(articles, sigs)):
+        if a.cluster:
+            join(i, by_cluster.setdefault(a.cluster, i))
+        for word in sig:
+            postings.setdefault(word, []).append(i)
+    # Similar headlines share most words, so they share one of each other's rarest ones:
+    # comparing only through those keeps this near-linear in the number of articles.
+    for i, sig in enumerate(sigs):
+        for word in sorted(sig, key=lambda w: (len(postings[w]), w))[:3]:
+            for j in postings[word]:
+                if j > i and root(i) != root(j) and similar_titles(sig, sigs[j]):
+                    join(i, j)
+    out: dict[str, str] = {}
+    for i, a in enumerate(articles):
+        key = "story:" + articles[root(i)].id
+        out[a.id] = key
+        if a.cluster:
+            out[a.cluster] = key
+    return out
+
+
+def _merge_synonyms(user: Mapping[str, tuple[str, ...]]
+                    ) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Built-in synonyms extended by the user's, keyed by the interest's stems."""
+    merged: dict[tuple[str, ...], list[str]] = {}
+    for source in (DEFAULT_SYNONYMS, user):
+        for key, words in source.items():
+            bucket = merged.setdefault(phrase(key), [])
+            bucket.extend(w for w in words if w not in bucket)
+    return {k: tuple(v) for k, v in merged.items()}
 
 
 class Matcher:
     """Ranks articles for contacts; per-interest and per-place lists are built once."""
 
-    def __init__(self, analysed: list[Analysed], synonyms: Mapping[str, tuple[str, ...]],
+    def __init__(self, articles: list[Article], now: dt.datetime, max_age_days: int | None,
+                 synonyms: Mapping[str, tuple[str, ...]],
                  source_topics: Mapping[str, tuple[str, ...]] | None = None) -> None:
-        self.analysed = analysed
-        self.synonyms = {k.lower(): v for k, v in synonyms.items()}
-        # Only a feed devoted to one topic vouches for its stories on that topic.
-        self.source_topic = {name: phrase(topics[0]) for name, topics in
-                             (source_topics or {}).items() if len(topics) == 1}
+        self.now = now
+        self.max_age_days = max_age_days
+        everything = analyse(articles, now)
+        self.analysed = [x for x in everything if not is_stale(x, max_age_days)]
+        self.stale = [x for x in everything if is_stale(x, max_age_days)]
+        # Stories span stale articles too: an old story someone received blocks its
+        # fresh retelling.
+        self.story_of = stories(articles)
+        self.synonyms = _merge_synonyms(synonyms)
+        topics = source_topics or {}
+        # Only a feed devoted to one topic vouches for its stories on that topic; a feed
+        # about several says nothing about which one a given story is about.
+        self.source_topic = {name: phrase(ts[0]) for name, ts in topics.items()
+                             if len(ts) == 1}
+        self.source_lists = {name: frozenset(phrase(t) for t in ts)
+                             for name, ts in topics.items()}
         self._interest: dict[str, list[Candidate]] = {}
+        self._scored: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
+        self.near_misses: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self._hood: dict[str, list[Candidate]] = {}
-        self.market = sorted(
-            (Candidate(WEIGHT_TEXT_REPEATED * x.freshness, x.article,
-                       "housing market update" if x.article.kind == "market"
-                       else "economy news for homeowners")
-             for x in analysed if x.article.kind in MARKET_KINDS),
-            key=lambda c: (-c.score, c.article.id))
+        self.market, self.market_general = self._market()
+
+    def _candidate(self, score: float, a: Article, section: str, reason: str,
+                   general: bool = False) -> Candidate:
+        return Candidate(score, a, reason, self.story_of[a.id],
+                         Pick(section=section, reason=reason, score=round(score, 4),
+                              article=a, general=general))
+
+    def _market(self) -> tuple[list[Candidate], list[Candidate]]:
+        """Market and economy news, freshest first, alternating the two kinds."""
+        by_kind: dict[str, list[Analysed]] = {k: [] for k in MARKET_KINDS}
+        for x in self.analysed:
+            if x.article.kind in by_kind:
+                by_kind[x.article.kind].append(x)
+        for xs in by_kind.values():
+            xs.sort(key=lambda x: (-x.freshness, x.article.id))
+        ordered = [x for pair in _zip_longest(*by_kind.values()) for x in pair if x]
+        labels = {"market": "housing market update", "economy": "economy news for homeowners"}
+        regular = [self._candidate(x.freshness, x.article, "market", labels[x.article.kind])
+                   for x in ordered]
+        general = [self._candidate(x.freshness, x.article, "market",
+                                   f"general {labels[x.article.kind]}: nothing new matched "
+                                   "your interests this time", general=True)
+                   for x in ordered]
+        return regular, general
+
+    def terms(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
+        """The interest and its synonyms, as (word as written, stems) pairs."""
+        own = phrase(interest)
+        words = [(interest, own)] + [(s, phrase(s)) for s in self.synonyms.get(own, ())]
+        seen: set[tuple[str, ...]] = set()
+        out = []
+        for word, p in words:
+            if p and len(p) <= MAX_NGRAM and p not in seen:
+                seen.add(p)
+                out.append((word, p))
+        return out
 
     def evidence(self, x: Analysed, interest: str,
                  terms: list[tuple[str, tuple[str, ...]]]) -> tuple[float, str]:
         """How strongly one article is about an interest, and how we know."""
-        best, how = 0.0, ""
-        from_feed = False
+        tag = title = ""
+        mentions = 0
+        phrases = set()
         for word, p in terms:
-            via = "" if word == interest else f" ('{word}')"
-            if p in x.topics:
-                score, why = WEIGHT_TAG, f"tagged by its source{via}"
-            elif p in x.title:
-                score, why = WEIGHT_TITLE, f"in the headline{via}"
-            elif x.text.get(p, 0) >= 2:
-                score, why = WEIGHT_TEXT_REPEATED, f"in the story{via}"
-            elif p in x.text:
-                score, why = WEIGHT_TEXT_ONCE, f"mentioned in the story{via}"
-            else:
-                score, why = 0.0, ""
-            if score > best:
-                best, how = score, why
-            from_feed = from_feed or self.source_topic.get(x.article.source) == p
-        if from_feed:
-            if best:
-                return best + SOURCE_BONUS, how + ", from a feed about it"
-            return WEIGHT_SOURCE, "from a feed about it"
-        return best, how
+            phrases.add(p)
+            if not tag and p in x.topics:
+                tag = word
+            if not title and p in x.title:
+                title = word
+            mentions += x.text.get(p, 0)
 
-    def for_interest(self, interest: str) -> list[Candidate]:
-        """Articles matching one interest (or its synonyms), best first."""
-        key = interest.lower()
-        if key in self._interest:
-            return self._interest[key]
-        terms = [(interest, phrase(interest))] + [(s, phrase(s)) for s in
-                                                  self.synonyms.get(key, ())]
-        terms = [(word, p) for word, p in terms if p and len(p) <= MAX_NGRAM]
-        found = []
+        def via(word: str) -> str:
+            return "" if word == interest else f" ('{word}')"
+
+        score, parts = 0.0, []
+        if tag:
+            score += WEIGHT_TAG
+            parts.append("tagged by its source" + via(tag))
+        if title:
+            score += WEIGHT_TITLE
+            parts.append("in the headline" + via(title))
+        if mentions:
+            score += WEIGHT_MENTION * min(mentions, MAX_MENTIONS)
+            parts.append("mentioned in the story" if mentions == 1
+                         else f"mentioned {mentions} times in the story")
+        source = x.article.source
+        if self.source_topic.get(source) in phrases:
+            score += SOURCE_BONUS if score else WEIGHT_SOURCE
+            parts.append("from a feed about it")
+        elif score and phrases & self.source_lists.get(source, frozenset()):
+            score += LISTED_BONUS
+            parts.append("from a feed that covers it")
+        # Two reasons read as a reason; five read as a log.
+        return score, ", ".join(parts[:2])
+
+    def scored(self, interest: str) -> list[tuple[float, Analysed, str]]:
+        """(score, article, how) for every fresh article matching an interest, best first;
+        shared by every spelling with the same stems ("gardens", "Gardening")."""
+        key = phrase(interest)
+        if key in self._scored:
+            return self._scored[key]
+        terms = self.terms(interest)
+        found, near = [], []
         for x in self.analysed:
             score, how = self.evidence(x, interest, terms)
             if score >= MIN_INTEREST_SCORE:
-                found.append(Candidate(score * (0.5 + 0.5 * x.freshness), x.article,
-                                       f"matches your interest '{interest}': {how}"))
-        found.sort(key=lambda c: (-c.score, c.article.id))
-        self._interest[key] = found
+                found.append((score * (0.5 + 0.5 * x.freshness), x, how))
+            elif score:
+                near.append((score * (0.5 + 0.5 * x.freshness), x, how))
+        found.sort(key=lambda t: (-t[0], t[1].article.id))
+        near.sort(key=lambda t: (-t[0], t[1].article.id))
+        self._scored[key] = found
+        self.near_misses[key] = near[:NEAR_MISSES_KEPT]
         return found
+
+    def for_interest(self, interest: str) -> list[Candidate]:
+        """Articles matching one interest (or its synonyms), best first."""
+        if interest in self._interest:
+            return self._interest[interest]
+        found = [self._candidate(score, x.article, "interests",
+                                 f"matches your interest '{interest}': {how}")
+                 for score, x, how in self.scored(interest)]
+        self._interest[interest] = found
+        return found
+
+    def hood_evidence(self, x: Analysed, hood: str) -> tuple[float, str]:
+        """How strongly one article concerns a neighbourhood, and how we know."""
+        a = x.article
+        if a.kind == "neighbourhood" and a.neighbourhood.lower() == hood.lower():
+            return WEIGHT_OWN_HOOD, f"from your neighbourhood, {hood}"
+        name = place_key(hood)
+        if not name or len(name) > MAX_NGRAM:
+            return 0.0, ""
+        if x.places_title.get(name):
+            return WEIGHT_HOOD_TITLE, f"mentions your neighbourhood, {hood}, in the headline"
+        if x.places_text.get(name):
+            return WEIGHT_HOOD_MENTION, f"mentions your neighbourhood, {hood}"
+        return 0.0, ""
 
     def for_neighbourhood(self, hood: str) -> list[Candidate]:
         """Articles from the neighbourhood's own feeds, or that name it, best first."""
-        key = hood.lower()
-        if key in self._hood:
-            return self._hood[key]
-        name = phrase(hood)
+        if hood in self._hood:
+            return self._hood[hood]
         found = []
         for x in self.analysed:
-            a = x.article
-            if a.kind == "neighbourhood" and a.neighbourhood.lower() == key:
-                found.append(Candidate(WEIGHT_OWN_HOOD * (0.5 + 0.5 * x.freshness), a,
-                                       f"from your neighbourhood, {hood}"))
-            elif name and (name in x.title or name in x.text):
-                found.append(Candidate(WEIGHT_MENTIONS_HOOD * (0.5 + 0.5 * x.freshness), a,
-                                       f"mentions your neighbourhood, {hood}"))
+            score, why = self.hood_evidence(x, hood)
+            if score:
+                found.append(self._candidate(score * (0.5 + 0.5 * x.freshness), x.article,
+                                             "neighbourhood", why))
         found.sort(key=lambda c: (-c.score, c.article.id))
-        self._hood[key] = found
+        self._hood[hood] = found
         return found
+
+
+def _zip_longest(*lists: list[Analysed]) -> Iterable[tuple[Analysed | None, ...]]:
+    longest = max((len(x) for x in lists), default=0)
+    for i in range(longest):
+        yield tuple(xs[i] if i < len(xs) else None for xs in lists)
+
+
+Trace = list[tuple[str, Candidate, str]]  # (section, candidate, why it lost)
 
 
 class _Email:
     """Picks for one email under construction: no repeats, no twin stories, source caps."""
 
-    def __init__(self, seen: frozenset[str], max_per_source: int) -> None:
+    def __init__(self, matcher: Matcher, seen: frozenset[str], max_per_source: int,
+                 trace: Trace | None) -> None:
         self.seen = seen
+        # Every story the person already has, whichever source or URL told it.
+        self.blocked = {matcher.story_of[k] for k in seen if k in matcher.story_of}
         self.max_per_source = max_per_source
         self.picks: list[Pick] = []
-        self.used: set[str] = set()
+        self.ids: set[str] = set()
+        self.stories: dict[str, str] = {}  # story -> the headline that told it here
         self.per_source: dict[str, int] = {}
+        self.trace = trace
 
-    def fits(self, a: Article) -> bool:
-        return (a.id not in self.seen and a.cluster not in self.seen
-                and a.id not in self.used and a.cluster not in self.used
-                and self.per_source.get(a.source, 0) < self.max_per_source)
+    def fits(self, section: str, c: Candidate) -> bool:
+        """True if the candidate may join this email; records why not when tracing."""
+        a = c.article
+        if a.id in self.ids:
+            return False  # already in this email, in an earlier section
+        why = ""
+        if c.story in self.blocked:
+            if self.trace is None:
+                return False
+            why = ("already sent" if a.id in self.seen or a.cluster in self.seen
+                   else "same story as one already sent")
+        elif c.story in self.stories:
+            why = f"same story as '{self.stories[c.story]}'"
+        elif self.per_source.get(a.source, 0) >= self.max_per_source:
+            why = f"source cap: already {self.max_per_source} from {a.source}"
+        if why:
+            if self.trace is not None:
+                self.trace.append((section, c, why))
+            return False
+        return True
 
-    def add(self, section: str, c: Candidate, general: bool = False) -> None:
-        self.picks.append(Pick(section=section, reason=c.reason, score=round(c.score, 4),
-                               article=c.article, general=general))
-        self.used.update((c.article.id, c.article.cluster))
+    def add(self, c: Candidate, general: bool = False) -> None:
+        """Take a candidate (its ready Pick, shared by everyone who gets it)."""
+        self.picks.append(c.pick)
+        self.ids.add(c.article.id)
+        self.stories[c.story] = c.article.title
         self.per_source[c.article.source] = self.per_source.get(c.article.source, 0) + 1
 
+    def full(self, section: str, c: Candidate) -> bool:
+        """Record a candidate that lost only because its section was full; True to stop."""
+        if self.trace is None:
+            return True
+        if self.fits(section, c):
+            self.trace.append((section, c, "section full"))
+        return False
 
-def _choose_tip(contact: Contact, tips: tuple[Tip, ...], seen: frozenset[str]) -> Tip | None:
+
+def _fill(email: _Email, section: str, candidates: Iterable[Candidate], size: int) -> int:
+    """Take the best fitting candidates until the section holds `size`; returns how many."""
+    taken = 0
+    for c in candidates:
+        if taken >= size:
+            if email.full(section, c):
+                break
+        elif email.fits(section, c):
+            email.add(c)
+            taken += 1
+    return taken
+
+
+_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
+            6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+
+
+def choose_tip(contact: Contact, tips: tuple[Tip, ...], seen: frozenset[str],
+               now: dt.datetime, last_seen: Mapping[str, str] | None = None) -> Tip | None:
+    """The next tip in this person's rotation: unseen ones first (in season before out of
+    season), then, once all are seen, the least recently seen."""
     if not tips:
         return None
-    # A per-person rotation order, so two neighbours do not get the same tip the same month.
+
+    # A per-person order, so two neighbours do not get the same tip the same month.
     def order(t: Tip) -> str:
         return hashlib.sha1(f"{contact.email.lower()}|{t.id}".encode()).hexdigest()
+    season = _SEASONS[now.month]
+    fresh = [t for t in tips if f"tip:{t.id}" not in seen]
+    if fresh:
+        return min(fresh, key=lambda t: (t.season not in ("", season), order(t)))
     ranked = sorted(tips, key=order)
-    fresh = [t for t in ranked if f"tip:{t.id}" not in seen]
-    return (fresh or ranked)[0]
+    if last_seen:
+        return min(ranked, key=lambda t: (last_seen.get(t.id, ""), ranked.index(t)))
+    # Without dates, step through the rotation by month so consecutive sends differ.
+    return ranked[(now.year * 12 + now.month) % len(ranked)]
 
 
 def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
-                     tips: tuple[Tip, ...], seen: frozenset[str]) -> tuple[Pick, ...]:
+                     tips: tuple[Tip, ...], seen: frozenset[str],
+                     tip_last_seen: Mapping[str, str] | None = None,
+                     trace: Trace | None = None) -> tuple[Pick, ...]:
     """Choose this contact's items, section by section, each with a reason."""
     sizes = campaign.sections
-    email = _Email(seen, campaign.max_per_source)
+    email = _Email(matcher, seen, campaign.max_per_source, trace)
     if contact.neighbourhood and sizes.neighbourhood:
-        taken = 0
-        for c in matcher.for_neighbourhood(contact.neighbourhood):
-            if taken < sizes.neighbourhood and email.fits(c.article):
-                email.add("neighbourhood", c)
-                taken += 1
+        _fill(email, "neighbourhood", matcher.for_neighbourhood(contact.neighbourhood),
+              sizes.neighbourhood)
+    matched = 0
     if sizes.interests and contact.interests:
-        lists = [matcher.for_interest(i) for i in contact.interests]
-        taken = 0
+        lists = [matcher.for_interest(i) for i in dict.fromkeys(contact.interests)]
         # First the best item of each interest, so a person with three hobbies hears
         # about more than one of them; then the best of what is left.
         for lst in lists:
-            for c in lst:
-                if email.fits(c.article):
-                    if taken < sizes.interests:
-                        email.add("interests", c)
-                        taken += 1
-                    break
-        rest = sorted((c for lst in lists for c in lst), key=lambda c: (-c.score, c.article.id))
-        for c in rest:
-            if taken >= sizes.interests:
-                break
-            if email.fits(c.article):
-                email.add("interests", c)
-                taken += 1
-    matched = len(email.picks)
+            if matched < sizes.interests:
+                matched += _fill(email, "interests", lst, 1) if trace is None else \
+                    _fill(email, "interests", _first_fit(email, lst), 1)
+        merged = heapq.merge(*lists, key=lambda c: (-c.score, c.article.id))
+        matched += _fill(email, "interests", merged, sizes.interests - matched)
     if sizes.market:
-        # With nothing personal to say, offer more general market news instead of a
-        # hobby story that does not fit; the reason says it is general.
-        want = sizes.market + (0 if matched else min(2, sizes.interests))
-        taken = 0
-        for c in matcher.market:
-            if taken >= want:
-                break
-            if email.fits(c.article):
-                email.add("market", c, general=matched == 0 and taken >= sizes.market)
-                taken += 1
-    if not email.picks:
+        _fill(email, "market", matcher.market, sizes.market)
+        if matched == 0 and sizes.interests:
+            # Nothing fits their interests: more general market news instead of a hobby
+            # story that does not fit, and the reason says it is general.
+            _fill(email, "market", matcher.market_general, min(GENERAL_FILL, sizes.interests))
+    if not email.picks and campaign.skip_empty:
         return ()
     if sizes.tip:
-        tip = _choose_tip(contact, tips, seen)
+        tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
         if tip:
-            email.picks.append(Pick(section="tip", reason=f"advice tip on {tip.topic}",
-                                    score=0.0, tip=tip, general=True))
+            season = f", for the {tip.season}" if tip.season else ""
+            email.picks.append(Pick(section="tip", reason=f"general advice on {tip.topic}"
+                                    f"{season}", score=0.0, tip=tip, general=True))
     return tuple(email.picks)
+
+
+def _first_fit(email: _Email, lst: list[Candidate]) -> Iterable[Candidate]:
+    """While tracing, walk one interest's list only up to its first fitting candidate, so
+    the round-robin does not record the rest as 'section full'."""
+    for c in lst:
+        yield c
+        if c.article.id in email.ids:
+            return

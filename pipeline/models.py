@@ -173,6 +173,7 @@ class PlannedEmail:
     contact: Contact
     picks: tuple[Pick, ...]
     notes: tuple[Note, ...] = ()
+    rejected: tuple = ()  # explain.Rejected: best candidates left out, with why (--explain)
 
     def section(self, name: str) -> tuple[Pick, ...]:
         """The picks of one section, in order."""
@@ -185,6 +186,7 @@ class Skipped:
 
     email: str
     reason: str
+    rejected: tuple = ()  # explain.Rejected: what was considered and why it lost (--explain)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from .audience import email_key
 from .models import Article, Campaign, Contact, Note, Plan, PlannedEmail, Skipped, Tip
-from .match import Matcher, analyse, pick_for_contact
+from .explain import explain_contact
+from .match import Matcher, pick_for_contact
 
 # Look back this far for the latest scheduled run; growing steps keep a per-minute cron
 # cheap and still find a yearly one.
@@ -47,13 +48,22 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
                suppressed: frozenset[str], notes: Mapping[str, tuple[Note, ...]],
                synonyms: Mapping[str, tuple[str, ...]], now: dt.datetime, sender_tz: str,
                period: dt.datetime | None = None,
-               source_topics: Mapping[str, tuple[str, ...]] | None = None) -> Plan:
-    """Decide who gets what in one send, and who is skipped and why."""
+               source_topics: Mapping[str, tuple[str, ...]] | None = None,
+               tip_last_seen: Mapping[str, Mapping[str, str]] | None = None,
+               explain: bool = False) -> Plan:
+    """Decide who gets what in one send, and who is skipped and why.
+
+    `tip_last_seen` (email -> tip id -> when last sent) lets a finished tip rotation
+    restart with the least recently seen; `explain` adds each contact's best rejected
+    candidates with the reason they lost.
+    """
     period = period or period_for(campaign.schedule, now, sender_tz)
-    matcher = Matcher(analyse(articles, now, campaign.max_age_days), synonyms, source_topics)
+    matcher = Matcher(articles, now, campaign.max_age_days, synonyms, source_topics)
     emails: list[PlannedEmail] = []
     skipped: list[Skipped] = []
     empty: frozenset[str] = frozenset()
+    no_dates: Mapping[str, str] = {}
+    tip_dates = tip_last_seen or {}
     for contact in contacts:
         key = email_key(contact.email)
         if not contact.subscribed:
@@ -63,10 +73,15 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
             skipped.append(Skipped(contact.email, "suppressed (unsubscribed, bounced or "
                                                   "complained)"))
             continue
-        picks = pick_for_contact(matcher, contact, campaign, tips, history.get(key, empty))
-        if not picks and campaign.skip_empty:
-            skipped.append(Skipped(contact.email, "nothing new worth sending"))
+        seen = history.get(key, empty)
+        last_seen = tip_dates.get(key, no_dates)
+        picks = pick_for_contact(matcher, contact, campaign, tips, seen, last_seen)
+        rejected = explain_contact(matcher, contact, campaign, tips, seen, last_seen) \
+            if explain else ()
+        if not picks:
+            # Only reachable with skip_empty: otherwise the tip alone still goes out.
+            skipped.append(Skipped(contact.email, "nothing new worth sending", rejected))
             continue
-        emails.append(PlannedEmail(contact, picks, notes.get(key, ())))
+        emails.append(PlannedEmail(contact, picks, notes.get(key, ()), rejected))
     return Plan(campaign=campaign, send_id=send_id_for(campaign, period),
                 period=period.isoformat(), emails=tuple(emails), skipped=tuple(skipped))

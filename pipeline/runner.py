@@ -38,13 +38,14 @@ def run_ingest(config: Config, store: Store, now: dt.datetime,
 
 
 def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
-            period: dt.datetime | None = None) -> Prepared:
-    """Stages 2-3: load the campaign's contacts and plan who gets what."""
+            period: dt.datetime | None = None, explain: bool = False) -> Prepared:
+    """Stages 2-3: load the campaign's contacts and plan who gets what (with `explain`,
+    also what each contact did not get and why)."""
     audience = load_audiences(config.audience_files, campaign.audiences, config.project)
     plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
                       store.history(), store.suppressed(), store.pending_notes(),
                       dict(config.synonyms), now, config.sender.timezone, period,
-                      {s.name: s.topics for s in config.sources})
+                      {s.name: s.topics for s in config.sources}, explain=explain)
     return Prepared(plan, audience)
 
 

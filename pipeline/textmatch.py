@@ -78,3 +78,95 @@ def ngram_counts(tokens: list[str], n: int = MAX_NGRAM) -> Counter[tuple[str, ..
     """How often each run of 1..n consecutive stems occurs."""
     return Counter(tuple(tokens[i:i + size]) for size in range(1, n + 1)
                    for i in range(len(tokens) - size + 1))
+
+
+# Words that carry no subject, left out of headline signatures so "The library adds hours"
+# and "Library adds Sunday hours" compare on what they say.
+STOPWORDS = frozenset(
+    "a an and are as at be by for from has have in into is it its of on or our over the "
+    "their this to up was were will with your you new now after before more".split())
+# A bare word followed by one of these is being used as a verb ("run the numbers",
+# "garden your way out", "art" is never one): that use says nothing about the hobby.
+_OBJECT_WORDS = frozenset("the a an your our their his her its some this these those "
+                          "out".split())
+VERB_MARK = "~v"
+
+
+def subject_stems(text: str) -> list[str]:
+    """Stems for matching interests: like stems(), but a bare word used as a verb with an
+    object ("run the numbers", "cook up a plan") is marked so it matches no interest."""
+    words = _TOKEN_RE.findall(text.lower())
+    out = []
+    for i, w in enumerate(words):
+        s = stem(w)
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        # Only the bare form counts as a verb here: "running the trail" and "runners the"
+        # are rare, while "run the numbers" and "cook a plan" are common.
+        if nxt in _OBJECT_WORDS and w in (s, s + "s"):
+            s += VERB_MARK
+        out.append(s)
+    return out
+
+
+def proper_ngrams(text: str, n: int = MAX_NGRAM) -> Counter[tuple[str, ...]]:
+    """Runs of 1..n capitalised words, lower-cased, with counts: place names are proper
+    nouns, so "a cedar grove of old trees" does not name Cedar Grove."""
+    words = _TOKEN_RE.findall(text)
+    out: Counter[tuple[str, ...]] = Counter()
+    for i in range(len(words)):
+        for size in range(1, n + 1):
+            run = words[i:i + size]
+            if len(run) < size or not run[-1][:1].isupper():
+                break
+            if not run[0][:1].isupper():
+                break
+            out[tuple(w.lower() for w in run)] += 1
+    return out
+
+
+def title_signature(title: str) -> frozenset[str]:
+    """The content stems of a headline, for spotting the same story told twice."""
+    return frozenset(s for s in stems(title) if s not in STOPWORDS)
+
+
+def similar_titles(a: frozenset[str], b: frozenset[str], threshold: float = 0.6) -> bool:
+    """True when two headline signatures share most of their words (Jaccard)."""
+    if len(a) < 3 or len(b) < 3:
+        return a == b and bool(a)
+    inter = len(a & b)
+    return inter / (len(a) + len(b) - inter) >= threshold
+
+
+# Built-in synonyms: words that say a story is about an interest without naming it. The
+# `synonyms:` map in campaigns.yaml adds to these (it never removes one). Keys and words
+# are matched by stem, so "gardens" finds gardening's list and "trails" finds "trail".
+# Deliberately left out: words with a common second meaning in a homeowner's inbox
+# ("painting" a house, "bulbs" for lights, "band" of tax, "court" of law).
+DEFAULT_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "gardening": ("gardener", "raised bed", "compost", "seedling", "perennial", "pruning",
+                  "seed swap"),
+    "golf": ("golfer", "fairway", "putting green", "tee time", "driving range"),
+    "hiking": ("hiker", "trailhead", "hiking trail"),
+    "running": ("runner", "jogging", "marathon", "half marathon", "5k"),
+    "cycling": ("cyclist", "bicycle", "bike", "bike lane"),
+    "cooking": ("recipe", "chef", "cooking class"),
+    "craft beer": ("brewery", "taproom", "brewer", "ipa"),
+    "wine": ("winery", "vineyard", "sommelier", "winemaker"),
+    "art": ("gallery", "artist", "mural", "sculpture", "exhibit", "exhibition"),
+    "music": ("concert", "orchestra", "choir", "jazz", "musician"),
+    "schools": ("student", "classroom", "teacher", "kindergarten", "school board"),
+    "dogs": ("dog park", "puppy", "off-leash"),
+    "kayaking": ("kayak", "paddler", "paddling", "canoe"),
+    "birdwatching": ("birding", "birder", "bird count", "songbird"),
+    "photography": ("photographer", "camera"),
+    "reading": ("book club", "novel", "author"),
+    "theater": ("theatre", "playhouse", "stage production"),
+    "volunteering": ("volunteer", "food bank", "food drive"),
+    "history": ("historic", "historical society", "heritage"),
+    "pickleball": ("pickleball court",),
+}
+
+
+def place_key(name: str) -> tuple[str, ...]:
+    """A place name as the lower-cased word tuple proper_ngrams() produces."""
+    return tuple(w.lower() for w in _TOKEN_RE.findall(name))
