@@ -264,6 +264,8 @@ def _escape_plain(value: str) -> str:
 def parse_feed(source: Source, body: bytes, headers: dict[str, str] | None = None,
                now: dt.datetime | None = None) -> ParsedFeed:
     """Parse feed bytes into sanitised articles with stable ids (pure: no I/O)."""
+    if not body.strip():
+        return ParsedFeed((), "empty response (the server sent no feed); retried next run")
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     if source.is_remote:
         headers.setdefault("content-location", source.url)
