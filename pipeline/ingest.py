@@ -40,6 +40,8 @@ CLUSTER_DAYS = 14
 # high" but not two different stories about Riverton listings.
 CLUSTER_JACCARD = 0.6
 CLUSTER_MIN_SHARED = 3  # short titles share a word or two by chance
+# How many of a feed's latest stored articles a re-identified entry is looked up among.
+IDENTITY_LOOKBACK = 500
 # A word in more stored titles than this says nothing about which story it is (the town's
 # name in a local feed); it is still counted in the overlap, but not used to find
 # candidates, which keeps matching fast with thousands of articles.
@@ -143,13 +145,24 @@ class ClusterIndex:
     """Recent stories by canonical link and by title words, to find the cluster a new
     article belongs to. An inverted index keeps lookups cheap with thousands of stories."""
 
-    def __init__(self) -> None:
+    def __init__(self, recent: Callable[[], Iterable[tuple[str, str, str, str]]] | None = None
+                 ) -> None:
         self._by_url: dict[str, str] = {}
         self._postings: dict[str, list[int]] = {}
         self._items: list[tuple[str, frozenset[str], str]] = []  # (source, words, cluster)
+        # Stored stories, (source, url, title, cluster), loaded on first use: a run where
+        # every feed answered 304 never needs them.
+        self._recent = recent
+
+    def _load(self) -> None:
+        if self._recent is not None:
+            recent, self._recent = self._recent, None
+            for row in recent():
+                self.add(*row)
 
     def add(self, source: str, url: str, title: str, cluster: str) -> None:
         """Remember one stored or newly clustered article."""
+        self._load()
         if url:
             self._by_url.setdefault(canonical_url(url), cluster)
         words = title_words(title)
@@ -163,6 +176,7 @@ class ClusterIndex:
     def find(self, source: str, url: str, title: str) -> str | None:
         """The cluster of the same story already seen (same link, or a near-identical
         title from another source), or None."""
+        self._load()
         if url:
             hit = self._by_url.get(canonical_url(url))
             if hit:
@@ -318,28 +332,38 @@ def parse_feed(source: Source, body: bytes, headers: dict[str, str] | None = Non
 
 
 # ---- storing -------------------------------------------------------------------------
-def _reconcile(articles: tuple[Article, ...], stored: dict[str, tuple[str, str]],
-               index: ClusterIndex) -> list[Article]:
+def _reconcile(articles: tuple[Article, ...], store: Store, index: ClusterIndex
+               ) -> list[Article]:
     """Keep stored ids and clusters; give new stories the cluster of their twin, if any."""
-    by_url: dict[str, list[str]] = {}
-    for sid, (url, _) in stored.items():
-        by_url.setdefault(canonical_url(url), []).append(sid)
-    parsed_urls = Counter(canonical_url(a.url) for a in articles if a.url)
-    parsed_ids = {a.id for a in articles}
-    out = []
-    for a in articles:
-        if a.id not in stored and a.url:
-            # The feed changed how it identifies this entry (it gained a guid, or the
-            # guid changed): the same link from the same feed is the same article. Only
-            # when the link is unambiguous: feeds that point every item at their home
-            # page would otherwise merge distinct stories.
+    clusters = store.article_clusters(a.id for a in articles)
+    unknown = [a for a in articles if a.id not in clusters and a.url]
+    if unknown:
+        # The feed may have changed how it identifies an entry (it gained a guid, or the
+        # guid changed): the same link from the same feed is the same article. Entries
+        # still in a feed are recent, so only the latest stored ones are candidates,
+        # which keeps this cheap however long the feed's history grows.
+        by_url: dict[str, list[str]] = {}
+        for sid, url in store.latest_urls(unknown[0].source, IDENTITY_LOOKBACK).items():
+            by_url.setdefault(canonical_url(url), []).append(sid)
+        parsed_urls = Counter(canonical_url(a.url) for a in articles if a.url)
+        parsed_ids = {a.id for a in articles}
+        moved = {}
+        for a in unknown:
             canon = canonical_url(a.url)
             twins = by_url.get(canon, [])
+            # Only when the link is unambiguous: feeds that point every item at their
+            # home page would otherwise merge distinct stories.
             if (len(twins) == 1 and parsed_urls[canon] == 1 and twins[0] not in parsed_ids
                     and urlsplit(canon).path not in ("", "/")):
-                a = replace(a, id=twins[0])
-        if a.id in stored:
-            a = replace(a, cluster=stored[a.id][1])  # an edit never moves a story
+                moved[a.id] = twins[0]
+        if moved:
+            clusters.update(store.article_clusters(moved.values()))
+            articles = tuple(replace(a, id=moved[a.id]) if a.id in moved else a
+                             for a in articles)
+    out = []
+    for a in articles:
+        if a.id in clusters:
+            a = replace(a, cluster=clusters[a.id])  # an edit never moves a story
         else:
             a = replace(a, cluster=index.find(a.source, a.url, a.title) or a.cluster)
             index.add(a.source, a.url, a.title, a.cluster)
@@ -379,9 +403,8 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
             on_done(result)
 
     results = asyncio.run(fetch_all(sources, states, parse_when_fetched, settings))
-    index = ClusterIndex()
-    for row in store.recent_articles(now - dt.timedelta(days=CLUSTER_DAYS)):
-        index.add(row[1], row[2], row[3], row[4])
+    index = ClusterIndex(lambda: (row[1:] for row in store.recent_articles(
+        now - dt.timedelta(days=CLUSTER_DAYS))))
     fetched = not_modified = new = updated = 0
     failed: list[tuple[str, str]] = []
     parsed_all: list[Article] = []
@@ -399,7 +422,7 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
                                       last_modified=r.last_modified,
                                       permanent_url=r.permanent_url, outcome="not_modified")
             continue
-        articles = _reconcile(feed.articles, store.source_articles(name), index)
+        articles = _reconcile(feed.articles, store, index)
         n, u = store.upsert_articles(articles, now)
         new, updated = new + n, updated + u
         fetched += 1

@@ -114,6 +114,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX articles_source ON articles(source);
     CREATE INDEX articles_first_seen ON articles(first_seen);
     """,
+    # 2: feed ingestion that survives the real web (issue #3)
+    """
+    -- The URL the stored validators belong to: after the user edits a source's url, an
+    -- old ETag must not be sent to the new server.
+    ALTER TABLE feed_state ADD COLUMN url TEXT;
+    -- SHA-256 of the last body parsed: a server that ignores ETag/Last-Modified and
+    -- sends the same bytes again costs no parsing.
+    ALTER TABLE feed_state ADD COLUMN content_hash TEXT;
+    -- ok | not_modified | failed, and how many new articles the last run brought.
+    ALTER TABLE feed_state ADD COLUMN last_outcome TEXT;
+    ALTER TABLE feed_state ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX articles_source ON articles(source);
+    CREATE INDEX articles_first_seen ON articles(first_seen);
+    """,
 )
 
 
@@ -267,10 +281,22 @@ class Store:
                     updated += 1
         return new, updated
 
-    def source_articles(self, source: str) -> dict[str, tuple[str, str]]:
-        """id -> (url, cluster) of every article stored from one source."""
-        return {r[0]: (r[1], r[2]) for r in self.conn.execute(
-            "SELECT id, url, cluster FROM articles WHERE source=?", (source,))}
+    def article_clusters(self, ids: Iterable[str]) -> dict[str, str]:
+        """id -> cluster for those of `ids` that are stored."""
+        wanted = list(ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(wanted), 500):  # SQLite caps bound parameters
+            chunk = wanted[start:start + 500]
+            found.update(self.conn.execute(
+                f"SELECT id, cluster FROM articles WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall())
+        return found
+
+    def latest_urls(self, source: str, limit: int) -> dict[str, str]:
+        """id -> url of the `limit` articles of one source seen most recently."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT id, url FROM articles WHERE source=? ORDER BY first_seen DESC, id "
+            "LIMIT ?", (source, limit))}
 
     def recent_articles(self, since: dt.datetime) -> list[tuple[str, str, str, str, str]]:
         """(id, source, url, title, cluster) of articles first seen or published since
