@@ -26,6 +26,12 @@ from .preview import write_preview
 from .render import Renderer
 from .resources import bundled
 from .runner import prepare, run_ingest, run_send, skipped_line
+from .sendgrid_transport import SendGridClient, SendGridTransport, api_host, api_key_from_env
+from .smtp_transport import SmtpTransport
+from .suppressions import sync as sync_suppressions
+from .webhook import (
+    EVENTS_PATH, PUBLIC_KEY_ENV, HookServer, public_key_from_env, unsubscribe_paths,
+)
 from .store import Store
 
 out = Console(highlight=False, soft_wrap=True)
@@ -174,13 +180,17 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
 
 
 def _transport(config: Config, name: str | None, dry_run: bool) -> Transport:
+    """The transport a send uses: --transport, else campaigns.yaml's `transport`."""
     if dry_run:
         return DryRunTransport()
     chosen = name or config.transport
     if chosen == "outbox":
         return OutboxTransport(config.outbox_dir)
-    raise SphereError(f"transport {chosen!r} is not available in this version",
-                      "use --transport outbox")
+    if chosen == "smtp":
+        return SmtpTransport.from_env(config.smtp, config.sender)
+    if chosen == "sendgrid":
+        return SendGridTransport.from_env(config.sendgrid, config.sender)
+    raise SphereError(f"unknown transport {chosen!r}", "use outbox, smtp or sendgrid")
 
 
 @main.command(context_settings=CONTEXT)
@@ -417,8 +427,9 @@ def status(project: Path) -> None:
                 out.print(f"  sphere resolve {row.send_id} {row.email} --sent|--not-sent",
                           markup=False)
         suppressed = store.suppressed()
+        reasons = ", ".join(f"{n} {r}" for r, n in store.suppression_counts().items())
         out.print(f"{store.article_count()} articles stored; {len(suppressed)} suppressed "
-                  "address(es).")
+                  f"address(es){f' ({reasons})' if reasons else ''}.", markup=False)
 
 
 @main.command(context_settings=CONTEXT)
@@ -439,3 +450,68 @@ def resolve(send_id: str, email: str, sent: bool, project: Path) -> None:
         store.settle_delivery(send_id, email, "sent" if sent else "failed", clock()(),
                               "resolved by hand", "" if sent else "resolved as not sent")
         out.print(f"Recorded {email} in {send_id} as {'sent' if sent else 'not sent'}.")
+
+
+@main.group(context_settings=CONTEXT)
+def suppressions() -> None:
+    """Addresses never to mail: unsubscribes, bounces and spam reports."""
+
+
+@suppressions.command("sync", context_settings=CONTEXT)
+@project_option
+def suppressions_sync(project: Path) -> None:
+    """Fetch SendGrid's unsubscribe, bounce and spam-report lists (and the unsubscribe
+    group's) and suppress those addresses for every transport."""
+    with handled():
+        config = load(project)
+        store = open_store(config)
+        client = SendGridClient(api_host(config.sendgrid), api_key_from_env(),
+                                config.sendgrid.timeout, pool=2)
+        try:
+            summary = sync_suppressions(client, store, config.sendgrid.asm_group_id,
+                                        clock()())
+        finally:
+            client.close()
+        out.print(f"Done: {summary.line()}; {len(store.suppressed())} suppressed in all.",
+                  markup=False)
+
+
+@main.group(context_settings=CONTEXT)
+def webhook() -> None:
+    """The HTTP service for SendGrid events and one-click unsubscribes."""
+
+
+@webhook.command("serve", context_settings=CONTEXT)
+@project_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (put a TLS proxy in front for the internet).")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+def webhook_serve(project: Path, host: str, port: int) -> None:
+    """Serve POST /sendgrid/events (signed Event Webhook) and the one-click unsubscribe
+    page of sender.unsubscribe_url until interrupted."""
+    with handled():
+        config = load(project)
+        open_store(config).close()  # migrate now, and fail now if the folder is unusable
+        key = public_key_from_env()
+        paths = unsubscribe_paths(config.sender.unsubscribe_url)
+        try:
+            server = HookServer((host, port), lambda: Store.open(config.db_path), key,
+                                paths, clock(), config.sender.name)
+        except OSError as exc:
+            raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                              "choose another --port, or stop what is using it") from None
+        bound_host, bound_port = server.server_address[:2]
+        if key is None:
+            err.print(f"warning: {PUBLIC_KEY_ENV} is not set: SendGrid events are refused "
+                      "(403) until you export it", markup=False)
+        out.print(f"Listening on http://{bound_host}:{bound_port} (events: "
+                  f"{EVENTS_PATH}; unsubscribe: {', '.join(paths)}); Ctrl-C stops.",
+                  markup=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+

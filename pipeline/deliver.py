@@ -1,10 +1,16 @@
-"""Deliver: the Transport interface, declared here where it is used, and its outbox
-implementation (SMTP and SendGrid live in their own modules)."""
+"""Deliver: the Transport interface, declared here where it is used, the retry policy the
+network transports share, and the outbox implementation (SMTP and SendGrid live in
+smtp_transport.py and sendgrid_transport.py)."""
 from __future__ import annotations
 
 import os
+import random
 import re
 import tempfile
+import threading
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Protocol
 
@@ -14,9 +20,17 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class Transport(Protocol):
-    """Hands finished messages to the world. One instance serves one run."""
+    """Hands finished messages to the world. One instance serves one run.
+
+    `send` is called from up to `workers` threads at once; the runner alone touches the
+    database. A per-message failure is a returned Delivery: 'sent', 'failed' (certainly
+    not delivered: the run may try again later) or 'unknown' (the request may have
+    reached the provider, so it must not be retried blindly). A problem that will fail
+    every message (bad credentials) raises TransportError so the run stops at once.
+    """
 
     name: str
+    workers: int
 
     def send(self, email: RenderedEmail) -> Delivery:
         """Deliver one message; never raises for a per-message failure."""
@@ -32,6 +46,57 @@ class Transport(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a network transport retries a transient failure (429, 5xx, no connection).
+
+    Exponential backoff with full jitter (AWS's recommendation): concurrent workers that
+    failed together do not come back together and fail together again.
+    """
+
+    attempts: int = 5  # tries in all, the first included
+    base: float = 0.5  # seconds; the first retry waits up to this long
+    cap: float = 30.0  # no single wait is longer than this
+    max_reset_wait: float = 120.0  # longest we honour a 429's X-RateLimit-Reset
+
+    def delay(self, attempt: int, reset_in: float | None = None) -> float:
+        """Seconds to wait before try number `attempt + 1` (attempt counts from 1)."""
+        if reset_in is not None and reset_in >= 0:
+            # The provider said when the window reopens: wait for it, plus a little jitter
+            # so every worker does not hit the new window in the same millisecond.
+            return min(reset_in, self.max_reset_wait) + random.uniform(0, self.base)
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+
+
+class Cancelled(threading.Event):
+    """Set when the run is stopping: a worker waiting to retry gives up at once."""
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True if the run was cancelled meanwhile."""
+        return self.wait(seconds)
+
+
+# Headers a provider's API sets itself from its own fields (SendGrid refuses them in
+# `headers`), or that describe the MIME structure we do not send as such.
+RESERVED_HEADERS = frozenset(h.lower() for h in (
+    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "Content-Type",
+    "Content-Transfer-Encoding", "To", "From", "Subject", "Reply-To", "CC", "BCC",
+    "MIME-Version", "Date"))
+
+
+def extra_headers(raw: bytes) -> dict[str, str]:
+    """The headers of a rendered message that an API transport must carry itself
+    (List-Unsubscribe, List-Unsubscribe-Post, Message-ID, X-Sphere-Campaign ...)."""
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
+    out: dict[str, str] = {}
+    for key, value in parsed.items():
+        if key.lower() in RESERVED_HEADERS:
+            continue
+        # compat32 keeps the folded wire form; an API wants one logical line.
+        out[key] = re.sub(r"\r?\n[ \t]+", " ", str(value)).strip()
+    return out
+
+
 def outbox_name(send_id: str, email: str) -> str:
     """A readable, unique file name for one (send, contact)."""
     return f"{_UNSAFE.sub('_', send_id)}--{_UNSAFE.sub('_', email.lower())}.eml"
@@ -41,6 +106,7 @@ class OutboxTransport:
     """Writes each message as an RFC 5322 .eml file (the default, and the offline demo)."""
 
     name = "outbox"
+    workers = 4  # fsync-bound: a few writers keep the disk busy
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -73,6 +139,7 @@ class DryRunTransport:
     """Sends nothing; remembers what would have been sent."""
 
     name = "dry-run"
+    workers = 1  # keeps `messages` in plan order
 
     def __init__(self) -> None:
         self.messages: list[RenderedEmail] = []

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from .audience import AudienceLoad, load_audiences
 from .config import Config
 from .deliver import Transport
+from .dispatch import Job, dispatch
 from .ingest import IngestSummary, ingest
 from .models import Campaign, Plan, RunSummary, Skipped
 from .plan import build_plan
@@ -53,66 +54,27 @@ def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepare
                  now: Callable[[], dt.datetime], dry_run: bool,
                  progress: Progress | None = None,
                  max_failures: int = MAX_CONSECUTIVE_FAILURES) -> RunSummary:
-    """Stages 4-5: render and deliver each planned email, recording each in the ledger."""
+    """Stages 4-5: render and deliver each planned email, recording each in the ledger
+    (concurrently, `transport.workers` at a time; see dispatch.py)."""
     started = time.monotonic()
     plan = prepared.plan
     store.start_send(plan.send_id, plan.campaign.name, plan.period, now())
-    ledger = store.ledger_status(plan.send_id)
-    sent = already = failed = unknown = streak = 0
-    failures: list[str] = []
-    paused = ""
-    total = len(plan.emails)
-    for done, planned in enumerate(plan.emails, start=1):
-        email = planned.contact.email
-        status = ledger.get(email)
-        if status == "sent":
-            already += 1
-        elif status == "pending":
-            # The process stopped between writing the row and settling it. Settle it only
-            # if the transport can tell what happened; never guess by sending again.
-            message_id = renderer.message_id(plan.send_id, email)
-            outcome = transport.confirm(plan.send_id, email, message_id)
-            if outcome is True:
-                store.settle_delivery(plan.send_id, email, "sent", now(), "confirmed")
-                already += 1
-            elif outcome is False:
-                store.settle_delivery(plan.send_id, email, "failed", now(),
-                                      error="not delivered before an interruption")
-                status = "failed"
-            else:
-                unknown += 1
-        if status in (None, "failed"):
-            rendered = renderer.render(plan, planned, now())
-            if store.begin_delivery(plan.send_id, email, rendered.message_id, transport.name,
-                                    rendered.pick_keys, rendered.clusters, rendered.note_ids,
-                                    now()):
-                result = transport.send(rendered)
-                store.settle_delivery(plan.send_id, email,
-                                      "sent" if result.status == "sent" else "failed", now(),
-                                      result.provider_id, result.error)
-                if result.status == "sent":
-                    sent += 1
-                    streak = 0
-                else:
-                    failed += 1
-                    streak += 1
-                    failures.append(f"{email}: {result.error}")
-            else:
-                already += 1
-        if progress:
-            progress(done, total, email)
-        if streak >= max_failures:
-            paused = (f"paused after {streak} failures in a row (last: {failures[-1]}); "
-                      "fix the cause and run the same command again to resume")
-            break
-    outcome = "paused" if paused else ("failed" if failed and not sent else "done")
+    jobs = (Job(planned.contact.email,
+                lambda planned=planned: renderer.render(plan, planned, now()))
+            for planned in plan.emails)
+    result = dispatch(store, transport, plan.send_id, jobs, len(plan.emails), now,
+                      max_failures, lambda email: renderer.message_id(plan.send_id, email),
+                      progress)
+    outcome = "paused" if result.paused else (
+        "failed" if result.failed and not result.sent else "done")
     if not dry_run:
         store.finish_send(plan.send_id, now(), outcome)
     problems = tuple(str(p) for p in prepared.audience.problems)
     return RunSummary(campaign=plan.campaign.name, send_id=plan.send_id, dry_run=dry_run,
-                      sent=sent, already_sent=already, failed=failed, unknown=unknown,
-                      skipped=plan.skipped, problems=problems, failures=tuple(failures),
-                      paused=paused, seconds=time.monotonic() - started)
+                      sent=result.sent, already_sent=result.already, failed=result.failed,
+                      unknown=result.unknown, skipped=plan.skipped + result.skipped,
+                      problems=problems, failures=result.failures, paused=result.paused,
+                      seconds=time.monotonic() - started)
 
 
 def run_send(config: Config, store: Store, transport: Transport, campaign_name: str,

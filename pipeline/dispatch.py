@@ -1,0 +1,185 @@
+"""Concurrent delivery with an exactly-once ledger.
+
+One thread (the caller's) owns the database: it renders each message, writes its
+'pending' ledger row, hands it to a worker, and settles the row when the worker reports.
+Workers do network I/O only. Per message the order is always begin -> send -> settle,
+so a crash at any moment leaves each message either settled or 'pending' (unknown,
+never re-sent blindly). Rows begun or settled together share one transaction: under load
+a commit covers many messages, which is what lets SQLite keep up with the network.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from .deliver import Transport
+from .errors import TransportError
+from .models import Delivery, RenderedEmail, Skipped
+from .store import Store
+
+Progress = Callable[[int, int, str], None]  # (done, total, email)
+SUPPRESSED = "suppressed since the plan was made (unsubscribed, bounced or complained)"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned message: who it is for and how to render it (lazily, so a run
+    streams instead of holding every rendered email)."""
+
+    email: str
+    render: Callable[[], RenderedEmail]
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What a dispatch did."""
+
+    sent: int = 0
+    already: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: tuple[Skipped, ...] = ()
+    failures: tuple[str, ...] = ()
+    paused: str = ""
+
+
+def _outcome(future: Future[Delivery], email: str, transport: str) -> Delivery:
+    """The worker's Delivery; a crash inside a transport counts as unknown, because we
+    cannot tell whether it happened before or after the provider took the message."""
+    try:
+        return future.result()
+    except TransportError:
+        raise
+    except Exception as exc:  # a bug in a transport must not lose the ledger's truth
+        return Delivery(email, "unknown", transport, error=f"{type(exc).__name__}: {exc}")
+
+
+def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Job],
+             total: int, now: Callable[[], dt.datetime], max_failures: int,
+             message_id: Callable[[str], str], progress: Progress | None = None
+             ) -> Dispatched:
+    """Deliver every job at most once, `transport.workers` at a time."""
+    ledger = store.ledger_status(send_id)
+    sent = already = failed = unknown = streak = done = 0
+    failures: list[str] = []
+    skipped: list[Skipped] = []
+    paused = ""
+    workers = max(1, int(getattr(transport, "workers", 1)))
+    window = workers * 2  # enough queued that no worker waits for the database
+    inflight: dict[Future[Delivery], str] = {}
+    jobs_left = iter(jobs)
+    exhausted = False
+    pool = ThreadPoolExecutor(max_workers=workers,
+                              thread_name_prefix=f"sphere-{transport.name}")
+
+    def settle(finished: Iterable[Future[Delivery]]) -> None:
+        nonlocal sent, failed, unknown, streak, paused
+        rows = []
+        fatal: TransportError | None = None
+        for future in finished:
+            email = inflight.pop(future)
+            try:
+                result = _outcome(future, email, transport.name)
+            except TransportError as exc:
+                # Raised before the provider took anything (bad key, refused login).
+                fatal = exc
+                result = Delivery(email, "failed", transport.name, error=str(exc))
+            if result.status == "unknown":
+                # Leave the row 'pending': `sphere status` lists it with the command
+                # that settles it. Sending it again could deliver it twice.
+                unknown += 1
+                streak += 1
+                failures.append(f"{email}: outcome unknown: {result.error}")
+                continue
+            ok = result.status == "sent"
+            rows.append((email, "sent" if ok else "failed", result.provider_id,
+                         result.error))
+            if ok:
+                sent += 1
+                streak = 0
+            else:
+                failed += 1
+                streak += 1
+                failures.append(f"{email}: {result.error}")
+        if rows:
+            store.settle_many(send_id, rows, now())
+        if fatal is not None and not paused:
+            paused = f"stopped: {fatal}; fix it and run the same command again to resume"
+        if streak >= max_failures and not paused:
+            paused = (f"paused after {streak} failures in a row (last: {failures[-1]}); "
+                      "fix the cause and run the same command again to resume")
+
+    try:
+        while True:
+            batch: list[RenderedEmail] = []
+            while not exhausted and not paused and len(inflight) + len(batch) < window:
+                job = next(jobs_left, None)
+                if job is None:
+                    exhausted = True
+                    break
+                done += 1
+                email = job.email
+                status = ledger.get(email)
+                if status == "pending":
+                    status = _settle_unknown(store, transport, send_id, email,
+                                             message_id(email), now)
+                    if status == "pending":
+                        unknown += 1
+                if status in ("sent", "pending"):
+                    already += status == "sent"
+                elif store.is_suppressed(email):
+                    # Second guard: the plan skips suppressed addresses, but an
+                    # unsubscribe may have arrived since (the webhook runs apart).
+                    skipped.append(Skipped(email, SUPPRESSED))
+                else:
+                    batch.append(job.render())
+                if progress:
+                    progress(done, total, email)
+            if batch:
+                began = store.begin_many(send_id, transport.name, batch, now())
+                for rendered, fresh in zip(batch, began):
+                    if fresh:
+                        inflight[pool.submit(transport.send, rendered)] = \
+                            rendered.contact.email
+                    else:
+                        already += 1
+            if not inflight:
+                if exhausted or paused:
+                    break
+                continue
+            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            settle(finished)
+    finally:
+        # On an interruption (Ctrl-C), messages not yet handed to the network are
+        # certainly unsent: settle them 'failed' so the next run sends them. Those in
+        # flight are waited for and settled like any other.
+        cancelled = [f for f in list(inflight) if f.cancel()]
+        if cancelled:
+            store.settle_many(send_id, [(inflight.pop(f), "failed", "",
+                                         "not sent: the run was interrupted")
+                                        for f in cancelled], now())
+        pool.shutdown(wait=True)
+        if inflight:
+            settle(list(inflight))
+    return Dispatched(sent, already, failed, unknown, tuple(skipped), tuple(failures),
+                      paused)
+
+
+def _settle_unknown(store: Store, transport: Transport, send_id: str, email: str,
+                    message_id: str, now: Callable[[], dt.datetime]) -> str:
+    """A row left 'pending' by an interruption: settle it when the evidence says what
+    happened (a webhook event, the outbox file); otherwise it stays 'pending'."""
+    if store.provider_took(send_id, email):
+        store.settle_delivery(send_id, email, "sent", now(), "confirmed by event webhook")
+        return "sent"
+    outcome = transport.confirm(send_id, email, message_id)
+    if outcome is True:
+        store.settle_delivery(send_id, email, "sent", now(), "confirmed")
+        return "sent"
+    if outcome is False:
+        store.settle_delivery(send_id, email, "failed", now(),
+                              error="not delivered before an interruption")
+        return "failed"
+    return "pending"

@@ -1,0 +1,214 @@
+"""SMTP: sends each rendered message's own bytes (RenderedEmail.raw) to a relay, over
+STARTTLS or implicit TLS, with a small pool of connections (one per worker thread)."""
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+import threading
+
+from .config import SmtpSettings
+from .deliver import Cancelled, RetryPolicy
+from .errors import TransportError
+from .models import Delivery, RenderedEmail, Sender
+
+USERNAME_ENV = "SMTP_USERNAME"
+PASSWORD_ENV = "SMTP_PASSWORD"
+# A connection is closed and reopened after this many messages: relays such as Gmail
+# and SES cap messages per connection, and a fresh one recovers from a stale state.
+MESSAGES_PER_CONNECTION = 100
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+class SmtpAuthError(TransportError):
+    """The relay refused our credentials: every message would fail the same way."""
+
+
+class _SentUnknown(Exception):
+    """The message's final dot went out and no reply came back."""
+
+
+def credentials_from_env() -> tuple[str, str] | None:
+    """(username, password) from SMTP_USERNAME / SMTP_PASSWORD, or None for no AUTH."""
+    user = os.environ.get(USERNAME_ENV, "")
+    password = os.environ.get(PASSWORD_ENV, "")
+    if bool(user) != bool(password):
+        missing = PASSWORD_ENV if user else USERNAME_ENV
+        raise TransportError(f"{missing} is not set but "
+                             f"{USERNAME_ENV if user else PASSWORD_ENV} is",
+                             "export both, or neither for a relay without AUTH")
+    return (user, password) if user else None
+
+
+def _transient(code: int) -> bool:
+    """4yz replies are temporary (RFC 5321 section 4.2.1); 5yz are permanent."""
+    return 400 <= code < 500
+
+
+class SmtpTransport:
+    """Delivers through an SMTP relay; thread-safe, one connection per worker thread."""
+
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings, sender: Sender,
+                 credentials: tuple[str, str] | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        if credentials and settings.security == "none" and settings.host not in _LOOPBACK:
+            raise TransportError(f"smtp.security is none: the password for "
+                                 f"{settings.host} would cross the network in clear",
+                                 "set smtp.security to starttls or ssl")
+        self.settings = settings
+        self.sender = sender
+        self.workers = settings.workers
+        self.credentials = credentials
+        self.context = ssl_context or ssl.create_default_context()
+        self.retry = retry or RetryPolicy()
+        self.stop = Cancelled()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[smtplib.SMTP] = []
+
+    @classmethod
+    def from_env(cls, settings: SmtpSettings, sender: Sender) -> SmtpTransport:
+        """A transport with credentials from SMTP_USERNAME / SMTP_PASSWORD."""
+        return cls(settings, sender, credentials_from_env())
+
+    # ---- connections ---------------------------------------------------------------
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s.security == "ssl":
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                                  context=self.context)
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            conn.ehlo()
+            if s.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    raise TransportError(f"{s.host}:{s.port} does not offer STARTTLS",
+                                         "set smtp.security to ssl (port 465) or check "
+                                         "smtp.host and smtp.port")
+                conn.starttls(context=self.context)
+                conn.ehlo()
+            if self.credentials:
+                try:
+                    conn.login(*self.credentials)
+                except smtplib.SMTPAuthenticationError as exc:
+                    raise SmtpAuthError(f"{s.host} refused the login ({exc.smtp_code})",
+                                        f"check {USERNAME_ENV} and {PASSWORD_ENV}") from None
+                except smtplib.SMTPNotSupportedError:
+                    raise SmtpAuthError(f"{s.host} does not offer AUTH",
+                                        f"unset {USERNAME_ENV}/{PASSWORD_ENV}, or use "
+                                        "starttls/ssl") from None
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._open.append(conn)
+        return conn
+
+    def _connection(self) -> smtplib.SMTP:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.count >= MESSAGES_PER_CONNECTION:
+            self._drop()
+            conn = self._local.conn = self._connect()
+            self._local.count = 0
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._open:
+                    self._open.remove(conn)
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+
+    # ---- sending -------------------------------------------------------------------
+    def _transaction(self, conn: smtplib.SMTP, rcpt: str, raw: bytes) -> None:
+        """MAIL, RCPT, DATA by hand, so we know whether the message itself went out: a
+        failure before the final dot is safe to retry, one after it is not."""
+        code, reply = conn.mail(self.sender.email)
+        if code != 250:
+            conn.rset()
+            raise smtplib.SMTPSenderRefused(code, reply, self.sender.email)
+        code, reply = conn.rcpt(rcpt)
+        if code not in (250, 251):
+            conn.rset()
+            raise smtplib.SMTPRecipientsRefused({rcpt: (code, reply)})
+        code, reply = conn.docmd("data")
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        body = smtplib._quote_periods(raw)  # type: ignore[attr-defined]  # dot-stuffing
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        conn.send(body + b".\r\n")
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _SentUnknown(f"no reply after the message was sent: {exc}") from exc
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+
+    def send(self, email: RenderedEmail) -> Delivery:
+        """One SMTP transaction; retries 4yz replies and lost connections."""
+        to = email.contact.email
+        last = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                conn = self._connection()
+                self._transaction(conn, to, email.raw)
+                self._local.count += 1
+                return Delivery(to, "sent", self.name, provider_id=email.message_id)
+            except _SentUnknown as exc:
+                self._drop()
+                return Delivery(to, "unknown", self.name, error=str(exc))
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = exc.recipients[to]
+                last = f"{to} refused: {code} {reply.decode(errors='replace')}"
+                if not _transient(code):
+                    return Delivery(to, "failed", self.name, error=last)
+            except smtplib.SMTPResponseException as exc:
+                last = f"SMTP {exc.smtp_code} {exc.smtp_error.decode(errors='replace')}" \
+                    if isinstance(exc.smtp_error, bytes) else f"SMTP {exc.smtp_code} " \
+                    f"{exc.smtp_error}"
+                self._drop()
+                if not _transient(exc.smtp_code):
+                    return Delivery(to, "failed", self.name, error=last)
+            except ssl.SSLCertVerificationError as exc:
+                # Not transient, and the same for every message: stop the run.
+                raise TransportError(f"{self.settings.host}'s TLS certificate is not "
+                                     f"trusted: {exc.verify_message}",
+                                     "fix the relay's certificate, or point SSL_CERT_FILE "
+                                     "at the CA that signed it") from None
+            except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ssl.SSLError,
+                    socket.timeout, OSError) as exc:
+                # Before the final dot: the relay has not taken the message.
+                last = (f"cannot reach {self.settings.host}:{self.settings.port}: "
+                        f"{type(exc).__name__}: {exc}")
+                self._drop()
+            if attempt == self.retry.attempts or \
+                    self.stop.pause(self.retry.delay(attempt)):
+                break
+        return Delivery(to, "failed", self.name,
+                        error=f"{last} (gave up after {attempt} attempt(s))")
+
+    def confirm(self, send_id: str, email: str, message_id: str) -> bool | None:
+        """SMTP gives no way to ask a relay what it took."""
+        return None
+
+    def close(self) -> None:
+        """QUIT every pooled connection."""
+        self.stop.set()
+        with self._lock:
+            conns, self._open = self._open, []
+        for conn in conns:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()

@@ -1,0 +1,94 @@
+"""The runner's delivery loop: concurrent sends with an exactly-once ledger, the pause
+after many failures in a row and the resume, the second suppression guard, and pending
+rows settled by Event Webhook evidence."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import SendGridSettings
+from pipeline.deliver import OutboxTransport
+from pipeline.dispatch import SUPPRESSED
+from pipeline.runner import MAX_CONSECUTIVE_FAILURES, deliver_plan
+from pipeline.sendgrid_transport import SendGridTransport
+from pipeline.store import StoredEvent
+from tests.conftest import NOW
+from tests.deliver_support import FAST, sample
+from tests.sendgrid_standin import KEY, Fault, StandIn
+
+
+def _sendgrid(standin: StandIn, sender, workers: int = 4) -> SendGridTransport:
+    return SendGridTransport(SendGridSettings(timeout=2, workers=workers), sender, KEY,
+                             host=standin.url, retry=FAST)
+
+
+def test_many_failures_in_a_row_pause_the_run_and_a_rerun_resumes(project: Path) -> None:
+    s = sample(project)
+    standin = StandIn().start()
+    try:
+        standin.fail(*[Fault(503)] * 200)  # SendGrid is down for the first requests
+        first = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender, 2),
+                             s.prepared, lambda: NOW, False)
+        assert first.sent == 0 and first.paused.startswith(
+            f"paused after {MAX_CONSECUTIVE_FAILURES} failures in a row")
+        assert "SendGrid 503" in first.paused and "run the same command again" in first.paused
+        # It stopped early: it did not burn through the whole list.
+        assert first.failed < 28 and not standin.delivered
+        standin.faults.clear()  # SendGrid is back
+        second = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender),
+                              s.prepared, lambda: NOW, False)
+    finally:
+        standin.stop()
+    assert second.sent == 28 and not second.paused
+    assert standin.delivered == {e.contact.email.lower(): 1 for e in s.emails}
+    assert s.store.send_counts()[0][3] == "done"
+
+
+def test_a_permanent_failure_does_not_block_the_others(project: Path) -> None:
+    s = sample(project)
+    standin = StandIn().start()
+    try:
+        for e in s.emails[:MAX_CONSECUTIVE_FAILURES + 2:2]:  # six refusals, spread out
+            standin.refuse[e.contact.email.lower()] = (400, "Invalid recipient")
+        summary = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender),
+                               s.prepared, lambda: NOW, False)
+    finally:
+        standin.stop()
+    assert summary.failed == 6 and summary.sent == 22 and not summary.paused
+
+
+def test_an_address_suppressed_after_planning_is_not_sent(project: Path) -> None:
+    s = sample(project)
+    late = s.emails[4].contact.email
+    s.store.suppress(late, "unsubscribed", "one-click", NOW)  # after the plan was made
+    outbox = project / "var" / "outbox"
+    summary = deliver_plan(s.store, s.renderer, OutboxTransport(outbox), s.prepared,
+                           lambda: NOW, False)
+    assert summary.sent == 27
+    assert [(k.email, k.reason) for k in summary.skipped if k.reason == SUPPRESSED] == \
+        [(late, SUPPRESSED)]
+    assert not any(late.split("@")[0] in p.name for p in outbox.iterdir())
+    assert late not in s.store.ledger_status(s.prepared.plan.send_id)
+
+
+def test_a_pending_row_is_settled_by_webhook_evidence_not_resent(project: Path) -> None:
+    s = sample(project)
+    send_id = s.prepared.plan.send_id
+    a, b = s.emails[0], s.emails[1]
+    # A crash left two rows pending; SendGrid's webhook has since reported one of them.
+    s.store.start_send(send_id, "monthly-sphere", s.prepared.plan.period, NOW)
+    s.store.begin_many(send_id, "sendgrid", [a, b], NOW)
+    s.store.record_events([StoredEvent("ev1", "delivered", a.contact.email, 1, "m1", send_id)],
+                          [], NOW)
+    standin = StandIn().start()
+    try:
+        summary = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender),
+                               s.prepared, lambda: NOW, False)
+    finally:
+        standin.stop()
+    ledger = s.store.ledger_status(send_id)
+    assert ledger[a.contact.email] == "sent"  # confirmed by the event, not re-sent
+    assert ledger[b.contact.email] == "pending"  # still unknown: listed, never guessed
+    assert summary.sent == 26 and summary.already_sent == 1 and summary.unknown == 1
+    assert a.contact.email.lower() not in standin.delivered
+    assert b.contact.email.lower() not in standin.delivered
+    assert [r.email for r in s.store.pending_deliveries()] == [b.contact.email]
