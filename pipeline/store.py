@@ -114,20 +114,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX articles_source ON articles(source);
     CREATE INDEX articles_first_seen ON articles(first_seen);
     """,
-    # 2: feed ingestion that survives the real web (issue #3)
-    """
-    -- The URL the stored validators belong to: after the user edits a source's url, an
-    -- old ETag must not be sent to the new server.
-    ALTER TABLE feed_state ADD COLUMN url TEXT;
-    -- SHA-256 of the last body parsed: a server that ignores ETag/Last-Modified and
-    -- sends the same bytes again costs no parsing.
-    ALTER TABLE feed_state ADD COLUMN content_hash TEXT;
-    -- ok | not_modified | failed, and how many new articles the last run brought.
-    ALTER TABLE feed_state ADD COLUMN last_outcome TEXT;
-    ALTER TABLE feed_state ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX articles_source ON articles(source);
-    CREATE INDEX articles_first_seen ON articles(first_seen);
-    """,
 )
 
 
