@@ -156,8 +156,11 @@ async def _get(client: httpx.AsyncClient, source: Source, state: FeedState,
         final = str(resp.url)
         permanent = permanent_target(list(resp.history), final)
         if resp.status_code == 304:
-            return FetchResult(source, "not_modified", etag=state.etag,
-                               last_modified=state.last_modified, final_url=final,
+            # A 304 may carry fresher validators; keep ours when it does not.
+            return FetchResult(source, "not_modified",
+                               etag=resp.headers.get("etag") or state.etag,
+                               last_modified=resp.headers.get("last-modified")
+                               or state.last_modified, final_url=final,
                                permanent_url=permanent, http_status=304)
         if resp.status_code >= 400:
             return FetchResult(source, "failed", error=_status_error(resp.status_code),

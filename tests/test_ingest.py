@@ -257,3 +257,23 @@ def test_sample_feeds_in_the_repository_are_all_safe(project: Path, tmp_path: Pa
     ingest(load_config(project).sources, store, NOW)
     assert all(unsafe_parts(a) == [] for a in store.articles())
     assert (REPO / "samples" / "feeds").is_dir()
+
+
+def test_ingest_shows_a_progress_bar_on_terminals_and_a_summary_line(
+        project: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import pipeline.cli
+    screen = io.StringIO()
+    monkeypatch.setattr(pipeline.cli, "err", Console(file=screen, force_terminal=True,
+                                                     width=100))
+    result = cli("ingest", project=project)
+    assert result.exit_code == 0, result.output
+    assert "Fetching feeds" in screen.getvalue() and "10/10" in screen.getvalue()
+    assert re.match(r"Done: fetched 10, not modified 0, failed 0; 70 new, 0 updated "
+                    r"articles in \d+\.\d s$", result.stdout.strip())
+    screen.truncate(0)
+    cli("ingest", "--quiet", project=project)
+    assert "Fetching feeds" not in screen.getvalue()
