@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .models import Article, Campaign, Contact, Pick, Tip
 from .textmatch import (
-    DEFAULT_SYNONYMS, MAX_NGRAM, ngram_counts, ngrams, phrase, place_key, proper_ngrams,
+    DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key, proper_ngrams,
     similar_titles,
     subject_stems, title_signature,
 )
@@ -34,6 +34,8 @@ WEIGHT_TITLE = 1.0
 WEIGHT_MENTION = 0.5  # per mention in the story's text, up to MAX_MENTIONS
 MAX_MENTIONS = 3
 MIN_INTEREST_SCORE = 1.5  # e.g. headline + one mention, three mentions, a tag, a feed
+WEIGHT_BROADER = 1.8  # tagged with a broader subject of the interest ("music" for "live music")
+FIGURATIVE_DISCOUNT = 0.5  # for interest evidence in market and economy stories
 WEIGHT_OWN_HOOD = 3.0
 WEIGHT_HOOD_TITLE = 2.0
 WEIGHT_HOOD_MENTION = 1.0
@@ -56,6 +58,7 @@ class Analysed:
     places_text: Counter[tuple[str, ...]]
     freshness: float  # 1.0 today, halving every HALF_LIFE_DAYS
     age_days: float | None
+    words: tuple[tuple[str, ...], ...] = ()  # title and text stems, in order
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,12 @@ def analyse(articles: Iterable[Article], now: dt.datetime) -> list[Analysed]:
     out = []
     for a in articles:
         age = _age_days(a, now)
+        title, text = tuple(subject_stems(a.title)), tuple(subject_stems(a.summary_text))
         out.append(Analysed(
-            a, ngrams(subject_stems(a.title)), ngram_counts(subject_stems(a.summary_text)),
+            a, ngrams(list(title)), ngram_counts(list(text)),
             frozenset(phrase(t) for t in a.topics), proper_ngrams(a.title),
             proper_ngrams(a.summary_text),
-            0.5 if age is None else 0.5 ** (age / HALF_LIFE_DAYS), age))
+            0.5 if age is None else 0.5 ** (age / HALF_LIFE_DAYS), age, (title, text)))
     return out
 
 
@@ -162,6 +166,12 @@ class Matcher:
         # fresh retelling.
         self.story_of = stories(articles)
         self.synonyms = _merge_synonyms(synonyms)
+        # synonym -> the interests it stands for, as written in the synonym maps
+        self._broader: dict[tuple[str, ...], list[str]] = {}
+        for source in (DEFAULT_SYNONYMS, synonyms):
+            for key, words in source.items():
+                for w in words:
+                    self._broader.setdefault(phrase(w), []).append(key)
         topics = source_topics or {}
         # Only a feed devoted to one topic vouches for its stories on that topic; a feed
         # about several says nothing about which one a given story is about.
@@ -203,17 +213,23 @@ class Matcher:
         """The interest and its synonyms, as (word as written, stems) pairs."""
         own = phrase(interest)
         words = [(interest, own)] + [(s, phrase(s)) for s in self.synonyms.get(own, ())]
-        seen: set[tuple[str, ...]] = set()
-        out = []
-        for word, p in words:
-            if p and len(p) <= MAX_NGRAM and p not in seen:
-                seen.add(p)
-                out.append((word, p))
-        return out
+        return _distinct(words)
+
+    def broader(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
+        """Broader subjects an interest belongs to: the interest whose synonym it is
+        ("marathons" -> running) and the head of a multi-word interest ("live music" ->
+        music). They count only through a source's own tags, which are curated."""
+        own = phrase(interest)
+        words = [(key, phrase(key)) for key in self._broader.get(own, ())]
+        if len(own) > 1:
+            words.append((own[-1], own[-1:]))
+        direct = {p for _, p in self.terms(interest)}
+        return [(w, p) for w, p in _distinct(words) if p not in direct]
 
     def evidence(self, x: Analysed, interest: str,
-                 terms: list[tuple[str, tuple[str, ...]]]) -> tuple[float, str]:
+                 terms: list[tuple[str, tuple[str, ...]]] | None = None) -> tuple[float, str]:
         """How strongly one article is about an interest, and how we know."""
+        terms = self.terms(interest) if terms is None else terms
         tag = title = ""
         mentions = 0
         phrases = set()
@@ -240,12 +256,31 @@ class Matcher:
             parts.append("mentioned in the story" if mentions == 1
                          else f"mentioned {mentions} times in the story")
         source = x.article.source
-        if self.source_topic.get(source) in phrases:
+        devoted = self.source_topic.get(source) in phrases
+        if not tag and not devoted and score and score < WEIGHT_TAG:
+            # Only words to go on: if every mention modifies the same noun, the story is
+            # about that thing ("running water", "cooking oil"), not the hobby.
+            glued = fixed_compound(x.words, {p for p in phrases
+                                             if p in x.title or p in x.text})
+            if glued:
+                score, parts = WEIGHT_MENTION, [f"only as in '... {glued}'"]
+        if devoted:
             score += SOURCE_BONUS if score else WEIGHT_SOURCE
             parts.append("from a feed about it")
-        elif score and phrases & self.source_lists.get(source, frozenset()):
+        elif score and phrases & self.source_lists.get(source, frozenset()) and \
+                (tag or not x.topics):
+            # A feed about several subjects backs up the evidence, unless the entry's own
+            # tags say which of them this story is about, and it is another one.
             score += LISTED_BONUS
             parts.append("from a feed that covers it")
+        if x.article.kind in MARKET_KINDS:
+            # Money and market writing borrows hobby words as figures of speech ("run the
+            # numbers", "a paper trail", "the art of"): it needs twice the evidence.
+            score *= FIGURATIVE_DISCOUNT
+        if score < WEIGHT_BROADER and not tag:
+            for word, p in self.broader(interest):
+                if p in x.topics:
+                    return WEIGHT_BROADER, f"tagged '{word}' by its source"
         # Two reasons read as a reason; five read as a log.
         return score, ", ".join(parts[:2])
 
@@ -262,7 +297,7 @@ class Matcher:
             if score >= MIN_INTEREST_SCORE:
                 found.append((score * (0.5 + 0.5 * x.freshness), x, how))
             elif score:
-                near.append((score * (0.5 + 0.5 * x.freshness), x, how))
+                near.append((score, x, how))  # raw, to compare with the threshold
         found.sort(key=lambda t: (-t[0], t[1].article.id))
         near.sort(key=lambda t: (-t[0], t[1].article.id))
         self._scored[key] = found
@@ -306,6 +341,17 @@ class Matcher:
         found.sort(key=lambda c: (-c.score, c.article.id))
         self._hood[hood] = found
         return found
+
+
+def _distinct(words: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, tuple[str, ...]]]:
+    """Drop empty, over-long and repeated phrases, keeping the first spelling."""
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for word, p in words:
+        if p and len(p) <= MAX_NGRAM and p not in seen:
+            seen.add(p)
+            out.append((word, p))
+    return out
 
 
 def _zip_longest(*lists: list[Analysed]) -> Iterable[tuple[Analysed | None, ...]]:

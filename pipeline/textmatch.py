@@ -170,3 +170,28 @@ DEFAULT_SYNONYMS: dict[str, tuple[str, ...]] = {
 def place_key(name: str) -> tuple[str, ...]:
     """A place name as the lower-cased word tuple proper_ngrams() produces."""
     return tuple(w.lower() for w in _TOKEN_RE.findall(name))
+
+
+def fixed_compound(texts: tuple[tuple[str, ...], ...], terms: set[tuple[str, ...]]
+                   ) -> str:
+    """The noun that every occurrence of `terms` modifies, if any. English compounds put
+    their head last, so "running water" and "cooking oil", said again and again, are about
+    water and oil. Returns "" for a single occurrence, or when the following word varies.
+
+    (A modifier in front, as in "half marathon" or "community garden", leaves the
+    interest as the head, so it is not checked.)
+    """
+    following: set[str] = set()
+    count = 0
+    own = {w for p in terms for w in p}
+    for tokens in texts:
+        for p in terms:
+            n = len(p)
+            for i in range(len(tokens) - n + 1):
+                if tokens[i:i + n] == p:
+                    count += 1
+                    following.add(tokens[i + n] if i + n < len(tokens) else "")
+    if count < 2 or len(following) != 1:
+        return ""
+    word = next(iter(following))
+    return word if word and word not in STOPWORDS and word not in own else ""
