@@ -180,6 +180,8 @@ class Matcher:
         self.source_lists = {name: frozenset(phrase(t) for t in ts)
                              for name, ts in topics.items()}
         self._interest: dict[str, list[Candidate]] = {}
+        self._terms: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        self._broader_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._scored: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self.near_misses: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self._hood: dict[str, list[Candidate]] = {}
@@ -211,20 +213,25 @@ class Matcher:
 
     def terms(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
         """The interest and its synonyms, as (word as written, stems) pairs."""
-        own = phrase(interest)
-        words = [(interest, own)] + [(s, phrase(s)) for s in self.synonyms.get(own, ())]
-        return _distinct(words)
+        if interest not in self._terms:
+            own = phrase(interest)
+            words = [(interest, own)] + [(s, phrase(s)) for s in self.synonyms.get(own, ())]
+            self._terms[interest] = _distinct(words)
+        return self._terms[interest]
 
     def broader(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
         """Broader subjects an interest belongs to: the interest whose synonym it is
         ("marathons" -> running) and the head of a multi-word interest ("live music" ->
         music). They count only through a source's own tags, which are curated."""
-        own = phrase(interest)
-        words = [(key, phrase(key)) for key in self._broader.get(own, ())]
-        if len(own) > 1:
-            words.append((own[-1], own[-1:]))
-        direct = {p for _, p in self.terms(interest)}
-        return [(w, p) for w, p in _distinct(words) if p not in direct]
+        if interest not in self._broader_of:
+            own = phrase(interest)
+            words = [(key, phrase(key)) for key in self._broader.get(own, ())]
+            if len(own) > 1:
+                words.append((own[-1], own[-1:]))
+            direct = {p for _, p in self.terms(interest)}
+            self._broader_of[interest] = [(w, p) for w, p in _distinct(words)
+                                          if p not in direct]
+        return self._broader_of[interest]
 
     def evidence(self, x: Analysed, interest: str,
                  terms: list[tuple[str, tuple[str, ...]]] | None = None) -> tuple[float, str]:
@@ -263,7 +270,7 @@ class Matcher:
             glued = fixed_compound(x.words, {p for p in phrases
                                              if p in x.title or p in x.text})
             if glued:
-                score, parts = WEIGHT_MENTION, [f"only as in '... {glued}'"]
+                score, parts = WEIGHT_MENTION, ["only as part of a longer name"]
         if devoted:
             score += SOURCE_BONUS if score else WEIGHT_SOURCE
             parts.append("from a feed about it")
@@ -434,23 +441,25 @@ _SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5:
 
 def choose_tip(contact: Contact, tips: tuple[Tip, ...], seen: frozenset[str],
                now: dt.datetime, last_seen: Mapping[str, str] | None = None) -> Tip | None:
-    """The next tip in this person's rotation: unseen ones first (in season before out of
-    season), then, once all are seen, the least recently seen."""
+    """The next tip in this person's rotation: unseen ones first (in season or evergreen
+    before out of season); once all are seen, the rotation restarts with the least
+    recently seen (given `last_seen` dates), else by month so consecutive sends differ."""
     if not tips:
         return None
-
-    # A per-person order, so two neighbours do not get the same tip the same month.
-    def order(t: Tip) -> str:
-        return hashlib.sha1(f"{contact.email.lower()}|{t.id}".encode()).hexdigest()
-    season = _SEASONS[now.month]
-    fresh = [t for t in tips if f"tip:{t.id}" not in seen]
+    # Each person starts the library at their own place, so two neighbours do not get
+    # the same tip the same month; one hash per person keeps 100,000 people cheap.
+    start = int(hashlib.sha1(contact.email.lower().encode()).hexdigest()[:8], 16) % len(tips)
+    rotation = tips[start:] + tips[:start]
+    fresh = [t for t in rotation if "tip:" + t.id not in seen] if seen else rotation
     if fresh:
-        return min(fresh, key=lambda t: (t.season not in ("", season), order(t)))
-    ranked = sorted(tips, key=order)
+        season = _SEASONS[now.month]
+        for t in fresh:
+            if t.season in ("", season):
+                return t
+        return fresh[0]
     if last_seen:
-        return min(ranked, key=lambda t: (last_seen.get(t.id, ""), ranked.index(t)))
-    # Without dates, step through the rotation by month so consecutive sends differ.
-    return ranked[(now.year * 12 + now.month) % len(ranked)]
+        return min(rotation, key=lambda t: last_seen.get(t.id, ""))
+    return rotation[(now.year * 12 + now.month) % len(rotation)]
 
 
 def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,

@@ -80,8 +80,9 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
             if explain else ()
         if not picks:
             # Only reachable with skip_empty: otherwise the tip alone still goes out.
-            skipped.append(Skipped(contact.email, "nothing new worth sending", rejected))
+            skipped.append(Skipped(contact.email, "nothing new worth sending",
+                                   rejected=rejected))
             continue
-        emails.append(PlannedEmail(contact, picks, notes.get(key, ()), rejected))
+        emails.append(PlannedEmail(contact, picks, notes.get(key, ()), rejected=rejected))
     return Plan(campaign=campaign, send_id=send_id_for(campaign, period),
                 period=period.isoformat(), emails=tuple(emails), skipped=tuple(skipped))

@@ -133,6 +133,8 @@ def similar_titles(a: frozenset[str], b: frozenset[str], threshold: float = 0.6)
     """True when two headline signatures share most of their words (Jaccard)."""
     if len(a) < 3 or len(b) < 3:
         return a == b and bool(a)
+    if min(len(a), len(b)) < threshold * max(len(a), len(b)):
+        return False  # even full overlap could not reach the threshold
     inter = len(a & b)
     return inter / (len(a) + len(b) - inter) >= threshold
 
