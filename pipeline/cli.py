@@ -426,6 +426,7 @@ def status(project: Path) -> None:
             for row in pending[:20]:
                 out.print(f"  sphere resolve {row.send_id} {row.email} --sent|--not-sent",
                           markup=False)
+        cli_contacts.print_cold(config, store)
         suppressed = store.suppressed()
         reasons = ", ".join(f"{n} {r}" for r, n in store.suppression_counts().items())
         out.print(f"{store.article_count()} articles stored; {len(suppressed)} suppressed "
@@ -515,3 +516,7 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
         finally:
             server.server_close()
 
+
+# `contacts import` and `report` (issue #9) live in their own module; importing it
+# registers them.
+from . import cli_contacts  # noqa: E402,F401

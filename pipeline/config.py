@@ -72,6 +72,14 @@ class Drip:
 
 
 @dataclass(frozen=True)
+class Engagement:
+    """campaigns.yaml `engagement:`: when a contact counts as cold (issue #9)."""
+
+    # Sends in a row without an open or click; see engagement.DEFAULT_COLD_AFTER_SENDS.
+    cold_after_sends: int = 4
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything the user configured, validated."""
 
@@ -88,6 +96,13 @@ class Config:
     audience_files: tuple[Path, ...]
     synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[Problem, ...] = field(default=())
+    engagement: Engagement = field(default_factory=Engagement)
+    # (campaign, cold_contacts policy) for campaigns that set one; the rest are "normal".
+    cold_policies: tuple[tuple[str, str], ...] = ()
+
+    def cold_policy(self, campaign: str) -> str:
+        """How a campaign treats cold contacts: normal | quarterly | skip."""
+        return dict(self.cold_policies).get(campaign, "normal")
 
     @property
     def db_path(self) -> Path:
@@ -442,18 +457,26 @@ def load_config(project: Path) -> Config:
         check.add(root, "campaigns", "no campaigns defined",
                   "add `campaigns:` with at least one, e.g. monthly-sphere")
     campaigns = []
+    cold_policies: list[tuple[str, str]] = []
     for name, raw in campaigns_node.items():
         if not _NAME_RE.match(str(name)):
             check.add(campaigns_node, f"campaigns.{name}", "is not a simple id",
                       "use lowercase letters, digits, '-' or '_'")
         node = check.mapping(raw, f"campaigns.{name}", campaigns_node.line_of(name))
         campaigns.append(_load_campaign(str(name), node, audiences, check))
+        if "cold_contacts" in node:
+            cold_policies.append((str(name), check.choice(
+                node, "cold_contacts", f"campaigns.{name}.", ("normal", "quarterly", "skip"),
+                default="normal")))
     drips = _load_drips(root, audiences, check)
     tips = _load_tips(project, check.text(root, "tips", "", default=""), check)
     syn_node = check.mapping(root.get("synonyms"), "synonyms", root.line_of("synonyms"))
     synonyms = tuple((str(k).lower(), tuple(s.lower() for s in check.names(syn_node, k,
                       "synonyms."))) for k in syn_node)
     state = check.text(root, "state_dir", "", default=DEFAULT_STATE_DIR)
+    eng_node = check.mapping(root.get("engagement"), "engagement", root.line_of("engagement"))
+    engagement = Engagement(cold_after_sends=check.integer(
+        eng_node, "cold_after_sends", "engagement.", 4, minimum=1) or 4)
 
     all_problems = sources_check.problems + check.problems
     errors = [p for p in all_problems if p.severity == "error"]
@@ -463,4 +486,5 @@ def load_config(project: Path) -> Config:
                   transport=transport, smtp=smtp, sendgrid=sendgrid,
                   campaigns=tuple(campaigns), drips=drips, sources=sources, tips=tips,
                   audience_files=audience_files, synonyms=synonyms,
+                  engagement=engagement, cold_policies=tuple(cold_policies),
                   warnings=tuple(p for p in all_problems if p.severity != "error"))

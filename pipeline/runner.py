@@ -11,6 +11,7 @@ from .audience import AudienceLoad, load_audiences
 from .config import Config
 from .deliver import Transport
 from .dispatch import Job, dispatch
+from .engagement import cold_contacts, hold_cold
 from .ingest import IngestSummary, ingest
 from .models import Campaign, Plan, RunSummary, Skipped
 from .plan import build_plan
@@ -47,6 +48,10 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
                       store.history(), store.suppressed(), store.pending_notes(),
                       dict(config.synonyms), now, config.sender.timezone, period,
                       {s.name: s.topics for s in config.sources}, explain=explain)
+    policy = config.cold_policy(campaign.name)
+    if policy != "normal":  # engagement feeds back (issue #9): fewer emails to cold contacts
+        plan = hold_cold(plan, policy, cold_contacts(
+            store.ledger_rows(), store.events(), config.engagement.cold_after_sends))
     return Prepared(plan, audience)
 
 

@@ -458,3 +458,24 @@ class Store:
     def suppressed(self) -> frozenset[str]:
         """Every suppressed address, lower-cased."""
         return frozenset(r[0] for r in self.conn.execute("SELECT email FROM suppressions"))
+
+    # ---- reports (issue #9) --------------------------------------------------------
+    def ledger_rows(self) -> list[LedgerRow]:
+        """Every ledger row, oldest first: the input of reports and cold-contact checks."""
+        return [LedgerRow(*r) for r in self.conn.execute(
+            "SELECT send_id, email, message_id, status, transport, error, created, settled "
+            "FROM deliveries ORDER BY created, send_id, email")]
+
+    def send_rows(self) -> list[tuple[str, str, str]]:
+        """(send_id, campaign, period) of every recorded send, oldest first."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, campaign, period FROM sends ORDER BY started, id")]
+
+    def provider_sends(self) -> dict[str, str]:
+        """provider message id -> send_id, to place events that lack our send id."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT provider_id, send_id FROM deliveries WHERE provider_id != ''")}
+
+    def article_titles(self) -> dict[str, str]:
+        """url -> title of every stored article, for naming clicked links."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT url, title FROM articles")}

@@ -1,0 +1,145 @@
+"""`sphere contacts import` and `sphere report` (issue #9): part of the CLI, registered on
+the `sphere` group by cli.py."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from .cli import CONTEXT, clock, fail, handled, load, main, open_store, out, \
+    project_option
+from .config import AUDIENCES_DIR, Config
+from .engagement import cold_contacts
+from .errors import ConfigError, Problem
+from .importer import TARGETS, import_contacts
+from .neighbourhoods import load_neighbourhoods
+from .report import render_html, report_from_store
+from .store import Store
+
+# A project-level mapping used when --neighbourhoods is not given.
+DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"
+COLD_SHOWN = 20  # addresses listed by `status`; the report lists them all
+
+
+def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    """--map 'Column Name=field' pairs -> {column: field}."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        column, eq, target = pair.rpartition("=")
+        if not eq or not column.strip():
+            raise ConfigError([Problem("--map", 0, pair, "expected COLUMN=FIELD",
+                                       f"e.g. --map 'Primary Email=email'; fields: "
+                                       f"{', '.join(TARGETS)}")])
+        found[column.strip()] = target.strip().lower()
+    return found
+
+
+@main.group(context_settings=CONTEXT)
+def contacts() -> None:
+    """Bring contacts in from a CRM or address book."""
+
+
+@contacts.command("import", context_settings=CONTEXT)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--audience", required=True, help="Merge into audiences/NAME.csv (created if "
+              "missing).")
+@click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
+              help=f"Read COLUMN as FIELD ({', '.join(TARGETS)}); repeatable.")
+@click.option("--dry-run", is_flag=True, help="Write nothing; report what would change.")
+@click.option("--neighbourhoods", "hoods_file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"YAML of streets and ZIP codes per neighbourhood [default: "
+                   f"{DEFAULT_NEIGHBOURHOODS} in the project, if present].")
+@project_option
+def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
+               hoods_file: Path | None, project: Path) -> None:
+    """Import a CSV (Google, Outlook, Follow Up Boss, any spreadsheet) or vCard FILE."""
+    with handled():
+        config = load(project)
+        if not audience.replace("-", "").replace("_", "").isalnum():
+            fail(f"--audience {audience!r}: use letters, digits, '-' or '_' (it becomes "
+                 f"{AUDIENCES_DIR}/NAME.csv)")
+        hoods_path = hoods_file or (config.project / DEFAULT_NEIGHBOURHOODS)
+        hoods = None
+        if hoods_file is not None or hoods_path.is_file():
+            hoods = load_neighbourhoods(hoods_path)
+        # Read the suppressions from an in-memory copy: an import never writes the database.
+        store = open_store(config, dry_run=True)
+        report = import_contacts(file, config.project / AUDIENCES_DIR, audience,
+                                 overrides=_overrides(maps), neighbourhoods=hoods,
+                                 suppressed=store.suppressed(), dry_run=dry_run,
+                                 shown=str(file))
+        out.print(("Dry run: " if dry_run else "") + report.line(), markup=False)
+        if report.columns:
+            out.print("columns: " + ", ".join(f"{c!r} -> {f}" for c, f in report.columns),
+                      markup=False)
+        if report.encoding != "UTF-8":
+            out.print(f"read as {report.encoding} (the file is not UTF-8)", markup=False)
+        for line in report.skipped:
+            out.print(f"  skipped: {line}", markup=False)
+        for line in report.notes:
+            out.print(f"  note: {line}", markup=False)
+        if report.unchanged:
+            out.print(f"  {report.unchanged} already in the audience with nothing new",
+                      markup=False)
+        where = report.target.relative_to(config.project) \
+            if report.target.is_relative_to(config.project) else report.target
+        out.print(f"Nothing written ({where} unchanged)." if dry_run else
+                  f"Wrote {where}.", markup=False)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("campaign", required=False, default="")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a self-contained HTML page with a chart per campaign.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@project_option
+def report(campaign: str, html_file: Path | None, as_json: bool, project: Path) -> None:
+    """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
+    with handled():
+        config = load(project)
+        store = open_store(config, dry_run=True)
+        known = {c.name for c in config.campaigns} | {c for _, c, _ in store.send_rows()}
+        if campaign and campaign not in known:
+            fail(f"no campaign {campaign!r}; known: {', '.join(sorted(known)) or 'none'}")
+        result = report_from_store(store, campaign, config.engagement.cold_after_sends)
+        if html_file is not None:
+            html_file.parent.mkdir(parents=True, exist_ok=True)
+            html_file.write_text(render_html(result, clock()()), encoding="utf-8")
+        if as_json:
+            click.echo(json.dumps(asdict(result), indent=2, ensure_ascii=False))
+            return
+        for s in result.sends:
+            out.print(s.line(), markup=False)
+        if not result.sends:
+            out.print("No sends recorded yet.")
+        if result.stories:
+            out.print("Top clicked stories:")
+            for st in result.stories:
+                out.print(f"  {st.contacts} people, {st.clicks} clicks: "
+                          f"{st.title or st.url}", markup=False)
+        engaged = [c for c in result.contacts if c.opened or c.clicked]
+        out.print(f"Contacts: {len(result.contacts)} mailed or active, {len(engaged)} opened "
+                  f"or clicked, {len(result.cold)} cold (no open or click in the last "
+                  f"{result.cold_after_sends} sends)", markup=False)
+        for c in result.contacts:
+            flags = ", ".join((("cold",) if c.cold else ()) + c.flags)
+            out.print(f"  {c.email}: sent {c.sent}, opened {c.opened}, clicked {c.clicked}"
+                      f"{f' [{flags}]' if flags else ''}", markup=False)
+        if html_file is not None:
+            out.print(f"Wrote {html_file}.", markup=False)
+
+
+def print_cold(config: Config, store: Store) -> None:
+    """The `status` line about cold contacts."""
+    n = config.engagement.cold_after_sends
+    cold = sorted(cold_contacts(store.ledger_rows(), store.events(), n))
+    if not cold:
+        return
+    shown = ", ".join(cold[:COLD_SHOWN]) + (" ..." if len(cold) > COLD_SHOWN else "")
+    out.print(f"[yellow]{len(cold)} cold contact(s)[/] (no open or click in the last {n} "
+              f"sends): {escape(shown)}; `sphere report` has details, and a campaign's "
+              "`cold_contacts: quarterly` mails them less often.")
+

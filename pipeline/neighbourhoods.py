@@ -1,0 +1,95 @@
+"""Which neighbourhood an address is in, from a mapping file of streets and ZIP codes:
+
+    neighbourhoods:
+      Maple Heights: {zips: ["98001"], streets: ["Birch Lane", "Linden Street"]}
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, Problem
+from .yamlfile import LineDict, LineList, load_yaml
+
+# Street-type abbreviations, so "12 Birch Ln." matches "Birch Lane".
+_SUFFIXES = {"st": "street", "str": "street", "ln": "lane", "ave": "avenue", "av": "avenue",
+             "rd": "road", "dr": "drive", "ct": "court", "blvd": "boulevard", "pl": "place",
+             "ter": "terrace", "terr": "terrace", "cir": "circle", "hwy": "highway",
+             "pkwy": "parkway", "sq": "square", "trl": "trail", "n": "north", "s": "south",
+             "e": "east", "w": "west"}
+
+
+def street_key(text: str) -> str:
+    """'12 Birch Ln., Apt 4' -> '12 birch lane apt 4' (words, abbreviations expanded)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return " ".join(_SUFFIXES.get(w, w) for w in words)
+
+
+def zip_key(text: str) -> str:
+    """'98001-1234' -> '980011234'; 'sw1a 1aa' -> 'SW1A1AA'."""
+    return re.sub(r"[^A-Za-z0-9]", "", text).upper()
+
+
+@dataclass(frozen=True)
+class Neighbourhoods:
+    """Streets and postal codes of each neighbourhood; a street beats a ZIP code."""
+
+    streets: tuple[tuple[str, str], ...] = ()  # (street_key, neighbourhood)
+    zips: tuple[tuple[str, str], ...] = ()  # (zip_key, neighbourhood)
+
+    def lookup(self, street: str, postal_code: str) -> str:
+        """The neighbourhood of an address, or '' when the mapping does not say."""
+        if street.strip():
+            padded = f" {street_key(street)} "
+            hits = [(len(s), hood) for s, hood in self.streets if f" {s} " in padded]
+            if hits:
+                # The longest street name wins: "Old Mill Road" over "Mill Road".
+                return max(hits, key=lambda h: h[0])[1]
+        code = zip_key(postal_code)
+        if code:
+            # A prefix match: "98001" covers "98001-1234", "SW1A" covers "SW1A 1AA".
+            hits = [(len(z), hood) for z, hood in self.zips if code.startswith(z)]
+            if hits:
+                return max(hits, key=lambda h: h[0])[1]
+        return ""
+
+
+def load_neighbourhoods(path: Path, shown: str = "") -> Neighbourhoods:
+    """Read and check a neighbourhoods mapping file; ConfigError names file:line."""
+    shown = shown or str(path)
+    data, problems = load_yaml(path, shown)
+    if problems:
+        raise ConfigError(list(problems))
+    root = data.get("neighbourhoods") if isinstance(data, LineDict) else None
+    if not isinstance(root, LineDict):
+        raise ConfigError([Problem(shown, getattr(data, "line", 1), "neighbourhoods",
+                                   "must be a mapping of neighbourhood names",
+                                   "write `neighbourhoods: {Maple Heights: {zips: [\"98001\"], "
+                                   "streets: [\"Birch Lane\"]}}`")])
+    streets: list[tuple[str, str]] = []
+    zips: list[tuple[str, str]] = []
+    errors: list[Problem] = []
+    for name, spec in root.items():
+        line = root.line_of(name)
+        if not isinstance(spec, LineDict):
+            errors.append(Problem(shown, line, f"neighbourhoods.{name}", "must be a mapping "
+                                  "with `zips` and/or `streets`",
+                                  "e.g. `{zips: [\"98001\"], streets: [\"Birch Lane\"]}`"))
+            continue
+        for key, bucket, norm in (("zips", zips, zip_key), ("streets", streets, street_key)):
+            items = spec.get(key, [])
+            if not isinstance(items, (list, LineList)) or \
+                    not all(isinstance(i, (str, int)) for i in items):
+                errors.append(Problem(shown, spec.line_of(key), f"neighbourhoods.{name}.{key}",
+                                      "must be a list of text", f"e.g. `{key}: [...]`"))
+                continue
+            bucket.extend((norm(str(i)), str(name)) for i in items if norm(str(i)))
+        unknown = [k for k in spec if k not in ("zips", "streets")]
+        if unknown:
+            errors.append(Problem(shown, spec.line_of(unknown[0]),
+                                  f"neighbourhoods.{name}.{unknown[0]}", "unknown key",
+                                  "use `zips` and `streets`"))
+    if errors:
+        raise ConfigError(errors)
+    return Neighbourhoods(streets=tuple(streets), zips=tuple(zips))

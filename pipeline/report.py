@@ -1,0 +1,285 @@
+"""`sphere report`: what each send did (from the ledger and the provider's events), which
+stories were clicked, and who is engaged or gone cold; as data, text and an HTML page."""
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .engagement import cold_contacts
+from .store import LedgerRow, StoredEvent, Store
+
+METRICS: tuple[str, ...] = ("sent", "delivered", "opened", "clicked", "bounced",
+                            "unsubscribed", "complained")
+# SendGrid Event Webhook event names behind each metric ("sent" comes from the ledger).
+EVENT_METRICS: dict[str, tuple[str, ...]] = {
+    "delivered": ("delivered",), "opened": ("open",), "clicked": ("click",),
+    "bounced": ("bounce",), "unsubscribed": ("unsubscribe", "group_unsubscribe"),
+    "complained": ("spamreport",),
+}
+_METRIC_OF = {event: metric for metric, events in EVENT_METRICS.items() for event in events}
+TOP_STORIES = 10
+# Bars drawn per send in the chart, with their colours (the sample brand's palette).
+CHART_SERIES: tuple[tuple[str, str], ...] = (("sent", "#9AA5B1"), ("delivered", "#1F5F8B"),
+                                             ("opened", "#E07A3F"), ("clicked", "#2E8B57"))
+
+
+@dataclass(frozen=True)
+class SendStats:
+    """Unique contacts per metric for one send."""
+
+    send_id: str
+    campaign: str
+    period: str
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+    unsubscribed: int = 0
+    complained: int = 0
+
+    def count(self, metric: str) -> int:
+        """The figure for one of METRICS."""
+        return int(getattr(self, metric))
+
+    def line(self) -> str:
+        """'monthly@2026-09-01T09:00: sent 10, delivered 9, opened 5, ...'."""
+        return f"{self.send_id}: " + ", ".join(f"{m} {self.count(m)}" for m in METRICS)
+
+
+@dataclass(frozen=True)
+class StoryClicks:
+    """A clicked link: how many people clicked it, and the article it belongs to."""
+
+    url: str
+    title: str  # the article's title, or '' when the link is not a stored article
+    contacts: int
+    clicks: int
+
+
+@dataclass(frozen=True)
+class ContactEngagement:
+    """One person across the reported sends."""
+
+    email: str
+    sent: int
+    opened: int  # sends opened at least once
+    clicked: int  # sends with at least one click
+    last_active: int  # unix time of the last open or click; 0 for never
+    cold: bool
+    flags: tuple[str, ...] = ()  # bounced, unsubscribed, complained
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything `sphere report` shows."""
+
+    campaign: str  # '' for every campaign
+    sends: tuple[SendStats, ...]
+    stories: tuple[StoryClicks, ...]
+    contacts: tuple[ContactEngagement, ...]
+    cold_after_sends: int
+
+    @property
+    def cold(self) -> tuple[str, ...]:
+        """Addresses flagged cold, sorted."""
+        return tuple(c.email for c in self.contacts if c.cold)
+
+
+def url_key(url: str) -> str:
+    """A link as matched to an article: tracking parameters, fragment and trailing slash
+    ignored, scheme and host lower-cased."""
+    parts = urlsplit(url.strip())
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if not k.lower().startswith("utm_")])
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"),
+                       query, ""))
+
+
+def _attribute(event: StoredEvent, by_provider: dict[str, str]) -> str:
+    """The send an event belongs to: our custom arg, else SendGrid's message id (whose
+    sg_message_id is the X-Message-Id plus a '.filter...' suffix)."""
+    if event.send_id:
+        return event.send_id
+    return by_provider.get(event.sg_message_id.split(".", 1)[0], "") \
+        if event.sg_message_id else ""
+
+
+def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
+                 sends: Iterable[tuple[str, str, str]], titles: dict[str, str],
+                 by_provider: dict[str, str], campaign: str = "",
+                 cold_after_sends: int = 4) -> Report:
+    """The report from ledger rows, events, (send_id, campaign, period) and article titles."""
+    ledger = list(ledger)
+    events = list(events)
+    meta = {sid: (camp, period) for sid, camp, period in sends}
+    for row in ledger:
+        meta.setdefault(row.send_id, (row.send_id.split("@", 1)[0],
+                                      row.send_id.split("@", 1)[-1]))
+    chosen = {sid for sid, (camp, _) in meta.items() if not campaign or camp == campaign}
+    who: dict[tuple[str, str], set[str]] = {}
+    sent_to: dict[str, set[str]] = {}
+    for row in ledger:
+        if row.send_id in chosen and row.status == "sent":
+            who.setdefault((row.send_id, "sent"), set()).add(row.email.lower())
+            sent_to.setdefault(row.email.lower(), set()).add(row.send_id)
+    clicks: dict[str, tuple[set[str], list[str]]] = {}
+    activity: dict[str, dict[str, set[str]]] = {}
+    last_active: dict[str, int] = {}
+    for e in events:
+        metric = _METRIC_OF.get(e.event)
+        sid = _attribute(e, by_provider)
+        if metric is None or sid not in chosen:
+            continue
+        email = e.email.lower()
+        who.setdefault((sid, metric), set()).add(email)
+        activity.setdefault(email, {}).setdefault(metric, set()).add(sid)
+        if metric in ("opened", "clicked"):
+            last_active[email] = max(last_active.get(email, 0), e.timestamp)
+        if metric == "clicked" and e.url:
+            people, raw = clicks.setdefault(url_key(e.url), (set(), []))
+            people.add(email)
+            raw.append(e.url)
+    stats = tuple(sorted(
+        (SendStats(sid, meta[sid][0], meta[sid][1],
+                   **{m: len(who.get((sid, m), ())) for m in METRICS}) for sid in chosen),
+        key=lambda s: (s.campaign, s.period, s.send_id)))
+    by_key = {url_key(u): t for u, t in titles.items()}
+    stories = tuple(sorted(
+        (StoryClicks(url=raw[0], title=by_key.get(key, ""), contacts=len(people),
+                     clicks=len(raw)) for key, (people, raw) in clicks.items()),
+        key=lambda s: (-s.contacts, -s.clicks, s.url))[:TOP_STORIES])
+    cold = cold_contacts(ledger, events, cold_after_sends)
+    people = sorted(set(sent_to) | set(activity))
+    contacts = tuple(
+        ContactEngagement(
+            email=email, sent=len(sent_to.get(email, ())),
+            opened=len(activity.get(email, {}).get("opened", ())),
+            clicked=len(activity.get(email, {}).get("clicked", ())),
+            last_active=last_active.get(email, 0), cold=email in cold,
+            flags=tuple(m for m in ("bounced", "unsubscribed", "complained")
+                        if activity.get(email, {}).get(m)))
+        for email in people)
+    return Report(campaign=campaign, sends=stats, stories=stories, contacts=contacts,
+                  cold_after_sends=cold_after_sends)
+
+
+def report_from_store(store: Store, campaign: str = "", cold_after_sends: int = 4) -> Report:
+    """build_report over everything the project's database holds."""
+    return build_report(store.ledger_rows(), store.events(), store.send_rows(),
+                        store.article_titles(), store.provider_sends(), campaign,
+                        cold_after_sends)
+
+
+# ---- HTML -----------------------------------------------------------------------------
+def _when(stamp: int) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).strftime("%Y-%m-%d") \
+        if stamp else "never"
+
+
+def chart_svg(campaign: str, sends: list[SendStats]) -> str:
+    """Grouped bars (sent, delivered, opened, clicked) per send of one campaign, oldest
+    first, as inline SVG that scales to its container."""
+    width, height, left, bottom, top = 800, 280, 44, 44, 36
+    plot_w, plot_h = width - left - 16, height - bottom - top
+    # Whole-number gridlines: four steps of ceil(peak / 4) people each.
+    step = -(-max([s.count(m) for s in sends for m, _ in CHART_SERIES] + [1]) // 4)
+    peak = step * 4
+    slot = plot_w / max(len(sends), 1)
+    bar = min(28.0, slot * 0.8 / len(CHART_SERIES))
+    esc = html.escape
+    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+             f'xmlns="http://www.w3.org/2000/svg" aria-label="{esc(campaign)}: sent, '
+             'delivered, opened and clicked per send">',
+             f'<title>{esc(campaign)} over time</title>']
+    for i in range(5):
+        y = top + plot_h - plot_h * i / 4
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 16}" y2="{y:.1f}" '
+                     'stroke="#E3E0DA"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" '
+                     f'font-size="11" fill="#555">{step * i}</text>')
+    for n, s in enumerate(sends):
+        x0 = left + slot * n + (slot - bar * len(CHART_SERIES)) / 2
+        for k, (metric, colour) in enumerate(CHART_SERIES):
+            value = s.count(metric)
+            h = plot_h * value / peak
+            parts.append(f'<rect class="bar bar-{metric}" x="{x0 + k * bar:.1f}" '
+                         f'y="{top + plot_h - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
+                         f'fill="{colour}"><title>{esc(s.send_id)}: {value} {metric}</title>'
+                         '</rect>')
+        label = s.period[:10]
+        parts.append(f'<text x="{left + slot * n + slot / 2:.1f}" y="{height - bottom + 18}" '
+                     f'text-anchor="middle" font-size="11" fill="#333">{esc(label)}</text>')
+    for k, (metric, colour) in enumerate(CHART_SERIES):
+        x = left + k * 110
+        parts.append(f'<rect x="{x}" y="10" width="12" height="12" fill="{colour}"/>'
+                     f'<text x="{x + 17}" y="20" font-size="12" fill="#333">{metric}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# Soft hyphens: the long headings break as "unsub-scribed", not "unsubscrib-ed".
+_HEADINGS = {"delivered": "de&shy;livered", "unsubscribed": "unsub&shy;scribed",
+             "complained": "com&shy;plained"}
+_CSS = """
+*{box-sizing:border-box}body{margin:0;background:#F4F1EC;color:#222;
+font:15px/1.45 -apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif}
+main{max-width:1000px;margin:0 auto;padding:24px 16px}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 8px}
+section{background:#fff;border-radius:8px;padding:16px;margin:0 0 16px}
+table{width:100%;border-collapse:collapse;table-layout:fixed}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #E3E0DA;
+overflow-wrap:anywhere;vertical-align:top}
+th{font-size:13px;color:#555;overflow-wrap:normal}td.n,th.n{text-align:right;width:9%}
+.chart{display:block;width:100%;height:auto}.cold{color:#B03A2E;font-weight:600}
+.muted{color:#666}
+"""
+
+
+def render_html(report: Report, generated: dt.datetime) -> str:
+    """A self-contained page: inline CSS and SVG, no scripts, nothing fetched."""
+    esc = html.escape
+    title = f"Sphere report: {report.campaign or 'all campaigns'}"
+    out = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+           f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+           f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
+           f"<h1>{esc(title)}</h1><p class=\"muted\">Generated {generated:%Y-%m-%d %H:%M} UTC. "
+           "Counts are unique contacts; opens are approximate (image blocking hides some, "
+           "privacy proxies add some).</p>"]
+    campaigns = sorted({s.campaign for s in report.sends})
+    for camp in campaigns:
+        sends = [s for s in report.sends if s.campaign == camp]
+        out.append(f'<section class="campaign"><h2>{esc(camp)}</h2>{chart_svg(camp, sends)}'
+                   '<table><thead><tr><th style="width:28%">send</th>' +
+                   "".join(f'<th class="n">{_HEADINGS.get(m, m)}</th>' for m in METRICS) +
+                   "</tr></thead><tbody>")
+        for s in sends:
+            out.append(f"<tr><td>{esc(s.send_id)}</td>" +
+                       "".join(f'<td class="n">{s.count(m)}</td>' for m in METRICS) + "</tr>")
+        out.append("</tbody></table></section>")
+    if not campaigns:
+        out.append("<section><p>No sends recorded yet.</p></section>")
+    out.append('<section><h2>Top clicked stories</h2><table><thead><tr><th>story</th>'
+               '<th class="n">people</th><th class="n">clicks</th></tr></thead><tbody>')
+    for st in report.stories:
+        out.append(f'<tr><td><a href="{esc(st.url)}">{esc(st.title or st.url)}</a></td>'
+                   f'<td class="n">{st.contacts}</td><td class="n">{st.clicks}</td></tr>')
+    if not report.stories:
+        out.append('<tr><td colspan="3" class="muted">No clicks recorded.</td></tr>')
+    out.append("</tbody></table></section>")
+    out.append(f'<section><h2>Contacts</h2><p class="muted">Cold: no open or click in the '
+               f'last {report.cold_after_sends} sends ({len(report.cold)} contact(s)).</p>'
+               '<table><thead><tr><th style="width:34%">contact</th><th class="n">sent</th>'
+               '<th class="n">opened</th><th class="n">clicked</th><th>last active</th>'
+               '<th>flags</th></tr></thead><tbody>')
+    for c in report.contacts:
+        flags = (["<span class=\"cold\">cold</span>"] if c.cold else []) + \
+            [esc(f) for f in c.flags]
+        out.append(f"<tr><td>{esc(c.email)}</td><td class=\"n\">{c.sent}</td>"
+                   f"<td class=\"n\">{c.opened}</td><td class=\"n\">{c.clicked}</td>"
+                   f"<td>{_when(c.last_active)}</td><td>{', '.join(flags)}</td></tr>")
+    out.append("</tbody></table></section></main></body></html>")
+    return "\n".join(out)

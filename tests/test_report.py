@@ -1,0 +1,206 @@
+"""`sphere report` and cold contacts, from a recorded SendGrid event stream in real SQLite."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.engagement import allow_send, cold_contacts
+from pipeline.models import Article
+from pipeline.report import report_from_store, url_key
+from pipeline.runner import prepare
+from pipeline.store import Store, StoredEvent
+from tests.conftest import NOW
+
+EVENTS = Path(__file__).parent / "fixtures" / "events.json"
+PEOPLE = {p: f"{name}@example.com" for p, name in
+          (("a", "ann"), ("b", "ben"), ("c", "cara"), ("d", "dev"), ("e", "eve"))}
+S1, S2, S3, S4 = (f"monthly-sphere@2026-{m}-01T09:00" for m in ("08", "09", "10", "11"))
+S5 = "market-alert@2026-10-15T09:00"
+# (send, recipients sent, recipients failed); the order they went out in.
+LEDGER = ((S1, "abcde", ""), (S2, "abcde", ""), (S3, "abcd", "e"), (S5, "ac", ""),
+          (S4, "abcd", ""))
+ARTICLES = (("maple-market", "Maple Heights farmers market moves indoors"),
+            ("rates-fall", "Mortgage rates fall for a third week"),
+            ("kayak-launch", "New kayak launch opens at Harbor Point"))
+
+
+def load_events(path: Path) -> list[StoredEvent]:
+    """SendGrid Event Webhook JSON -> StoredEvent, as the webhook keeps them."""
+    return [StoredEvent(sg_event_id=e["sg_event_id"], event=e["event"], email=e["email"],
+                        timestamp=int(e["timestamp"]), sg_message_id=e.get("sg_message_id", ""),
+                        send_id=e.get("sphere_send_id", ""), url=e.get("url", ""),
+                        reason=e.get("reason", ""))
+            for e in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def record(store: Store) -> None:
+    """The five sends of the ledger, the articles, then the recorded event stream."""
+    for send_id, sent, failed in LEDGER:
+        campaign, period = send_id.split("@")
+        when = dt.datetime.fromisoformat(period + ":00-07:00")
+        store.start_send(send_id, campaign, when.isoformat(), when)
+        for p in sent + failed:
+            email = PEOPLE[p]
+            store.begin_delivery(send_id, email, f"<{p}.{period}@sphere>", "sendgrid", (), (),
+                                 (), when)
+            store.settle_delivery(send_id, email, "sent" if p in sent else "failed", when,
+                                  provider_id=f"sgmsg-{p}4" if send_id == S4 else "",
+                                  error="" if p in sent else "550 rejected")
+        store.finish_send(send_id, when, "done")
+    store.upsert_articles([Article(id=f"gazette:{slug}", source="gazette", kind="neighbourhood",
+                                   url=f"https://news.example.org/{slug}", title=title,
+                                   summary_html="", summary_text="", published=NOW)
+                           for slug, title in ARTICLES], NOW)
+    events = load_events(EVENTS)
+    assert store.record_events(events, [], NOW) == len(events) - 1  # one redelivery
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """A real SQLite file holding the ledger and the events."""
+    db = Store.open(tmp_path / "sphere.db")
+    record(db)
+    yield db
+    db.close()
+
+
+def counts(report) -> dict[str, tuple[int, ...]]:
+    return {s.send_id: (s.sent, s.delivered, s.opened, s.clicked, s.bounced, s.unsubscribed,
+                        s.complained) for s in report.sends}
+
+
+def test_counts_per_send_are_unique_contacts(store: Store) -> None:
+    report = report_from_store(store)
+    assert counts(report) == {
+        # sent, delivered, opened, clicked, bounced, unsubscribed, complained
+        S5: (2, 2, 1, 1, 0, 0, 0),
+        S1: (5, 5, 2, 2, 0, 0, 0),  # ben opened twice: one contact
+        S2: (5, 4, 2, 1, 1, 0, 1),
+        S3: (4, 4, 1, 1, 0, 1, 0),  # eve failed: not sent; group_unsubscribe counts
+        S4: (4, 4, 1, 1, 0, 0, 0),  # ann's open had no send id: placed by message id
+    }
+    assert [s.send_id for s in report.sends] == [S5, S1, S2, S3, S4]
+
+
+def test_top_stories_are_joined_to_article_titles(store: Store) -> None:
+    stories = report_from_store(store).stories
+    assert [(s.title, s.contacts, s.clicks) for s in stories] == [
+        ("Mortgage rates fall for a third week", 2, 3),
+        ("Maple Heights farmers market moves indoors", 1, 3),
+        ("New kayak launch opens at Harbor Point", 1, 1),
+        ("", 1, 1),
+    ]
+    assert stories[-1].url == "https://riverton-homes.example.com/open-house"
+    monthly = report_from_store(store, "monthly-sphere")
+    assert [s.send_id for s in monthly.sends] == [S1, S2, S3, S4]
+    assert "New kayak launch opens at Harbor Point" not in [s.title for s in monthly.stories]
+
+
+def test_per_contact_engagement_and_cold(store: Store) -> None:
+    report = report_from_store(store)
+    got = {c.email: (c.sent, c.opened, c.clicked, c.cold, c.flags) for c in report.contacts}
+    assert got == {
+        "ann@example.com": (5, 4, 2, False, ()),
+        "ben@example.com": (4, 1, 1, False, ("unsubscribed",)),
+        "cara@example.com": (5, 2, 3, False, ()),
+        "dev@example.com": (4, 0, 0, True, ("complained",)),
+        "eve@example.com": (2, 0, 0, False, ("bounced",)),
+    }
+    assert report.cold == ("dev@example.com",)
+
+
+def test_cold_contacts_window(store: Store) -> None:
+    ledger, events = store.ledger_rows(), store.events()
+    assert cold_contacts(ledger, events, 4) == {"dev@example.com"}
+    # Over the last two sends Ben only unsubscribed and Eve only bounced: neither engaged.
+    assert cold_contacts(ledger, events, 2) == {"ben@example.com", "dev@example.com",
+                                                "eve@example.com"}
+    assert cold_contacts(ledger, events, 6) == set()  # nobody was sent six
+
+
+def test_allow_send_policies() -> None:
+    assert allow_send("normal", "2026-11-01T09:00:00-08:00")
+    assert not allow_send("skip", "2026-10-01T09:00:00-07:00")
+    assert [m for m in range(1, 13) if allow_send("quarterly", dt.date(2026, m, 1))] == \
+        [1, 4, 7, 10]
+
+
+def test_url_key_ignores_tracking() -> None:
+    assert url_key("HTTPS://News.example.org/a/?utm_source=x&id=3#top") == \
+        "https://news.example.org/a?id=3"
+
+
+def test_report_command(store: Store, project: Path, cli, tmp_path: Path) -> None:
+    store.close()
+    (project / "var").mkdir()
+    (tmp_path / "sphere.db").rename(project / "var" / "sphere.db")
+    result = cli("report", "monthly-sphere", project=project)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:4] == [
+        f"{S1}: sent 5, delivered 5, opened 2, clicked 2, bounced 0, unsubscribed 0, "
+        "complained 0",
+        f"{S2}: sent 5, delivered 4, opened 2, clicked 1, bounced 1, unsubscribed 0, "
+        "complained 1",
+        f"{S3}: sent 4, delivered 4, opened 1, clicked 1, bounced 0, unsubscribed 1, "
+        "complained 0",
+        f"{S4}: sent 4, delivered 4, opened 1, clicked 1, bounced 0, unsubscribed 0, "
+        "complained 0"]
+    assert "  dev@example.com: sent 4, opened 0, clicked 0 [cold, complained]" in lines
+    as_json = json.loads(cli("report", "--json", project=project).output)
+    assert {s["send_id"]: s["opened"] for s in as_json["sends"]}[S5] == 1
+    page = tmp_path / "out" / "report.html"
+    assert cli("report", "--html", str(page), project=project).exit_code == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.count('<svg class="chart"') == 2  # one chart per campaign
+    assert "<script" not in text and "http-equiv" not in text
+    unknown = cli("report", "no-such-campaign", project=project)
+    assert unknown.exit_code == 1 and "known:" in unknown.output
+    status = cli("status", project=project)
+    assert "1 cold contact(s)" in status.output and "dev@example.com" in status.output
+
+
+def test_cold_contacts_wait_for_the_quarter(project: Path) -> None:
+    """A campaign with cold_contacts: quarterly leaves a cold contact out in November and
+    mails them in October; the skipped reason says why."""
+    campaigns = project / "campaigns.yaml"
+    text = campaigns.read_text(encoding="utf-8")
+    campaigns.write_text(text.replace("    kind: newsletter\n",
+                                      "    kind: newsletter\n    cold_contacts: quarterly\n", 1)
+                         + "\nengagement:\n  cold_after_sends: 2\n", encoding="utf-8")
+    config = load_config(project)
+    assert config.cold_policy("monthly-sphere") == "quarterly"
+    assert config.engagement.cold_after_sends == 2
+    store = Store.open(config.db_path)
+    for month in ("09", "10"):
+        when = dt.datetime.fromisoformat(f"2026-{month}-01T16:00:00+00:00")
+        sid = f"old@2026-{month}-01T09:00"
+        store.begin_delivery(sid, "marcus.bell@example.com", f"<m{month}@x>", "outbox", (), (),
+                             (), when)
+        store.settle_delivery(sid, "marcus.bell@example.com", "sent", when)
+    from pipeline.ingest import ingest
+    ingest(config.sources, store, NOW)
+    campaign = config.campaign("monthly-sphere")
+    november = prepare(config, store, campaign, NOW).plan
+    assert [s.reason for s in november.skipped if s.email == "marcus.bell@example.com"] == \
+        ["cold contact: quarterly cadence"]
+    assert "marcus.bell@example.com" not in [e.contact.email for e in november.emails]
+    october = prepare(config, store, campaign, NOW,
+                      dt.datetime(2026, 10, 1, 9, tzinfo=dt.timezone.utc)).plan
+    assert "marcus.bell@example.com" in [e.contact.email for e in october.emails]
+    store.close()
+
+
+def test_bad_cold_policy_is_a_config_error(project: Path, cli) -> None:
+    campaigns = project / "campaigns.yaml"
+    campaigns.write_text(campaigns.read_text(encoding="utf-8").replace(
+        "    kind: newsletter\n", "    kind: newsletter\n    cold_contacts: monthly\n", 1),
+        encoding="utf-8")
+    result = cli("check", project=project)
+    assert result.exit_code == 1
+    assert "campaigns.monthly-sphere.cold_contacts: unknown value 'monthly'" in result.output
+    assert "normal | quarterly | skip" in result.output
