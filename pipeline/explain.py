@@ -14,6 +14,7 @@ from .models import Campaign, Contact, Tip
 from .textmatch import phrase
 
 SHOWN = 6  # rejected candidates listed per contact
+PER_REASON = 2  # of those, at most this many lost for the same kind of reason
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,16 @@ def explain_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
     found.sort(key=lambda r: -r.score)
     out: list[Rejected] = []
     ids: set[str] = set()
+    per_kind: dict[str, int] = {}
     for r in found:
         # The first (best) reason per article; one an email took elsewhere is not lost.
         if r.article_id in ids or r.article_id in chosen:
             continue
+        # A few of each kind of reason, so one crowded feed does not hide the rest.
+        kind = r.why.split(":")[0].split(" (")[0]
+        if per_kind.get(kind, 0) >= PER_REASON:
+            continue
+        per_kind[kind] = per_kind.get(kind, 0) + 1
         ids.add(r.article_id)
         out.append(r)
         if len(out) >= shown:

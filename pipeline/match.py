@@ -185,7 +185,7 @@ class Matcher:
         self._scored: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self.near_misses: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self._hood: dict[str, list[Candidate]] = {}
-        self.market, self.market_general = self._market()
+        self.market, self.market_general, self.market_general_plain = self._market()
 
     def _candidate(self, score: float, a: Article, section: str, reason: str,
                    general: bool = False) -> Candidate:
@@ -193,8 +193,10 @@ class Matcher:
                          Pick(section=section, reason=reason, score=round(score, 4),
                               article=a, general=general))
 
-    def _market(self) -> tuple[list[Candidate], list[Candidate]]:
-        """Market and economy news, freshest first, alternating the two kinds."""
+    def _market(self) -> tuple[list[Candidate], list[Candidate], list[Candidate]]:
+        """Market and economy news, freshest first, alternating the two kinds: as the
+        market section, as filler for people whose interests found nothing, and as
+        filler for people who listed none."""
         by_kind: dict[str, list[Analysed]] = {k: [] for k in MARKET_KINDS}
         for x in self.analysed:
             if x.article.kind in by_kind:
@@ -209,7 +211,10 @@ class Matcher:
                                    f"general {labels[x.article.kind]}: nothing new matched "
                                    "your interests this time", general=True)
                    for x in ordered]
-        return regular, general
+        plain = [self._candidate(x.freshness, x.article, "market",
+                                 f"general {labels[x.article.kind]}", general=True)
+                 for x in ordered]
+        return regular, general, plain
 
     def terms(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
         """The interest and its synonyms, as (word as written, stems) pairs."""
@@ -488,7 +493,8 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
         if matched == 0 and sizes.interests:
             # Nothing fits their interests: more general market news instead of a hobby
             # story that does not fit, and the reason says it is general.
-            _fill(email, "market", matcher.market_general, min(GENERAL_FILL, sizes.interests))
+            _fill(email, "market", matcher.market_general if contact.interests
+                  else matcher.market_general_plain, min(GENERAL_FILL, sizes.interests))
     if not email.picks and campaign.skip_empty:
         return ()
     if sizes.tip:
