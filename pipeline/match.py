@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 from .models import Article, Campaign, Contact, Pick, Tip
 from .textmatch import (
-    DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key, proper_ngrams,
-    similar_titles,
-    subject_stems, title_signature,
+    DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key,
+    proper_ngrams, similar_titles, subject_stems, title_signature,
 )
 
 MARKET_KINDS = ("market", "economy")
@@ -185,6 +184,7 @@ class Matcher:
         self._scored: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self.near_misses: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self._hood: dict[str, list[Candidate]] = {}
+        self._tips: dict[str, Pick] = {}
         self.market, self.market_general, self.market_general_plain = self._market()
 
     def _candidate(self, score: float, a: Article, section: str, reason: str,
@@ -326,6 +326,16 @@ class Matcher:
         self._interest[interest] = found
         return found
 
+    def tip_pick(self, tip: Tip) -> Pick:
+        """The Pick for a tip, made once and shared by everyone who gets that tip."""
+        pick = self._tips.get(tip.id)
+        if pick is None or pick.tip != tip:
+            season = f", for the {tip.season}" if tip.season else ""
+            pick = Pick(section="tip", reason=f"general advice on {tip.topic}{season}",
+                        score=0.0, tip=tip, general=True)
+            self._tips[tip.id] = pick
+        return pick
+
     def hood_evidence(self, x: Analysed, hood: str) -> tuple[float, str]:
         """How strongly one article concerns a neighbourhood, and how we know."""
         a = x.article
@@ -411,7 +421,7 @@ class _Email:
             return False
         return True
 
-    def add(self, c: Candidate, general: bool = False) -> None:
+    def add(self, c: Candidate) -> None:
         """Take a candidate (its ready Pick, shared by everyone who gets it)."""
         self.picks.append(c.pick)
         self.ids.add(c.article.id)
@@ -500,9 +510,7 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
     if sizes.tip:
         tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
         if tip:
-            season = f", for the {tip.season}" if tip.season else ""
-            email.picks.append(Pick(section="tip", reason=f"general advice on {tip.topic}"
-                                    f"{season}", score=0.0, tip=tip, general=True))
+            email.picks.append(matcher.tip_pick(tip))
     return tuple(email.picks)
 
 
