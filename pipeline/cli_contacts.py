@@ -14,7 +14,8 @@ from .cli import CONTEXT, clock, fail, handled, load, main, open_store, out, \
 from .config import AUDIENCES_DIR, Config
 from .engagement import cold_contacts
 from .errors import ConfigError, Problem
-from .importer import TARGETS, import_contacts
+from .exports import TARGETS
+from .importer import import_contacts
 from .neighbourhoods import load_neighbourhoods
 from .report import render_html, report_from_store
 from .store import Store

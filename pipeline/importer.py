@@ -1,64 +1,29 @@
 """`sphere contacts import`: CRM exports (CSV from Google Contacts, Outlook, Follow Up
 Boss or a plain spreadsheet; vCard) merged into audiences/NAME.csv, with a report.
 
-Reading is forgiving (encodings, delimiters, header spellings); merging is conservative:
-it never drops a contact, a note or an unsubscribe (see `merge_contact`)."""
+Reading (exports.py) is forgiving: encodings, delimiters, header spellings. Merging is
+conservative: it never drops a contact, a note or an unsubscribe (see `merge_contact`)."""
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
 import os
-import re
 import tempfile
 import unicodedata
 import zoneinfo
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 
 from email_validator import EmailNotValidError
 
 from .audience import FIELDS, email_key, normalise_email
 from .errors import ConfigError, Problem, SphereError
+from .exports import Record, decode, read_csv, read_vcf
 from .models import RELATIONSHIPS
 from .neighbourhoods import Neighbourhoods
-from .vcard import parse_vcards
 
-# Fields a column can feed: the audience's own, plus the parts we derive them from.
-TARGETS: tuple[str, ...] = FIELDS + ("name", "street", "zip", "ignore")
-# Header aliases after _norm() (lower-case, letters and digits only). Order matters for
-# email: the first column is the primary address, later ones are alternates.
-ALIASES: dict[str, str] = {
-    **dict.fromkeys(("email", "emailaddress", "email1", "email1value", "email1address",
-                     "primaryemail", "emailaddress1", "mail", "personalemail"), "email"),
-    **dict.fromkeys(("firstname", "givenname", "first", "fname", "forename"), "first_name"),
-    **dict.fromkeys(("lastname", "familyname", "surname", "last", "lname"), "last_name"),
-    **dict.fromkeys(("name", "fullname", "displayname", "contactname", "contact"), "name"),
-    **dict.fromkeys(("neighbourhood", "neighborhood", "neighbourhoods", "neighborhoods",
-                     "area", "subdivision", "community"), "neighbourhood"),
-    **dict.fromkeys(("interests", "interest", "tags", "tag", "categories", "category",
-                     "groupmembership", "groups", "labels", "hobbies"), "interests"),
-    **dict.fromkeys(("relationship", "stage", "type", "contacttype"), "relationship"),
-    **dict.fromkeys(("closingdate", "closedate", "closed", "purchasedate"), "closing_date"),
-    **dict.fromkeys(("timezone", "tz", "timezoneiana"), "timezone"),
-    **dict.fromkeys(("note", "notes", "background", "personalnote"), "note"),
-    **dict.fromkeys(("status", "subscription", "emailstatus"), "status"),
-    **dict.fromkeys(("street", "address", "streetaddress", "homestreet", "address1street",
-                     "homeaddress", "mailingaddress", "address1formatted", "address1",
-                     "propertyaddress"), "street"),
-    **dict.fromkeys(("zip", "zipcode", "postalcode", "postcode", "homepostalcode",
-                     "address1postalcode", "address1zip", "homezip"), "zip"),
-}
-# A column "E-mail 2 - Value" or "E-mail 3 Address" is an alternate address; "E-mail
-# Type", "E-mail 1 - Label" or "E-mail Display Name" are not addresses at all.
-_EXTRA_EMAIL_RE = re.compile(r"^e?-?mail\d*(value|address)?$|^emailaddress\d+$|^email\d+$")
-_NOT_EMAIL = ("type", "label", "display", "optout", "status")
-# Google's "* myContacts" / "* starred" and its "Imported on 5/1/24" are bookkeeping,
-# not interests.
-_SYSTEM_GROUP_RE = re.compile(r"^(\*.*|mycontacts|starred|imported on .*|friends & family)$",
-                              re.I)
-_TAG_SPLIT_RE = re.compile(r"\s*(?::::|;|,|\n)\s*")
-_NO_SPLIT_RE = re.compile(r"(?!)")  # matches nothing
 # Follow Up Boss stages (and common CRM words) -> our relationship values.
 STAGES: dict[str, str] = {
     "past client": "past_client", "past clients": "past_client", "closed": "past_client",
@@ -71,31 +36,6 @@ STAGES: dict[str, str] = {
 }
 UNSUBSCRIBED_WORDS = frozenset({"unsubscribed", "unsubscribe", "opted out", "opt-out",
                                 "optout", "do not email", "dnc", "no email"})
-_PARTICLES = frozenset({"van", "von", "der", "den", "de", "del", "della", "da", "di", "du",
-                        "la", "le", "st.", "ter", "bin", "al"})
-_TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "prof", "rev", "mx"})
-_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"})
-SAMPLE_BYTES = 64 * 1024  # enough rows for csv.Sniffer to see the delimiter
-
-
-@dataclass(frozen=True)
-class Record:
-    """One contact as read from an export, before validation and merging."""
-
-    where: str  # "row 14" (as a spreadsheet numbers it) or "card 3"
-    line: int  # line in the file where the record starts
-    emails: tuple[str, ...]
-    first_name: str = ""
-    last_name: str = ""
-    neighbourhood: str = ""
-    interests: tuple[str, ...] = ()
-    relationship: str = ""
-    closing_date: str = ""
-    timezone: str = ""
-    note: str = ""
-    status: str = ""
-    street: str = ""
-    zip: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,183 +75,10 @@ class _Merge:
     notes: list[str] = field(default_factory=list)
 
 
-def _norm(header: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", header.lower())
-
-
 def _fold(text: str) -> str:
     """Case- and accent-insensitive form: 'Zoë' and 'ZOE' are the same name."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip()
-
-
-# ---- reading --------------------------------------------------------------------------
-def decode(data: bytes) -> tuple[str, str]:
-    """(text, encoding): UTF-16 by BOM, else UTF-8 (BOM optional), else Windows-1252."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16"), "UTF-16"
-    try:
-        return data.decode("utf-8-sig"), "UTF-8"
-    except UnicodeDecodeError:
-        pass
-    # Excel and Outlook on Windows save "CSV" as cp1252; five bytes are undefined there,
-    # and Latin-1 reads them instead of failing.
-    try:
-        return data.decode("cp1252"), "Windows-1252"
-    except UnicodeDecodeError:
-        return data.decode("latin-1"), "Latin-1"
-
-
-def _delimiter(text: str) -> str:
-    sample = text[:SAMPLE_BYTES]
-    first = sample.split("\n", 1)[0]
-    try:
-        found = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
-        if first.count(found):
-            return found
-    except csv.Error:
-        pass
-    # The header line rarely quotes anything: count there.
-    return max(",;\t|", key=first.count) if any(d in first for d in ",;\t|") else ","
-
-
-def split_name(full: str) -> tuple[str, str]:
-    """'José Müller' -> ('José', 'Müller'); 'Müller, José' -> ('José', 'Müller');
-    'Anna van der Berg' -> ('Anna', 'van der Berg'); titles dropped, suffixes kept."""
-    full = " ".join(full.split())
-    if not full:
-        return "", ""
-    if "," in full:
-        last, _, first = full.partition(",")
-        if first.strip() and _norm(first) not in _SUFFIXES:
-            return first.strip(), last.strip()
-        full = last
-    words = [w for w in full.split() if _norm(w) not in _TITLES or len(full.split()) == 1]
-    suffix = []
-    while len(words) > 2 and _norm(words[-1]) in _SUFFIXES:
-        suffix.insert(0, words.pop())
-    if len(words) == 1:
-        return words[0], " ".join(suffix)
-    cut = len(words) - 1
-    while cut > 1 and words[cut - 1].lower() in _PARTICLES:
-        cut -= 1
-    return " ".join(words[:cut]), " ".join(words[cut:] + suffix)
-
-
-def split_tags(values: list[str], separators: re.Pattern[str] = _TAG_SPLIT_RE
-               ) -> tuple[str, ...]:
-    """Tags, groups or categories -> lower-cased interests, system groups left out."""
-    out: dict[str, None] = {}
-    for value in values:
-        for tag in separators.split(value or ""):
-            tag = " ".join(tag.split()).lower()
-            if tag and not _SYSTEM_GROUP_RE.match(tag):
-                out[tag] = None
-    return tuple(out)
-
-
-def map_columns(header: list[str], overrides: dict[str, str], shown: str
-                ) -> list[str | None]:
-    """The field each column feeds (None: ignored); --map overrides win."""
-    by_norm = {_norm(h): i for i, h in reversed(list(enumerate(header)))}
-    fields: list[str | None] = []
-    for h in header:
-        key = _norm(h)
-        target = ALIASES.get(key)
-        if target is None and "mail" in key and not any(w in key for w in _NOT_EMAIL) \
-                and _EXTRA_EMAIL_RE.match(key):
-            target = "email"
-        fields.append(target)
-    problems = []
-    for column, target in overrides.items():
-        if target not in TARGETS:
-            problems.append(Problem(shown, 1, column, f"--map {column}={target}: unknown field",
-                                    f"use one of: {', '.join(TARGETS)}"))
-        elif _norm(column) not in by_norm:
-            problems.append(Problem(shown, 1, column, f"--map {column}={target}: no such "
-                                    "column", f"columns are: {', '.join(header)}"))
-        else:
-            fields[by_norm[_norm(column)]] = None if target == "ignore" else target
-    if problems:
-        raise ConfigError(problems)
-    if "email" not in fields:
-        raise ConfigError([Problem(shown, 1, "email", "no column holds email addresses "
-                                   f"(columns: {', '.join(h for h in header if h) or 'none'})",
-                                   "name it with --map 'COLUMN=email'")])
-    return fields
-
-
-def read_csv(text: str, shown: str, overrides: dict[str, str]
-             ) -> tuple[list[Record], tuple[tuple[str, str], ...]]:
-    """Records of a CSV export and the (column, field) mapping used."""
-    delim = _delimiter(text)
-    # strict: a stray quote is an error with a line number, not 300 rows in one cell.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
-    records: list[Record] = []
-    header: list[str] = []
-    fields: list[str | None] = []
-    row_no = 0
-    start = 1
-    try:
-        for cells in reader:
-            row_no += 1
-            if not header:
-                if not any(c.strip() for c in cells):
-                    start = reader.line_num + 1
-                    continue
-                header = [c.strip() for c in cells]
-                fields = map_columns(header, overrides, shown)
-                start = reader.line_num + 1
-                continue
-            if any(c.strip() for c in cells):
-                records.append(_record(cells, fields, f"row {row_no}", start))
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise ConfigError([Problem(shown, reader.line_num, "", f"CSV syntax error: {exc}",
-                                   "close the quote that opens on or before this line, "
-                                   "then import again")]) from None
-    if not header:
-        raise ConfigError([Problem(shown, 1, "", "the file is empty",
-                                   "export the contacts again, with a header row")])
-    mapping = tuple((h, f) for h, f in zip(header, fields) if f)
-    return records, mapping
-
-
-def _record(cells: list[str], fields: list[str | None], where: str, line: int) -> Record:
-    got: dict[str, list[str]] = {}
-    for value, target in zip(cells, fields):
-        if target and value.strip():
-            got.setdefault(target, []).append(value.strip())
-
-    def first(key: str) -> str:
-        return (got.get(key) or [""])[0]
-
-    first_name, last_name = first("first_name"), first("last_name")
-    if not first_name and not last_name and first("name"):
-        first_name, last_name = split_name(first("name"))
-    return Record(where=where, line=line, emails=tuple(got.get("email", [])),
-                  first_name=first_name, last_name=last_name,
-                  neighbourhood=first("neighbourhood"),
-                  interests=split_tags(got.get("interests", [])),
-                  relationship=first("relationship"), closing_date=first("closing_date"),
-                  timezone=first("timezone"), note="\n".join(got.get("note", [])),
-                  status=first("status"), street=first("street"), zip=first("zip"))
-
-
-def read_vcf(text: str) -> list[Record]:
-    """Records of a vCard file."""
-    records = []
-    for card in parse_vcards(text):
-        first, last = card.first_name, card.last_name
-        if not first and not last:
-            first, last = split_name(card.full_name)
-        records.append(Record(where=f"card {card.number}", line=card.line, emails=card.emails,
-                              first_name=first, last_name=last,
-                              # CATEGORIES are split already; a comma left in one
-                              # was escaped on purpose.
-                              interests=split_tags(list(card.categories), _NO_SPLIT_RE),
-                              note=card.note, street=card.street, zip=card.postal_code))
-    return records
 
 
 # ---- validation -----------------------------------------------------------------------
@@ -362,6 +129,10 @@ def _pick_email(rec: Record, tally: _Merge) -> str | None:
         tally.skipped.append(f"{rec.where} missing email")
         return None
     for i, raw in enumerate(rec.emails):
+        if "<" in raw and ">" in raw:  # "Ann Lee <ann@example.com>"
+            raw = parseaddr(raw)[1] or raw
+        if raw.lower().startswith("mailto:"):
+            raw = raw[7:]
         try:
             email = normalise_email(raw)
         except EmailNotValidError:
@@ -495,12 +266,16 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
         if key in index:
             old = rows[index[key]]
             merged = merge_contact(old, new)
-            if (old.get("status") or "").strip().lower() == "unsubscribed" \
-                    or key in suppressed:
+            if (old.get("status") or "").strip().lower() == "unsubscribed":
                 tally.notes.append(f"{rec.where} {email!r}: unsubscribed; stays unsubscribed")
+            elif key in suppressed:
+                tally.notes.append(f"{rec.where} {email!r}: on the suppression list; marked "
+                                   "unsubscribed")
             if merged != old:
                 rows[index[key]] = merged
                 tally.updated += 1
+                changed = [k for k in FIELDS if merged.get(k, "") != old.get(k, "")]
+                tally.notes.append(f"{rec.where} {email!r}: updated {', '.join(changed)}")
             else:
                 tally.unchanged += 1
         else:

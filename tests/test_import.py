@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.audience import load_audience
 from pipeline.errors import ConfigError
-from pipeline.importer import decode, merge_contact, read_csv, split_name, split_tags
+from pipeline.exports import decode, read_csv, split_name, split_tags
+from pipeline.importer import merge_contact
 from pipeline.neighbourhoods import load_neighbourhoods
 from pipeline.store import Store
 from pipeline.vcard import parse_vcards
@@ -159,9 +160,17 @@ def test_map_names_unknown_columns(crm: Path, cli, tmp_path: Path) -> None:
     export.write_text("Full Name;Primary E-mail Addr;Hood;Likes\n"
                       "Rosa Parks;rosa@example.com;Old Mill District;Reading\n",
                       encoding="utf-8")
-    refused = cli("contacts", "import", str(export), "--audience", "odd", project=crm)
+    # No alias matches "Primary E-mail Addr", but its cells are addresses: found anyway.
+    found = cli("contacts", "import", str(export), "--audience", "odd", "--dry-run",
+                project=crm)
+    assert "'Primary E-mail Addr' -> email" in found.output
+    assert found.output.startswith("Dry run: imported 1")
+    phones = tmp_path / "phones.csv"
+    phones.write_text("Who,Reach at\nRosa Parks,555-0100\n", encoding="utf-8")
+    refused = cli("contacts", "import", str(phones), "--audience", "odd", project=crm)
     assert refused.exit_code == 1
-    assert f"{export}:1: email: no column holds email addresses" in refused.output
+    assert f"{phones}:1: email: no column holds email addresses (columns: Who, Reach at)" \
+        in refused.output
     assert "--map 'COLUMN=email'" in refused.output
     ok = cli("contacts", "import", str(export), "--audience", "odd", "--map",
              "primary e-mail addr=email", "--map", "Hood=neighbourhood", "--map",
@@ -253,6 +262,21 @@ def test_vcard_folding_and_quoted_printable() -> None:
     assert cards[0].note.endswith("Call after 5pm on weekdays.")
     assert (cards[2].first_name, cards[2].last_name) == ("Jürgen", "Müller")
     assert cards[0].categories == ("Kayaking", "Craft Beer", "myContacts")
+
+
+def test_unseen_export_shapes() -> None:
+    """Excel's sep= line, several addresses in one cell, display-name addresses and
+    headers only a pattern recognises."""
+    text = ("sep=;\nContact Name;Emails;Mailing Street;Mailing Zip/Postal Code;Client Tags\n"
+            "Lan Ng;Lan Ng <lan@example.com> ::: lan@work.example.com;1 Birch Ln;98001;"
+            "VIP, Golf\n")
+    records, columns = read_csv(text, "x.csv", {})
+    assert columns == (("Contact Name", "name"), ("Emails", "email"),
+                       ("Mailing Street", "street"), ("Mailing Zip/Postal Code", "zip"),
+                       ("Client Tags", "interests"))
+    rec = records[0]
+    assert (rec.where, rec.line, rec.emails, rec.interests) == (
+        "row 3", 3, ("Lan Ng <lan@example.com>", "lan@work.example.com"), ("vip", "golf"))
 
 
 def test_map_override_errors_list_the_columns() -> None:
