@@ -5,7 +5,9 @@ The set is built to be hard: ambiguous words ("run the numbers", "the art of", a
 wall, a "paper trail", a "craft" fair, "root beer"), plurals and capitals ("Gardens",
 "Craft Beers"), multi-word interests, synonyms (built in and user-supplied), neighbourhood
 names in other feeds and in lower case ("the north end of the lot"), stale items and the
-same story from two sources.
+same story from two sources. The last sixteen articles (h1-h16) were written after the
+matcher was tuned and are scored as they come: their misses (a "movie theater", "running
+for council", "hiking boots") are left in, not tuned away.
 """
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ def evaluate(ev: EvalSet) -> dict[str, float]:
     """precision@3, recall, wrong-section and rule-violation counts for the eval set."""
     plan = plan_for(ev, ev.campaign)
     per_contact, hits, shown, wrong, violations = [], 0, 0, 0, []
+    section_right = {"neighbourhood": [0, 0], "interests": [0, 0]}
     for email in plan.emails:
         c = email.contact
         personal = [p for p in email.picks if p.section in ("neighbourhood", "interests")
@@ -117,6 +120,10 @@ def evaluate(ev: EvalSet) -> dict[str, float]:
             if p.article is None:
                 continue
             by_interest, by_place = _relevance(ev, c, p.article.id)
+            if p.section in section_right and not p.general:
+                section_right[p.section][0] += by_interest if p.section == "interests" \
+                    else by_place
+                section_right[p.section][1] += 1
             if (p.section == "interests" and by_place and not by_interest) or \
                     (p.section == "neighbourhood" and by_interest and not by_place) or \
                     (p.section == "market" and p.article.kind not in ("market", "economy")):
@@ -161,6 +168,7 @@ def evaluate(ev: EvalSet) -> dict[str, float]:
         labelled_found += len(got & truth)
     return {"precision@3": sum(per_contact) / len(per_contact),
             "match_precision": listed_right / listed, "match_recall": labelled_found / labelled,
+            **{f"{k}_precision": right / total for k, (right, total) in section_right.items()},
             "precision@3 (micro)": hits / shown, "recall": found / wanted,
             "wrong_section": wrong, "violations": violations, "contacts": len(ev.contacts),
             "articles": len(ev.articles), "emails": len(plan.emails)}
@@ -184,6 +192,8 @@ def test_precision_recall_and_sections(ev: EvalSet) -> None:
           f"{m['emails']} emails; precision@3 = {m['precision@3']:.3f} (micro "
           f"{m['precision@3 (micro)']:.3f}), recall = {m['recall']:.3f}, "
           f"wrong-section = {m['wrong_section']}, violations = {len(m['violations'])}; "
+          f"all picks: neighbourhood precision = {m['neighbourhood_precision']:.3f}, "
+          f"interests precision = {m['interests_precision']:.3f}; "
           f"interest matches before sections and caps: precision = "
           f"{m['match_precision']:.3f}, recall = {m['match_recall']:.3f}")
     assert not m["violations"], m["violations"]
