@@ -34,6 +34,14 @@ STAGES: dict[str, str] = {
     "active client": "prospect", "attempted contact": "prospect", "buyer": "prospect",
     "seller": "prospect",
 }
+# Labels and tags that name a relationship rather than an interest.
+RELATIONSHIP_TAGS: dict[str, str] = {
+    **dict.fromkeys(("past client", "past clients", "past_client"), "past_client"),
+    **dict.fromkeys(("sphere", "sphere of influence", "soi"), "sphere"),
+    **dict.fromkeys(("referral source", "referral sources", "referral partner",
+                     "referral partners", "referral_source"), "referral_source"),
+    **dict.fromkeys(("prospect", "prospects", "lead", "leads"), "prospect"),
+}
 UNSUBSCRIBED_WORDS = frozenset({"unsubscribed", "unsubscribe", "opted out", "opt-out",
                                 "optout", "do not email", "dnc", "no email"})
 
@@ -101,6 +109,11 @@ def _row_from(rec: Record, email: str, hoods: Neighbourhoods | None,
     relationship = rec.relationship.strip().lower().replace("-", "_")
     if relationship not in RELATIONSHIPS:
         relationship = STAGES.get(rec.relationship.strip().lower(), "")
+    # A "Past Clients" label or a "Sphere" tag says who someone is, not what they enjoy.
+    interests = [t for t in rec.interests if t not in RELATIONSHIP_TAGS]
+    if not relationship:
+        relationship = next((RELATIONSHIP_TAGS[t] for t in rec.interests
+                             if t in RELATIONSHIP_TAGS), "")
     closing = _date(rec.closing_date) if rec.closing_date else ""
     if rec.closing_date and not closing:
         notes.append(f"{rec.where} {email!r}: closing date {rec.closing_date!r} not "
@@ -118,7 +131,7 @@ def _row_from(rec: Record, email: str, hoods: Neighbourhoods | None,
         hood = hoods.lookup(rec.street, rec.zip)
     status = "unsubscribed" if rec.status.strip().lower() in UNSUBSCRIBED_WORDS else ""
     return {"email": email, "first_name": rec.first_name, "last_name": rec.last_name,
-            "neighbourhood": hood, "interests": ";".join(rec.interests),
+            "neighbourhood": hood, "interests": ";".join(interests),
             "relationship": relationship, "closing_date": closing, "timezone": tz,
             "note": rec.note, "status": status}
 

@@ -10,7 +10,7 @@ import pytest
 from pipeline.audience import load_audience
 from pipeline.errors import ConfigError
 from pipeline.exports import decode, read_csv, split_name, split_tags
-from pipeline.importer import merge_contact
+from pipeline.importer import import_contacts, merge_contact
 from pipeline.neighbourhoods import load_neighbourhoods
 from pipeline.store import Store
 from pipeline.vcard import parse_vcards
@@ -283,3 +283,17 @@ def test_map_override_errors_list_the_columns() -> None:
     with pytest.raises(ConfigError) as info:
         read_csv("Email,Name\na@example.com,A\n", "x.csv", {"Mail": "email"})
     assert "columns are: Email, Name" in str(info.value)
+
+
+def test_relationship_labels_set_the_relationship(tmp_path: Path) -> None:
+    export = tmp_path / "labels.csv"
+    export.write_text("First Name,E-mail 1 - Value,Labels,Stage\n"
+                      "Rita,rita@example.com,* myContacts ::: Jazz ::: Past Clients,\n"
+                      "Lou,lou@example.com,Sphere ::: Golf,Lead\n", encoding="utf-8")
+    report = import_contacts(export, tmp_path / "audiences", "x")
+    assert (report.imported, report.skipped) == (2, ())
+    got = {r["email"]: (r["interests"], r["relationship"]) for r in csv.DictReader(
+        (tmp_path / "audiences" / "x.csv").open(encoding="utf-8", newline=""))}
+    # The Stage column wins over a tag; the tag is not an interest either way.
+    assert got == {"rita@example.com": ("jazz", "past_client"),
+                   "lou@example.com": ("golf", "prospect")}
