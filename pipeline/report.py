@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .engagement import cold_contacts
-from .store import LedgerRow, StoredEvent, Store
+from .store import LedgerRow, Store, StoredEvent
 
 METRICS: tuple[str, ...] = ("sent", "delivered", "opened", "clicked", "bounced",
                             "unsubscribed", "complained")
@@ -90,8 +90,7 @@ class Report:
 
 
 def url_key(url: str) -> str:
-    """A link as matched to an article: tracking parameters, fragment and trailing slash
-    ignored, scheme and host lower-cased."""
+    """A link as matched to an article (no utm_ parameters, fragment, trailing slash)."""
     parts = urlsplit(url.strip())
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if not k.lower().startswith("utm_")])
@@ -181,8 +180,8 @@ def _when(stamp: int) -> str:
 
 
 def chart_svg(campaign: str, sends: list[SendStats]) -> str:
-    """Grouped bars (sent, delivered, opened, clicked) per send of one campaign, oldest
-    first, as inline SVG that scales to its container."""
+    """Inline SVG: sent, delivered, opened and clicked bars per send, oldest first."""
+    # A viewBox and width:100% let it scale to its container: no overflow at any width.
     width, height, left, bottom, top = 800, 280, 44, 44, 36
     plot_w, plot_h = width - left - 16, height - bottom - top
     # Whole-number gridlines: four steps of ceil(peak / 4) people each.
