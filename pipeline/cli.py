@@ -426,6 +426,9 @@ def status(project: Path) -> None:
             for row in pending[:20]:
                 out.print(f"  sphere resolve {row.send_id} {row.email} --sent|--not-sent",
                           markup=False)
+            if len(pending) > 20:
+                out.print(f"  ... and {len(pending) - 20} more (resolve these, then run "
+                          "`sphere status` again)", markup=False)
         cli_contacts.print_cold(config, store)
         suppressed = store.suppressed()
         reasons = ", ".join(f"{n} {r}" for r, n in store.suppression_counts().items())

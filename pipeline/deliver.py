@@ -87,7 +87,10 @@ RESERVED_HEADERS = frozenset(h.lower() for h in (
 def extra_headers(raw: bytes) -> dict[str, str]:
     """The headers of a rendered message that an API transport must carry itself
     (List-Unsubscribe, List-Unsubscribe-Post, Message-ID, X-Sphere-Campaign ...)."""
-    parsed = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
+    # Only the header block: parsing stops there anyway, but handing the parser the
+    # whole message costs ~0.2 ms of decoding per email at 50 KB.
+    head = raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    parsed = BytesHeaderParser(policy=compat32).parsebytes(head, headersonly=True)
     out: dict[str, str] = {}
     for key, value in parsed.items():
         if key.lower() in RESERVED_HEADERS:

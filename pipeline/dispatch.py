@@ -66,7 +66,7 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     failures: list[str] = []
     skipped: list[Skipped] = []
     paused = ""
-    workers = max(1, int(getattr(transport, "workers", 1)))
+    workers = max(1, transport.workers)
     window = workers * 2  # enough queued that no worker waits for the database
     inflight: dict[Future[Delivery], str] = {}
     jobs_left = iter(jobs)
@@ -74,7 +74,8 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     pool = ThreadPoolExecutor(max_workers=workers,
                               thread_name_prefix=f"sphere-{transport.name}")
 
-    def settle(finished: Iterable[Future[Delivery]]) -> None:
+    def outcomes(finished: Iterable[Future[Delivery]]) -> list[tuple[str, str, str, str]]:
+        """Count finished sends; the ledger rows to settle for them."""
         nonlocal sent, failed, unknown, streak, paused
         rows = []
         fatal: TransportError | None = None
@@ -103,54 +104,65 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                 failed += 1
                 streak += 1
                 failures.append(f"{email}: {result.error}")
-        if rows:
-            store.settle_many(send_id, rows, now())
         if fatal is not None and not paused:
             paused = f"stopped: {fatal}; fix it and run the same command again to resume"
         if streak >= max_failures and not paused:
             paused = (f"paused after {streak} failures in a row (last: {failures[-1]}); "
                       "fix the cause and run the same command again to resume")
+        return rows
+
+    def fill(room: int) -> list[RenderedEmail]:
+        """Render up to `room` messages that still need sending, in plan order."""
+        nonlocal exhausted, done, already, unknown
+        batch: list[RenderedEmail] = []
+        while not exhausted and len(batch) < room:
+            job = next(jobs_left, None)
+            if job is None:
+                exhausted = True
+                break
+            done += 1
+            email = job.email
+            status = ledger.get(email)
+            if status == "pending":
+                status = _settle_unknown(store, transport, send_id, email,
+                                         message_id(email), now)
+                if status == "pending":
+                    unknown += 1
+            if status in ("sent", "pending"):
+                already += status == "sent"
+            elif store.is_suppressed(email):
+                # Second guard: the plan skips suppressed addresses, but an unsubscribe
+                # may have arrived since (the webhook service runs apart).
+                skipped.append(Skipped(email, SUPPRESSED))
+            else:
+                batch.append(job.render())
+            if progress:
+                progress(done, total, email)
+        return batch
 
     try:
         while True:
-            batch: list[RenderedEmail] = []
-            while not exhausted and not paused and len(inflight) + len(batch) < window:
-                job = next(jobs_left, None)
-                if job is None:
-                    exhausted = True
-                    break
-                done += 1
-                email = job.email
-                status = ledger.get(email)
-                if status == "pending":
-                    status = _settle_unknown(store, transport, send_id, email,
-                                             message_id(email), now)
-                    if status == "pending":
-                        unknown += 1
-                if status in ("sent", "pending"):
-                    already += status == "sent"
-                elif store.is_suppressed(email):
-                    # Second guard: the plan skips suppressed addresses, but an
-                    # unsubscribe may have arrived since (the webhook runs apart).
-                    skipped.append(Skipped(email, SUPPRESSED))
-                else:
-                    batch.append(job.render())
-                if progress:
-                    progress(done, total, email)
-            if batch:
-                began = store.begin_many(send_id, transport.name, batch, now())
+            rows: list[tuple[str, str, str, str]] = []
+            if inflight:
+                # Wait only when there is nothing else to do: the window is full, or
+                # every job has been handed out (or the run is stopping).
+                idle = len(inflight) >= window or exhausted or bool(paused)
+                finished, _ = wait(list(inflight), timeout=None if idle else 0,
+                                   return_when=FIRST_COMPLETED)
+                rows = outcomes(finished)
+            batch = [] if paused else fill(window - len(inflight))
+            if rows or batch:
+                # One transaction settles what finished and begins what comes next;
+                # each new message goes to a worker only after its row is committed.
+                began = store.settle_and_begin(send_id, transport.name, rows, batch, now())
                 for rendered, fresh in zip(batch, began):
                     if fresh:
                         inflight[pool.submit(transport.send, rendered)] = \
                             rendered.contact.email
                     else:
                         already += 1
-            if not inflight:
-                if exhausted or paused:
-                    break
-                continue
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            settle(finished)
+            if not inflight and (exhausted or paused):
+                break
     finally:
         # On an interruption (Ctrl-C), messages not yet handed to the network are
         # certainly unsent: settle them 'failed' so the next run sends them. Those in
@@ -162,7 +174,7 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                                         for f in cancelled], now())
         pool.shutdown(wait=True)
         if inflight:
-            settle(list(inflight))
+            store.settle_many(send_id, outcomes(list(inflight)), now())
     return Dispatched(sent, already, failed, unknown, tuple(skipped), tuple(failures),
                       paused)
 

@@ -5,13 +5,13 @@ import datetime as dt
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StoreError
-from .models import Article, Note
+from .models import Article, Note, RenderedEmail
 
 # Schema changes only by appending a numbered migration; never edit a shipped one.
 MIGRATIONS: tuple[str, ...] = (
@@ -114,6 +114,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX articles_source ON articles(source);
     CREATE INDEX articles_first_seen ON articles(first_seen);
     """,
+    # 3: SendGrid Event Webhook events (issue #6), kept for suppressions, for settling
+    # messages whose outcome is unknown, and for reports later.
+    """
+    CREATE TABLE events (
+        sg_event_id TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        email TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        sg_message_id TEXT NOT NULL DEFAULT '',
+        send_id TEXT NOT NULL DEFAULT '',
+        url TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        received TEXT NOT NULL
+    );
+    CREATE INDEX events_email ON events(email, event);
+    CREATE INDEX events_send ON events(send_id, email);
+    """,
 )
 
 
@@ -123,6 +140,44 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 def _parse(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
+
+
+def _begin_row(tx: sqlite3.Connection, send_id: str, email: str, message_id: str,
+               transport: str, picks: tuple[str, ...], clusters: tuple[str, ...],
+               note_ids: tuple[int, ...], stamp: str | None) -> bool:
+    row = tx.execute("SELECT status FROM deliveries WHERE send_id=? AND email=?",
+                     (send_id, email)).fetchone()
+    if row is not None and row[0] != "failed":
+        return False
+    tx.execute("INSERT OR REPLACE INTO deliveries (send_id, email, message_id, status, "
+               "transport, picks, clusters, note_ids, attempts, created) "
+               "VALUES (?,?,?,'pending',?,?,?,?, coalesce((SELECT attempts FROM "
+               "deliveries WHERE send_id=? AND email=?), 0) + 1, ?)",
+               (send_id, email, message_id, transport, json.dumps(list(picks)),
+                json.dumps(list(clusters)), json.dumps(list(note_ids)), send_id, email,
+                stamp))
+    return True
+
+
+def _settle_row(tx: sqlite3.Connection, send_id: str, email: str, status: str,
+                stamp: str | None, provider_id: str, error: str) -> None:
+    row = tx.execute("SELECT picks, clusters, note_ids FROM deliveries "
+                     "WHERE send_id=? AND email=?", (send_id, email)).fetchone()
+    if row is None:
+        raise StoreError(f"no ledger row for {email} in {send_id}")
+    tx.execute("UPDATE deliveries SET status=?, provider_id=?, error=?, settled=? "
+               "WHERE send_id=? AND email=?",
+               (status, provider_id, error[:1000], stamp, send_id, email))
+    if status != "sent":
+        return
+    picks, clusters = json.loads(row["picks"]), json.loads(row["clusters"])
+    key = email.lower()
+    for item, cluster in zip(picks, clusters + [""] * (len(picks) - len(clusters))):
+        tx.execute("INSERT OR IGNORE INTO history VALUES (?,?,?,?,?)",
+                   (key, item, cluster, send_id, stamp))
+    for note_id in json.loads(row["note_ids"]):
+        tx.execute("UPDATE notes SET used=?, used_send_id=? WHERE id=? AND used IS NULL",
+                   (stamp, send_id, note_id))
 
 
 @dataclass(frozen=True)
@@ -157,6 +212,20 @@ class LedgerRow:
     error: str
     created: str
     settled: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One provider event (SendGrid Event Webhook), as kept for reports."""
+
+    sg_event_id: str
+    event: str  # processed, delivered, open, click, bounce, spamreport, unsubscribe ...
+    email: str
+    timestamp: int  # unix seconds, as SendGrid reports it
+    sg_message_id: str = ""
+    send_id: str = ""  # our custom_args sphere_send_id
+    url: str = ""  # the link, for clicks
+    reason: str = ""  # bounce/drop reason
 
 
 class Store:
@@ -369,42 +438,40 @@ class Store:
                        note_ids: tuple[int, ...], now: dt.datetime) -> bool:
         """Write the 'pending' row before the transport call; False if one exists already."""
         with self.transaction() as tx:
-            row = tx.execute("SELECT status FROM deliveries WHERE send_id=? AND email=?",
-                             (send_id, email)).fetchone()
-            if row is not None and row[0] != "failed":
-                return False
-            tx.execute("INSERT OR REPLACE INTO deliveries (send_id, email, message_id, status, "
-                       "transport, picks, clusters, note_ids, attempts, created) "
-                       "VALUES (?,?,?,'pending',?,?,?,?, coalesce((SELECT attempts FROM "
-                       "deliveries WHERE send_id=? AND email=?), 0) + 1, ?)",
-                       (send_id, email, message_id, transport, json.dumps(list(picks)),
-                        json.dumps(list(clusters)), json.dumps(list(note_ids)), send_id, email,
-                        _iso(now)))
-        return True
+            return _begin_row(tx, send_id, email, message_id, transport, picks, clusters,
+                              note_ids, _iso(now))
+
+    def begin_many(self, send_id: str, transport: str, emails: Sequence[RenderedEmail],
+                   now: dt.datetime) -> list[bool]:
+        """begin_delivery for several messages in one transaction (one fsync, not N)."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            return [_begin_row(tx, send_id, e.contact.email, e.message_id, transport,
+                               e.pick_keys, e.clusters, e.note_ids, stamp) for e in emails]
 
     def settle_delivery(self, send_id: str, email: str, status: str, now: dt.datetime,
                         provider_id: str = "", error: str = "") -> None:
         """Record the transport's outcome; on 'sent', history and used notes in the same
         transaction, so a crash can never leave one without the other."""
+        with self.transaction() as tx:
+            _settle_row(tx, send_id, email, status, _iso(now), provider_id, error)
+
+    def settle_many(self, send_id: str, outcomes: Sequence[tuple[str, str, str, str]],
+                    now: dt.datetime) -> None:
+        """settle_delivery for several (email, status, provider_id, error) at once."""
+        self.settle_and_begin(send_id, "", outcomes, (), now)
+
+    def settle_and_begin(self, send_id: str, transport: str,
+                         outcomes: Sequence[tuple[str, str, str, str]],
+                         emails: Sequence[RenderedEmail], now: dt.datetime) -> list[bool]:
+        """Settle finished messages and begin the next ones in one transaction: each
+        commit is an fsync, and the delivery loop needs one per turn, not two."""
         stamp = _iso(now)
         with self.transaction() as tx:
-            row = tx.execute("SELECT picks, clusters, note_ids FROM deliveries "
-                             "WHERE send_id=? AND email=?", (send_id, email)).fetchone()
-            if row is None:
-                raise StoreError(f"no ledger row for {email} in {send_id}")
-            tx.execute("UPDATE deliveries SET status=?, provider_id=?, error=?, settled=? "
-                       "WHERE send_id=? AND email=?",
-                       (status, provider_id, error[:1000], stamp, send_id, email))
-            if status != "sent":
-                return
-            picks, clusters = json.loads(row["picks"]), json.loads(row["clusters"])
-            key = email.lower()
-            for item, cluster in zip(picks, clusters + [""] * (len(picks) - len(clusters))):
-                tx.execute("INSERT OR IGNORE INTO history VALUES (?,?,?,?,?)",
-                           (key, item, cluster, send_id, stamp))
-            for note_id in json.loads(row["note_ids"]):
-                tx.execute("UPDATE notes SET used=?, used_send_id=? WHERE id=? AND used IS NULL",
-                           (stamp, send_id, note_id))
+            for email, status, provider_id, error in outcomes:
+                _settle_row(tx, send_id, email, status, stamp, provider_id, error)
+            return [_begin_row(tx, send_id, e.contact.email, e.message_id, transport,
+                               e.pick_keys, e.clusters, e.note_ids, stamp) for e in emails]
 
     def pending_deliveries(self) -> list[LedgerRow]:
         """Rows whose outcome is unknown (the process stopped between write and settle)."""
@@ -458,6 +525,62 @@ class Store:
     def suppressed(self) -> frozenset[str]:
         """Every suppressed address, lower-cased."""
         return frozenset(r[0] for r in self.conn.execute("SELECT email FROM suppressions"))
+
+    def is_suppressed(self, email: str) -> bool:
+        """True if this address must not be mailed (checked again just before sending)."""
+        return self.conn.execute("SELECT 1 FROM suppressions WHERE email=?",
+                                 (email.lower(),)).fetchone() is not None
+
+    def suppress_many(self, rows: Iterable[tuple[str, str, str]], now: dt.datetime) -> int:
+        """suppress() for many (email, reason, source) in one transaction; returns how
+        many were new."""
+        stamp = _iso(now)
+        added = 0
+        with self.transaction() as tx:
+            for email, reason, source in rows:
+                added += tx.execute("INSERT OR IGNORE INTO suppressions VALUES (?,?,?,?)",
+                                    (email.strip().lower(), reason, source, stamp)).rowcount
+        return added
+
+    def suppression_counts(self) -> dict[str, int]:
+        """reason -> how many addresses are suppressed for it."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT reason, count(*) FROM suppressions GROUP BY reason ORDER BY reason")}
+
+    # ---- provider events -----------------------------------------------------------
+    def record_events(self, events: Iterable[StoredEvent],
+                      suppress: Iterable[tuple[str, str, str]], now: dt.datetime) -> int:
+        """Store webhook events (deduplicated on sg_event_id) and the suppressions they
+        imply, in one transaction; returns how many events were new."""
+        stamp = _iso(now)
+        added = 0
+        with self.transaction() as tx:
+            for e in events:
+                added += tx.execute(
+                    "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?)",
+                    (e.sg_event_id, e.event, e.email.lower(), e.timestamp, e.sg_message_id,
+                     e.send_id, e.url, e.reason, stamp)).rowcount
+            for email, reason, source in suppress:
+                tx.execute("INSERT OR IGNORE INTO suppressions VALUES (?,?,?,?)",
+                           (email.lower(), reason, source, stamp))
+        return added
+
+    def events(self, email: str | None = None) -> list[StoredEvent]:
+        """Stored webhook events, oldest first (optionally for one address)."""
+        sql = ("SELECT sg_event_id, event, email, timestamp, sg_message_id, send_id, url, "
+               "reason FROM events")
+        args: tuple[str, ...] = ()
+        if email:
+            sql, args = sql + " WHERE email=?", (email.lower(),)
+        return [StoredEvent(*r) for r in self.conn.execute(sql + " ORDER BY timestamp, rowid",
+                                                           args)]
+
+    def provider_took(self, send_id: str, email: str) -> bool:
+        """True if the Event Webhook reported that the provider took this message (any
+        event but 'dropped' carrying our send id)."""
+        return self.conn.execute(
+            "SELECT 1 FROM events WHERE send_id=? AND email=? AND event != 'dropped' LIMIT 1",
+            (send_id, email.lower())).fetchone() is not None
 
     # ---- reports (issue #9) --------------------------------------------------------
     def ledger_rows(self) -> list[LedgerRow]:

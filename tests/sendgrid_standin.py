@@ -386,5 +386,7 @@ if __name__ == "__main__":  # a stand-alone stand-in for the benchmark
     print("ready", flush=True)
     try:
         server.server.serve_forever()
+    except KeyboardInterrupt:  # how the benchmark stops it
+        pass
     finally:
         print(f"delivered {sum(server.delivered.values())}", flush=True)
