@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from .cli import CONTEXT, clock, fail, handled, load, main, open_store, out, \
+from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
     project_option
 from .config import AUDIENCES_DIR, Config
 from .engagement import cold_contacts
@@ -19,6 +19,7 @@ from .importer import import_contacts
 from .neighbourhoods import load_neighbourhoods
 from .report import render_html, report_from_store
 from .store import Store
+from .webhook import parse_events
 
 # A project-level mapping used when --neighbourhoods is not given.
 DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"
@@ -96,12 +97,26 @@ def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a self-contained HTML page with a chart per campaign.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--events", "events_file", type=click.Path(dir_okay=False, exists=True,
+              path_type=Path), help="First record a saved SendGrid Event Webhook batch (a "
+              "JSON array), as `sphere webhook serve` would; repeats are ignored.")
 @project_option
-def report(campaign: str, html_file: Path | None, as_json: bool, project: Path) -> None:
+def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Path | None,
+           project: Path) -> None:
     """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
     with handled():
         config = load(project)
-        store = open_store(config, dry_run=True)
+        # Read-only unless a batch of events is to be recorded.
+        store = open_store(config, dry_run=events_file is None)
+        if events_file is not None:
+            try:
+                events, suppress = parse_events(events_file.read_bytes())
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                fail(f"{events_file}: not a SendGrid event batch ({exc}); give the JSON "
+                     "array the Event Webhook posts")
+            added = store.record_events(events, suppress, clock()())
+            err.print(f"Recorded {added} new event(s) of {len(events)} from {events_file}.",
+                      markup=False)
         known = {c.name for c in config.campaigns} | {c for _, c, _ in store.send_rows()}
         if campaign and campaign not in known:
             fail(f"no campaign {campaign!r}; known: {', '.join(sorted(known)) or 'none'}")
@@ -119,8 +134,9 @@ def report(campaign: str, html_file: Path | None, as_json: bool, project: Path) 
         if result.stories:
             out.print("Top clicked stories:")
             for st in result.stories:
-                out.print(f"  {st.contacts} people, {st.clicks} clicks: "
-                          f"{st.title or st.url}", markup=False)
+                people = f"{st.contacts} {'person' if st.contacts == 1 else 'people'}"
+                out.print(f"  {people}, {st.clicks} click(s): {st.title or st.url}",
+                          markup=False)
         engaged = [c for c in result.contacts if c.opened or c.clicked]
         out.print(f"Contacts: {len(result.contacts)} mailed or active, {len(engaged)} opened "
                   f"or clicked, {len(result.cold)} cold (no open or click in the last "

@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .models import Plan, Skipped
-from .store import LedgerRow, StoredEvent
+
+if TYPE_CHECKING:  # pure module: only the shapes of the store's rows are needed
+    from .store import LedgerRow, StoredEvent
 
 COLD_POLICIES: tuple[str, ...] = ("normal", "quarterly", "skip")
 # A contact needs this many sends without an open or click before we call them cold;
@@ -30,8 +33,9 @@ def _epoch(stamp: str) -> float:
 
 def cold_contacts(ledger_rows: Iterable[LedgerRow], events: Iterable[StoredEvent],
                   n: int) -> set[str]:
-    """Lower-cased addresses sent at least `n` emails, none of the last `n` opened or
-    clicked (an open or click of any email since the first of those counts as alive)."""
+    """Addresses (lower-cased) with no open or click in their last `n` sent emails."""
+    # Fewer than `n` sends: too early to judge. An open or click of any email since the
+    # first of those `n` counts too (an old email opened late still shows a reader).
     if n < 1:
         return set()
     sent: dict[str, list[tuple[float, str]]] = {}

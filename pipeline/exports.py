@@ -124,8 +124,8 @@ def _delimiter(text: str) -> str:
 
 
 def split_name(full: str) -> tuple[str, str]:
-    """'José Müller' -> ('José', 'Müller'); 'Müller, José' -> ('José', 'Müller');
-    'Anna van der Berg' -> ('Anna', 'van der Berg'); titles dropped, suffixes kept."""
+    """A full name -> (first, last): 'Müller, José' and 'José Müller' alike."""
+    # 'Anna van der Berg' -> ('Anna', 'van der Berg'); titles dropped, suffixes kept.
     full = " ".join(full.split())
     if not full:
         return "", ""

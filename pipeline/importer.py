@@ -212,8 +212,8 @@ def _read_audience(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def write_atomic(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    """Write the CSV to a temp file, fsync it, and os.replace it over `path`: a crash
-    leaves the old file or the new one, never half of one."""
+    """Write the CSV to `path` atomically (temp file, fsync, os.replace)."""
+    # A crash leaves the old file or the new one, never half of one.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

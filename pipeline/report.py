@@ -2,6 +2,7 @@
 stories were clicked, and who is engaged or gone cold; as data, text and an HTML page."""
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import html
 from collections.abc import Iterable
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .engagement import cold_contacts
-from .store import LedgerRow, StoredEvent, Store
+from .store import LedgerRow, Store, StoredEvent
 
 METRICS: tuple[str, ...] = ("sent", "delivered", "opened", "clicked", "bounced",
                             "unsubscribed", "complained")
@@ -21,6 +22,8 @@ EVENT_METRICS: dict[str, tuple[str, ...]] = {
 }
 _METRIC_OF = {event: metric for metric, events in EVENT_METRICS.items() for event in events}
 TOP_STORIES = 10
+# Seconds an event may carry a time before the ledger's (the provider's clock and ours).
+CLOCK_SLACK = 300
 # Bars drawn per send in the chart, with their colours (the sample brand's palette).
 CHART_SERIES: tuple[tuple[str, str], ...] = (("sent", "#9AA5B1"), ("delivered", "#1F5F8B"),
                                              ("opened", "#E07A3F"), ("clicked", "#2E8B57"))
@@ -90,8 +93,7 @@ class Report:
 
 
 def url_key(url: str) -> str:
-    """A link as matched to an article: tracking parameters, fragment and trailing slash
-    ignored, scheme and host lower-cased."""
+    """A link as matched to an article (no utm_ parameters, fragment, trailing slash)."""
     parts = urlsplit(url.strip())
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if not k.lower().startswith("utm_")])
@@ -99,13 +101,29 @@ def url_key(url: str) -> str:
                        query, ""))
 
 
-def _attribute(event: StoredEvent, by_provider: dict[str, str]) -> str:
-    """The send an event belongs to: our custom arg, else SendGrid's message id (whose
-    sg_message_id is the X-Message-Id plus a '.filter...' suffix)."""
+def _epoch(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    moment = dt.datetime.fromisoformat(stamp)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+def _attribute(event: StoredEvent, by_provider: dict[str, str],
+               sent_at: dict[str, list[tuple[float, str]]]) -> str:
+    """The send an event belongs to: our custom arg; else SendGrid's message id (the
+    X-Message-Id plus a '.filter...' suffix) as the ledger recorded it; else the latest
+    send to that address before the event."""
     if event.send_id:
         return event.send_id
-    return by_provider.get(event.sg_message_id.split(".", 1)[0], "") \
-        if event.sg_message_id else ""
+    if event.sg_message_id:
+        found = by_provider.get(event.sg_message_id.split(".", 1)[0], "")
+        if found:
+            return found
+    # Events relayed without custom args (another tool, an old account) still belong to
+    # the email that person most recently received.
+    times = sent_at.get(event.email.lower(), [])
+    i = bisect.bisect_right(times, (event.timestamp + CLOCK_SLACK, "\uffff"))
+    return times[i - 1][1] if i else ""
 
 
 def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
@@ -122,6 +140,12 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     chosen = {sid for sid, (camp, _) in meta.items() if not campaign or camp == campaign}
     who: dict[tuple[str, str], set[str]] = {}
     sent_to: dict[str, set[str]] = {}
+    sent_at: dict[str, list[tuple[float, str]]] = {}
+    for row in ledger:
+        if row.status == "sent":
+            sent_at.setdefault(row.email.lower(), []).append((_epoch(row.created), row.send_id))
+    for times in sent_at.values():
+        times.sort()
     for row in ledger:
         if row.send_id in chosen and row.status == "sent":
             who.setdefault((row.send_id, "sent"), set()).add(row.email.lower())
@@ -131,7 +155,7 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     last_active: dict[str, int] = {}
     for e in events:
         metric = _METRIC_OF.get(e.event)
-        sid = _attribute(e, by_provider)
+        sid = _attribute(e, by_provider, sent_at)
         if metric is None or sid not in chosen:
             continue
         email = e.email.lower()
@@ -181,8 +205,8 @@ def _when(stamp: int) -> str:
 
 
 def chart_svg(campaign: str, sends: list[SendStats]) -> str:
-    """Grouped bars (sent, delivered, opened, clicked) per send of one campaign, oldest
-    first, as inline SVG that scales to its container."""
+    """Inline SVG: sent, delivered, opened and clicked bars per send, oldest first."""
+    # A viewBox and width:100% let it scale to its container: no overflow at any width.
     width, height, left, bottom, top = 800, 280, 44, 44, 36
     plot_w, plot_h = width - left - 16, height - bottom - top
     # Whole-number gridlines: four steps of ceil(peak / 4) people each.

@@ -10,7 +10,8 @@ import pytest
 from pipeline.config import load_config
 from pipeline.engagement import allow_send, cold_contacts
 from pipeline.models import Article
-from pipeline.report import report_from_store, url_key
+from pipeline.report import build_report, report_from_store, url_key
+from pipeline.store import LedgerRow
 from pipeline.runner import prepare
 from pipeline.store import Store, StoredEvent
 from tests.conftest import NOW
@@ -37,7 +38,7 @@ def load_events(path: Path) -> list[StoredEvent]:
             for e in json.loads(path.read_text(encoding="utf-8"))]
 
 
-def record(store: Store) -> None:
+def record(store: Store, with_events: bool = True) -> None:
     """The five sends of the ledger, the articles, then the recorded event stream."""
     for send_id, sent, failed in LEDGER:
         campaign, period = send_id.split("@")
@@ -55,8 +56,9 @@ def record(store: Store) -> None:
                                    url=f"https://news.example.org/{slug}", title=title,
                                    summary_html="", summary_text="", published=NOW)
                            for slug, title in ARTICLES], NOW)
-    events = load_events(EVENTS)
-    assert store.record_events(events, [], NOW) == len(events) - 1  # one redelivery
+    if with_events:
+        events = load_events(EVENTS)
+        assert store.record_events(events, [], NOW) == len(events) - 1  # one redelivery
 
 
 @pytest.fixture
@@ -204,3 +206,38 @@ def test_bad_cold_policy_is_a_config_error(project: Path, cli) -> None:
     assert result.exit_code == 1
     assert "campaigns.monthly-sphere.cold_contacts: unknown value 'monthly'" in result.output
     assert "normal | quarterly | skip" in result.output
+
+
+def test_report_events_option_records_a_saved_batch(project: Path, cli) -> None:
+    """`report --events FILE` records a webhook batch (deduplicated) and reports it."""
+    store = Store.open(project / "var" / "sphere.db")
+    record(store, with_events=False)
+    store.close()
+    first = cli("report", "--events", str(EVENTS), "--json", project=project)
+    assert first.exit_code == 0, first.output
+    assert "Recorded 45 new event(s) of 46" in first.output
+    again = cli("report", "monthly-sphere", "--events", str(EVENTS), project=project)
+    assert "Recorded 0 new event(s) of 46" in again.output
+    assert f"{S2}: sent 5, delivered 4, opened 2, clicked 1, bounced 1, unsubscribed 0, " \
+        "complained 1" in again.output
+    # The webhook's rules apply: the bounce, the spam report and the unsubscribe suppress.
+    store = Store.open(project / "var" / "sphere.db")
+    assert {"ben@example.com", "dev@example.com", "eve@example.com"} <= store.suppressed()
+    store.close()
+    bad = project / "not-events.json"
+    bad.write_text("{\"event\": \"open\"}", encoding="utf-8")
+    refused = cli("report", "--events", str(bad), project=project)
+    assert refused.exit_code == 1 and "not a SendGrid event batch" in refused.output
+
+
+def test_events_without_ids_belong_to_the_latest_send_before_them() -> None:
+    rows = [LedgerRow(sid, "x@example.com", "<m>", "sent", "smtp", "", created, created)
+            for sid, created in (("c@2026-08-01T09:00", "2026-08-01T16:00:00+00:00"),
+                                 ("c@2026-09-01T09:00", "2026-09-01T16:00:00+00:00"))]
+    sept_5 = int(dt.datetime(2026, 9, 5, tzinfo=dt.timezone.utc).timestamp())
+    july = int(dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc).timestamp())
+    events = [StoredEvent("e1", "open", "X@example.com", sept_5),
+              StoredEvent("e2", "open", "x@example.com", july)]  # before any send: nobody's
+    report = build_report(rows, events, [], {}, {})
+    assert [(s.send_id, s.opened) for s in report.sends] == [("c@2026-08-01T09:00", 0),
+                                                             ("c@2026-09-01T09:00", 1)]
