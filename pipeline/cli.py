@@ -429,6 +429,7 @@ def status(project: Path) -> None:
             if len(pending) > 20:
                 out.print(f"  ... and {len(pending) - 20} more (resolve these, then run "
                           "`sphere status` again)", markup=False)
+        cli_schedule.print_next_runs(config, store)
         cli_contacts.print_cold(config, store)
         suppressed = store.suppressed()
         reasons = ", ".join(f"{n} {r}" for r, n in store.suppression_counts().items())
@@ -519,6 +520,9 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
         finally:
             server.server_close()
 
+
+# The scheduler's commands live in their own module; importing it registers them.
+from . import cli_schedule  # noqa: E402,F401
 
 # `contacts import` and `report` (issue #9) live in their own module; importing it
 # registers them.

@@ -1,6 +1,7 @@
 """Load and validate every file the user writes, once; errors name file, line and key."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class DripStep:
     template: str
     after_days: int | None = None
     every_days: int | None = None
+    subject: str = ""  # defaults to the template's own (render.DRIP_SUBJECTS)
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,18 @@ class Drip:
     anchor: str
     steps: tuple[DripStep, ...]
     line: int = 0
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """When mail may go out: quiet hours, drip time, catch-up window, frequency cap."""
+
+    quiet_hours: tuple[dt.time, dt.time] | None = None  # local (start, end), may wrap midnight
+    drip_time: dt.time = dt.time(9, 0)  # local time of day drip steps go out
+    catch_up_hours: int = 36  # after downtime, sends due this recently are caught up once
+    cap_max: int = 0  # at most this many campaign emails per contact ... (0 = no cap)
+    cap_days: int = 30  # ... in any window of this many days
+    cap_policy: str = "wait"  # wait (for room, up to a week) | skip
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ class Config:
     audience_files: tuple[Path, ...]
     synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     warnings: tuple[Problem, ...] = field(default=())
+    scheduling: Scheduling = field(default_factory=Scheduling)
     engagement: Engagement = field(default_factory=Engagement)
     # (campaign, cold_contacts policy) for campaigns that set one; the rest are "normal".
     cold_policies: tuple[tuple[str, str], ...] = ()
@@ -389,6 +404,9 @@ def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check) -> tu
                 check.add(node, f"{p}audience", f"unknown audience {a!r}",
                           f"use one of: {', '.join(audiences)}")
         anchor = check.text(node, "anchor", p, required=True, fix="e.g. `anchor: closing_date`")
+        if anchor and anchor not in DRIP_ANCHORS:
+            check.add(node, f"{p}anchor", f"unknown anchor {anchor!r}",
+                      f"use one of: {' | '.join(DRIP_ANCHORS)}")
         steps_raw = node.get("steps")
         steps = []
         if not isinstance(steps_raw, LineList) or not steps_raw:
@@ -413,10 +431,48 @@ def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check) -> tu
                 continue
             steps.append(DripStep(template=template,
                                   after_days=days if after is not None else None,
-                                  every_days=days if every is not None else None))
+                                  every_days=days if every is not None else None,
+                                  subject=check.text(snode, "subject", sp)))
         out.append(Drip(name=name, audiences=targets, anchor=anchor, steps=tuple(steps),
                         line=node.line))
     return tuple(out)
+
+
+# What a drip can be keyed to: a date column of the contact, or an event.
+DRIP_ANCHORS = ("closing_date", "referral_received")
+_TIME_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _clock_time(text: str) -> dt.time | None:
+    m = _TIME_RE.match(str(text).strip())
+    return dt.time(int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _load_scheduling(root: LineDict, check: _Check) -> Scheduling:
+    node = check.mapping(root.get("scheduling"), "scheduling", root.line_of("scheduling"))
+    p = "scheduling."
+    quiet = None
+    raw = check.text(node, "quiet_hours", p)
+    if raw:
+        parts = [_clock_time(x) for x in raw.split("-")]
+        if len(parts) != 2 or None in parts:
+            check.add(node, f"{p}quiet_hours", f"{raw!r} is not a time range",
+                      'write it as "21:00-08:00" (local time; may wrap midnight)')
+        else:
+            quiet = (parts[0], parts[1])
+    drip_time = _clock_time(check.text(node, "drip_time", p, default="09:00"))
+    if drip_time is None:
+        check.add(node, f"{p}drip_time", "is not a time of day", 'e.g. "09:00"')
+        drip_time = Scheduling.drip_time
+    cap = check.mapping(node.get("frequency_cap"), f"{p}frequency_cap",
+                        node.line_of("frequency_cap"))
+    return Scheduling(
+        quiet_hours=quiet, drip_time=drip_time,
+        catch_up_hours=check.integer(node, "catch_up_hours", p, 36) or 0,
+        cap_max=check.integer(cap, "max", f"{p}frequency_cap.", 0) or 0,
+        cap_days=check.integer(cap, "days", f"{p}frequency_cap.", 30, minimum=1) or 30,
+        cap_policy=check.choice(cap, "policy", f"{p}frequency_cap.", ("wait", "skip"),
+                                default="wait") or "wait")
 
 
 def load_config(project: Path) -> Config:
@@ -474,6 +530,7 @@ def load_config(project: Path) -> Config:
     synonyms = tuple((str(k).lower(), tuple(s.lower() for s in check.names(syn_node, k,
                       "synonyms."))) for k in syn_node)
     state = check.text(root, "state_dir", "", default=DEFAULT_STATE_DIR)
+    scheduling = _load_scheduling(root, check)
     eng_node = check.mapping(root.get("engagement"), "engagement", root.line_of("engagement"))
     engagement = Engagement(cold_after_sends=check.integer(
         eng_node, "cold_after_sends", "engagement.", 4, minimum=1) or 4)
@@ -485,6 +542,6 @@ def load_config(project: Path) -> Config:
     return Config(project=project, state_dir=(project / state).resolve(), sender=sender,
                   transport=transport, smtp=smtp, sendgrid=sendgrid,
                   campaigns=tuple(campaigns), drips=drips, sources=sources, tips=tips,
-                  audience_files=audience_files, synonyms=synonyms,
+                  audience_files=audience_files, synonyms=synonyms, scheduling=scheduling,
                   engagement=engagement, cold_policies=tuple(cold_policies),
                   warnings=tuple(p for p in all_problems if p.severity != "error"))

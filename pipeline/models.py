@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 SourceKind = Literal["neighbourhood", "economy", "hobby", "tips", "market"]
 SOURCE_KINDS: tuple[str, ...] = ("neighbourhood", "economy", "hobby", "tips", "market")
@@ -173,6 +174,8 @@ class PlannedEmail:
     contact: Contact
     picks: tuple[Pick, ...]
     notes: tuple[Note, ...] = ()
+    template: str = ""  # overrides the campaign's (drip steps name their own)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # years, referral, sales...
     rejected: tuple = ()  # explain.Rejected: best candidates left out, with why (--explain)
 
     def section(self, name: str) -> tuple[Pick, ...]:

@@ -33,6 +33,14 @@ SECTION_TITLES = {
     "market": "The economy and the housing market",
     "interests": "For your interests",
 }
+# Subjects of the drip messages; a drip step's `subject:` overrides them.
+DRIP_SUBJECTS = {
+    "thank_you": "Thank you, {{ first_name }}",
+    "settling_in": "How are you settling in, {{ first_name }}?",
+    "home_anniversary": "Happy home anniversary, {{ first_name }}!",
+    "referral_thank_you": "Thank you for the introduction, {{ first_name }}",
+    "referral_update": "An update on {{ referral.name or 'your introduction' }}",
+}
 KIND_TEMPLATES = {"newsletter": "newsletter", "recent_sales": "recent_sales",
                   "interest_alert": "interest_alert"}
 MAX_HTML_BYTES = 100 * 1024  # Gmail clips messages at about 102 KB
@@ -128,7 +136,8 @@ class Renderer:
         return self._strings.from_string(text)
 
     # ---- per email -----------------------------------------------------------------
-    def context(self, plan: Plan, planned: PlannedEmail, now: dt.datetime) -> dict[str, Any]:
+    def context(self, plan: Plan, planned: PlannedEmail, now: dt.datetime,
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Everything a template may use for one contact."""
         c = planned.contact
         period = dt.datetime.fromisoformat(plan.period)
@@ -141,7 +150,7 @@ class Renderer:
         tip = next((p.tip for p in planned.picks if p.tip), None)
         base = {"contact": c, "first_name": c.first_name or "there", "sender": self.sender,
                 "campaign": plan.campaign, "month": f"{period:%B}", "year": period.year,
-                "now": now}
+                "now": now, **planned.extra, **(extra or {})}
         subject = self._render_string(plan.campaign.subject, base, "subject")
         preheader = self._render_string(plan.campaign.preheader, base, "preheader") if \
             plan.campaign.preheader else "; ".join(
@@ -166,10 +175,9 @@ class Renderer:
         """One finished message: HTML, text twin, headers, MIME bytes. `extra` adds
         template variables (sales, years, referral); `template` overrides the kind's."""
         campaign = plan.campaign
-        compiled = self.template(template or campaign.template or KIND_TEMPLATES[campaign.kind])
-        ctx = self.context(plan, planned, now)
-        if extra:
-            ctx.update(extra)
+        compiled = self.template(template or planned.template or campaign.template
+                                 or KIND_TEMPLATES[campaign.kind])
+        ctx = self.context(plan, planned, now, extra)
         body_html = compiled.html.render(ctx)
         body_text = compiled.text.render(ctx)
         if len(body_html.encode("utf-8")) > MAX_HTML_BYTES:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .audience import AudienceLoad, load_audiences
@@ -13,9 +13,10 @@ from .deliver import Transport
 from .dispatch import Job, dispatch
 from .engagement import cold_contacts, hold_cold
 from .ingest import IngestSummary, ingest
-from .models import Campaign, Plan, RunSummary, Skipped
+from .models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
 from .plan import build_plan
-from .render import Renderer
+from .render import DRIP_SUBJECTS, Renderer
+from .schedule import Due, hold_capped
 from .store import Store
 
 # listmonk pauses a campaign after this many errors in a row rather than burning
@@ -40,18 +41,27 @@ def run_ingest(config: Config, store: Store, now: dt.datetime,
 
 
 def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
-            period: dt.datetime | None = None, explain: bool = False) -> Prepared:
+            period: dt.datetime | None = None, explain: bool = False,
+            only: frozenset[str] | None = None) -> Prepared:
     """Stages 2-3: load the campaign's contacts and plan who gets what (with `explain`,
-    also what each contact did not get and why)."""
+    also what each contact did not get and why; with `only`, for those addresses)."""
     audience = load_audiences(config.audience_files, campaign.audiences, config.project)
+    if only is not None:
+        audience = AudienceLoad(tuple(c for c in audience.contacts
+                                      if c.email.lower() in only), audience.problems)
     plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
                       store.history(), store.suppressed(), store.pending_notes(),
                       dict(config.synonyms), now, config.sender.timezone, period,
-                      {s.name: s.topics for s in config.sources}, explain=explain)
+                      {s.name: s.topics for s in config.sources},
+                      tip_last_seen=store.tip_last_seen(), explain=explain)
     policy = config.cold_policy(campaign.name)
     if policy != "normal":  # engagement feeds back (issue #9): fewer emails to cold contacts
         plan = hold_cold(plan, policy, cold_contacts(
             store.ledger_rows(), store.events(), config.engagement.cold_after_sends))
+    rules = config.scheduling
+    if rules.cap_max and only is None:  # the daemon's calendar applied the cap already
+        plan = hold_capped(plan, store.recent_sends(now - dt.timedelta(days=rules.cap_days)),
+                           rules, now, frozenset(store.ledger_status(plan.send_id)))
     return Prepared(plan, audience)
 
 
@@ -106,3 +116,58 @@ def skipped_line(skipped: tuple[Skipped, ...]) -> str:
     for s in skipped:
         reasons[s.reason] = reasons.get(s.reason, 0) + 1
     return f"{len(skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
+
+
+def run_due(config: Config, store: Store, transport: Transport, items: Sequence[Due],
+            now: Callable[[], dt.datetime], dry_run: bool = False,
+            progress: Progress | None = None) -> list[RunSummary]:
+    """Deliver calendar items (from schedule.calendar), one ledger send per send_id, so a
+    catch-up after downtime or a second daemon tick can never send anything twice."""
+    groups: dict[str, list[Due]] = {}
+    for d in sorted(items, key=lambda d: (d.at, d.send_id)):
+        groups.setdefault(d.send_id, []).append(d)
+    if not groups:
+        return []
+    renderer = Renderer(config.project, config.sender, store.secret())
+    everyone = {c.email.lower(): c for c in load_audiences(
+        config.audience_files, config.audience_names, config.project).contacts}
+    summaries = []
+    for send_id, group in groups.items():
+        first = group[0]
+        emails = frozenset(d.email.lower() for d in group)
+        if first.kind == "campaign":
+            prepared = prepare(config, store, config.campaign(first.name), now(),
+                               period=first.period, only=emails)
+        else:
+            prepared = _drip_plan(config, store, send_id, group, everyone)
+        summaries.append(deliver_plan(store, renderer, transport, prepared, now, dry_run,
+                                      progress))
+    return summaries
+
+
+def _drip_plan(config: Config, store: Store, send_id: str, group: list[Due],
+               everyone: dict[str, Contact]) -> Prepared:
+    """A plan for one drip step's recipients: their own template, no article picks."""
+    first = group[0]
+    # A configured drip, or an event message with no drip of its own (a referral update).
+    drip = next((d for d in config.drips if d.name == first.name), None)
+    step = next((s for s in drip.steps if s.template == first.template), None) if drip \
+        else None
+    subject = (step.subject if step and step.subject else "") or \
+        DRIP_SUBJECTS.get(first.template, "A note from {{ sender.name }}")
+    campaign = Campaign(name=first.name, kind="newsletter",
+                        audiences=drip.audiences if drip else (), schedule="",
+                        subject=subject, skip_empty=False)
+    suppressed, notes = store.suppressed(), store.pending_notes()
+    emails, skipped = [], []
+    for d in group:
+        contact = everyone.get(d.email.lower())
+        if contact is None or not contact.subscribed or d.email.lower() in suppressed:
+            skipped.append(Skipped(d.email, "unsubscribed, suppressed or no longer in an "
+                                            "audience file"))
+            continue
+        emails.append(PlannedEmail(contact, (), notes.get(d.email.lower(), ()),
+                                   template=d.template, extra=dict(d.extra)))
+    plan = Plan(campaign=campaign, send_id=send_id, period=first.period.isoformat(),
+                emails=tuple(emails), skipped=tuple(skipped))
+    return Prepared(plan, AudienceLoad((), ()))

@@ -13,7 +13,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from .audience import email_key
 from .config import Config, Drip, DripStep, Scheduling
-from .models import Campaign, Contact
+from .models import Campaign, Contact, Plan, Skipped
 
 PRIORITY_DRIP = 0  # drips and personal one-offs go first and are never capped
 PRIORITY_CAMPAIGN = 1
@@ -237,3 +237,24 @@ def split_missed(items: Iterable[Due], now: dt.datetime, grace: dt.timedelta
     for d in items:
         (catch_up if d.at >= now - grace else missed).append(d)
     return catch_up, missed
+
+
+def hold_capped(plan: Plan, recent: Mapping[str, list[dt.datetime]], rules: Scheduling,
+                now: dt.datetime, exempt: frozenset[str] = frozenset()) -> Plan:
+    """A send started by hand obeys the frequency cap too: contacts at the cap are skipped
+    with the reason and the date a slot frees up (`exempt`: already in this send)."""
+    if not rules.cap_max:
+        return plan
+    window = dt.timedelta(days=rules.cap_days)
+    kept, skipped = [], list(plan.skipped)
+    for planned in plan.emails:
+        key = email_key(planned.contact.email)
+        times = sorted(t for t in recent.get(key, ()) if t > now - window)
+        if key in exempt or len(times) < rules.cap_max:
+            kept.append(planned)
+            continue
+        skipped.append(Skipped(planned.contact.email,
+                               f"frequency cap: {len(times)} emails in the last "
+                               f"{rules.cap_days} days (room again on "
+                               f"{(times[0] + window):%Y-%m-%d})"))
+    return replace(plan, emails=tuple(kept), skipped=tuple(skipped))

@@ -131,6 +131,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX events_email ON events(email, event);
     CREATE INDEX events_send ON events(send_id, email);
     """,
+    # 4: referrals (issue #7): event-started drips thank the referrer and keep them posted
+    """
+    CREATE TABLE referrals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        by_email TEXT NOT NULL,
+        name TEXT NOT NULL,
+        received TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'received',
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX referrals_by ON referrals(by_email);
+    """,
 )
 
 
@@ -173,7 +185,10 @@ def _settle_row(tx: sqlite3.Connection, send_id: str, email: str, status: str,
     picks, clusters = json.loads(row["picks"]), json.loads(row["clusters"])
     key = email.lower()
     for item, cluster in zip(picks, clusters + [""] * (len(picks) - len(clusters))):
-        tx.execute("INSERT OR IGNORE INTO history VALUES (?,?,?,?,?)",
+        # Upsert: an item sent again (a tip, once the rotation is used up) records its
+        # latest send, which is what the rotation's restart orders by.
+        tx.execute("INSERT INTO history VALUES (?,?,?,?,?) ON CONFLICT(email, item) DO "
+                   "UPDATE SET send_id=excluded.send_id, sent=excluded.sent",
                    (key, item, cluster, send_id, stamp))
     for note_id in json.loads(row["note_ids"]):
         tx.execute("UPDATE notes SET used=?, used_send_id=? WHERE id=? AND used IS NULL",
@@ -487,6 +502,14 @@ class Store:
             "FROM sends s LEFT JOIN deliveries d ON d.send_id = s.id "
             "GROUP BY s.id ORDER BY s.started DESC")]
 
+    def tip_last_seen(self) -> dict[str, dict[str, str]]:
+        """email -> tip id -> when it was last sent to that person."""
+        out: dict[str, dict[str, str]] = {}
+        for email, item, sent in self.conn.execute(
+                "SELECT email, item, sent FROM history WHERE item LIKE 'tip:%'"):
+            out.setdefault(email, {})[item[4:]] = sent
+        return out
+
     def history(self) -> dict[str, frozenset[str]]:
         """email -> every item and story cluster that person has received."""
         seen: dict[str, set[str]] = {}
@@ -521,6 +544,47 @@ class Store:
             cur = tx.execute("INSERT OR IGNORE INTO suppressions VALUES (?,?,?,?)",
                              (email.lower(), reason, source, _iso(now)))
         return cur.rowcount > 0
+
+    # ---- scheduler ---------------------------------------------------------------------
+    def meta(self, key: str) -> str | None:
+        """A value from the meta table (scheduler checkpoints and the like)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a value in the meta table."""
+        with self.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def recent_sends(self, since: dt.datetime) -> dict[str, list[dt.datetime]]:
+        """email -> when each email sent since `since` was settled (for the frequency cap)."""
+        out: dict[str, list[dt.datetime]] = {}
+        for email, settled in self.conn.execute(
+                "SELECT email, settled FROM deliveries WHERE status='sent' AND settled >= ?",
+                (_iso(since),)):
+            out.setdefault(email.lower(), []).append(dt.datetime.fromisoformat(settled))
+        return out
+
+    def add_referral(self, by_email: str, name: str, received: dt.date,
+                     now: dt.datetime) -> int:
+        """Record that `by_email` referred `name`; returns the referral id."""
+        with self.transaction() as tx:
+            cur = tx.execute("INSERT INTO referrals (by_email, name, received, updated) "
+                             "VALUES (?,?,?,?)", (by_email.lower(), name, received.isoformat(),
+                                                  _iso(now)))
+        return int(cur.lastrowid or 0)
+
+    def update_referral(self, referral_id: int, status: str, now: dt.datetime) -> bool:
+        """Change a referral's status; False when there is no such referral."""
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE referrals SET status=?, updated=? WHERE id=?",
+                             (status, _iso(now), referral_id))
+        return cur.rowcount > 0
+
+    def referrals(self) -> list[tuple[int, str, str, str, str]]:
+        """Every referral: (id, by_email, name, received date, status)."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, by_email, name, received, status FROM referrals ORDER BY id")]
 
     def suppressed(self) -> frozenset[str]:
         """Every suppressed address, lower-cased."""

@@ -37,7 +37,8 @@ def test_yaml_syntax_error_names_file_and_line(project: Path) -> None:
 
 def test_unknown_audience_names_line_key_and_fix(project: Path) -> None:
     path = project / "campaigns.yaml"
-    text = path.read_text().replace("audience: sphere", "audience: spheer")
+    head, _, campaigns = path.read_text().partition("\ncampaigns:\n")
+    text = head + "\ncampaigns:\n" + campaigns.replace("audience: sphere", "audience: spheer", 1)
     path.write_text(text)
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "audience: spheer" in l)
     errors = _errors(project)

@@ -229,3 +229,22 @@ def test_daemon_lock_and_clean_sigterm(project: Path) -> None:
     pending = store.conn.execute(
         "SELECT count(*) FROM deliveries WHERE status='pending'").fetchone()[0]
     assert pending == 0  # in-flight sends were settled before exit
+
+
+def test_manual_send_obeys_the_frequency_cap_and_plan_says_why(project: Path, cli,
+                                                               monkeypatch) -> None:
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace("frequency_cap: {max: 4, days: 30, policy: wait}",
+                                             "frequency_cap: {max: 1, days: 30}"))
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-02T18:00:00+00:00")
+    result = cli("plan", "monthly-sphere", "--json", project=project)
+    import json
+    doc = json.loads(result.stdout)
+    assert not doc["emails"]
+    reasons = {s["reason"] for s in doc["skipped"]}
+    assert "frequency cap: 1 emails in the last 30 days (room again on 2026-12-22)" in reasons
+    # Resuming the same send is not held back by its own earlier deliveries.
+    monkeypatch.setenv("SPHERE_NOW", "2026-11-23T18:00:00+00:00")
+    again = cli("send", "monthly-sphere", project=project)
+    assert "28 already sent" in again.stdout
