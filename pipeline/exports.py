@@ -12,7 +12,8 @@ from .errors import ConfigError, Problem
 from .vcard import parse_vcards
 
 # Fields a column can feed: the audience's own, plus the parts we derive them from.
-TARGETS: tuple[str, ...] = FIELDS + ("name", "street", "zip", "ignore")
+TARGETS: tuple[str, ...] = FIELDS + ("name", "street", "zip", "opt_out", "subscribed",
+                                     "ignore")
 # Header aliases after _norm() (lower-case, letters and digits only). Order matters for
 # email: the first column is the primary address, later ones are alternates.
 ALIASES: dict[str, str] = {
@@ -26,11 +27,19 @@ ALIASES: dict[str, str] = {
                      "area", "subdivision", "community"), "neighbourhood"),
     **dict.fromkeys(("interests", "interest", "tags", "tag", "categories", "category",
                      "groupmembership", "groups", "labels", "hobbies"), "interests"),
-    **dict.fromkeys(("relationship", "stage", "type", "contacttype"), "relationship"),
+    **dict.fromkeys(("relationship", "stage", "type", "contacttype", "lifecyclestage",
+                     "leadstatus"), "relationship"),
     **dict.fromkeys(("closingdate", "closedate", "closed", "purchasedate"), "closing_date"),
     **dict.fromkeys(("timezone", "tz", "timezoneiana"), "timezone"),
     **dict.fromkeys(("note", "notes", "background", "personalnote"), "note"),
     **dict.fromkeys(("status", "subscription", "emailstatus"), "status"),
+    # Yes/true (or any date, for Mailchimp's UNSUB_TIME) means the person opted out ...
+    **dict.fromkeys(("emailoptout", "optout", "optedout", "donotemail", "unsubscribed",
+                     "hasoptedoutofemail", "unsubtime", "unsubscribedate", "cleantime"),
+                    "opt_out"),
+    # ... and no/false here means the same.
+    **dict.fromkeys(("subscribed", "emailsubscribed", "subscribedtoemail", "emailconsent",
+                     "acceptsemailmarketing"), "subscribed"),
     **dict.fromkeys(("street", "address", "streetaddress", "homestreet", "address1street",
                      "homeaddress", "mailingaddress", "address1formatted", "address1",
                      "propertyaddress"), "street"),
@@ -67,6 +76,8 @@ _PARTICLES = frozenset({"van", "von", "der", "den", "de", "del", "della", "da", 
 _TITLES = frozenset({"mr", "mrs", "ms", "miss", "dr", "prof", "rev", "mx"})
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"})
 SAMPLE_BYTES = 64 * 1024  # enough rows for csv.Sniffer to see the delimiter
+HEADER_SEARCH_ROWS = 10  # rows of preamble tolerated above the header
+_FALSE = frozenset({"false", "no", "n", "f", "0", "off"})
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,8 @@ def split_tags(values: list[str], separators: re.Pattern[str] = _TAG_SPLIT_RE
     out: dict[str, None] = {}
     for value in values:
         for tag in separators.split(value or ""):
-            tag = " ".join(tag.split()).lower()
+            # Mailchimp quotes each tag inside the cell: "Golf","Wine".
+            tag = " ".join(tag.strip("\"' ").split()).lower()
             if tag and not _SYSTEM_GROUP_RE.match(tag):
                 out[tag] = None
     return tuple(out)
@@ -237,9 +249,14 @@ def read_csv(text: str, shown: str, overrides: dict[str, str]
     if not raw:
         raise ConfigError([Problem(shown, 1, "", "the file is empty",
                                    "export the contacts again, with a header row")])
-    header = [c.strip().lstrip("\ufeff") for c in raw[0][2]]
-    fields = map_columns(header, overrides, shown, [cells for _, _, cells in raw[1:51]])
-    records = [_record(cells, fields, f"row {n}", line) for n, line, cells in raw[1:]]
+    # The header is the first row naming an email column: LinkedIn and some CRMs put a
+    # few lines of notes above it.
+    top = next((i for i, (_, _, cells) in enumerate(raw[:HEADER_SEARCH_ROWS])
+                if any(ALIASES.get(_norm(c)) == "email" for c in cells)), 0)
+    header = [c.strip().lstrip("\ufeff") for c in raw[top][2]]
+    fields = map_columns(header, overrides, shown,
+                         [cells for _, _, cells in raw[top + 1:top + 51]])
+    records = [_record(cells, fields, f"row {n}", line) for n, line, cells in raw[top + 1:]]
     mapping = tuple((h, f) for h, f in zip(header, fields) if f)
     return records, mapping
 
@@ -254,6 +271,9 @@ def _record(cells: list[str], fields: list[str | None], where: str, line: int) -
         return (got.get(key) or [""])[0]
 
     first_name, last_name = first("first_name"), first("last_name")
+    opted_out = any(v.lower() not in _FALSE for v in got.get("opt_out", [])) or \
+        any(v.lower() in _FALSE | {"unsubscribed"} for v in got.get("subscribed", []))
+    status = "unsubscribed" if opted_out else first("status")
     if not first_name and not last_name and first("name"):
         first_name, last_name = split_name(first("name"))
     emails = tuple(e for cell in got.get("email", []) for e in _EMAIL_SPLIT_RE.split(cell)
@@ -264,7 +284,7 @@ def _record(cells: list[str], fields: list[str | None], where: str, line: int) -
                   interests=split_tags(got.get("interests", [])),
                   relationship=first("relationship"), closing_date=first("closing_date"),
                   timezone=first("timezone"), note="\n".join(got.get("note", [])),
-                  status=first("status"), street=first("street"), zip=first("zip"))
+                  status=status, street=first("street"), zip=first("zip"))
 
 
 def read_vcf(text: str) -> list[Record]:

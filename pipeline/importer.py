@@ -32,7 +32,9 @@ STAGES: dict[str, str] = {
     "agent": "referral_source", "lead": "prospect", "new lead": "prospect",
     "prospect": "prospect", "hot prospect": "prospect", "nurture": "prospect",
     "active client": "prospect", "attempted contact": "prospect", "buyer": "prospect",
-    "seller": "prospect",
+    "seller": "prospect", "customer": "past_client", "subscriber": "sphere",
+    "opportunity": "prospect", "marketing qualified lead": "prospect",
+    "sales qualified lead": "prospect", "evangelist": "referral_source",
 }
 # Labels and tags that name a relationship rather than an interest.
 RELATIONSHIP_TAGS: dict[str, str] = {

@@ -297,3 +297,30 @@ def test_relationship_labels_set_the_relationship(tmp_path: Path) -> None:
     # The Stage column wins over a tag; the tag is not an interest either way.
     assert got == {"rita@example.com": ("jazz", "past_client"),
                    "lou@example.com": ("golf", "prospect")}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # LinkedIn: notes above the header.
+    ("Notes:\n\"When exporting your connection data, some emails may be missing.\"\n\n"
+     "First Name,Last Name,URL,Email Address,Company,Position,Connected On\n"
+     "Ada,Lovelace,https://www.linkedin.com/in/ada,ada@example.com,Analytical,Poet,01 Jan 2024\n",
+     [("ada@example.com", "Ada", "Lovelace", "", "", "subscribed")]),
+    # Mailchimp's unsubscribed export: UNSUB_TIME set, tags quoted inside the cell.
+    ("Email Address,First Name,Last Name,TAGS,UNSUB_TIME,UNSUB_REASON\n"
+     "mo@example.com,Mo,Salah,\"\"\"Golf\"\",\"\"Wine\"\"\",2026-03-02 10:00:00,No longer interested\n",
+     [("mo@example.com", "Mo", "Salah", "golf;wine", "", "unsubscribed")]),
+    # HubSpot lifecycle stage; Salesforce's Email Opt Out.
+    ("First Name,Last Name,Email,Lifecycle Stage,Email Opt Out\n"
+     "Hal,Lee,hal@example.com,Customer,false\nIvy,Ng,ivy@example.com,Lead,true\n",
+     [("hal@example.com", "Hal", "Lee", "", "past_client", "subscribed"),
+      ("ivy@example.com", "Ivy", "Ng", "", "prospect", "unsubscribed")]),
+])
+def test_other_crm_shapes(tmp_path: Path, text: str, expected: list[tuple]) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(text, encoding="utf-8")
+    report = import_contacts(export, tmp_path / "audiences", "x")
+    assert (report.imported, report.skipped) == (len(expected), ())
+    with (tmp_path / "audiences" / "x.csv").open(encoding="utf-8", newline="") as f:
+        got = [(r["email"], r["first_name"], r["last_name"], r["interests"],
+                r["relationship"], r["status"]) for r in csv.DictReader(f)]
+    assert got == expected
