@@ -72,7 +72,10 @@ def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
         report = import_contacts(file, config.project / AUDIENCES_DIR, audience,
                                  overrides=_overrides(maps), neighbourhoods=hoods,
                                  suppressed=store.suppressed(), dry_run=dry_run,
-                                 shown=str(file))
+                                 shown=str(file),
+                                 known_hoods=tuple(sorted({s.neighbourhood for s in
+                                                           config.sources
+                                                           if s.neighbourhood})))
         out.print(("Dry run: " if dry_run else "") + report.line(), markup=False)
         if report.columns:
             out.print("columns: " + ", ".join(f"{c!r} -> {f}" for c, f in report.columns),

@@ -152,7 +152,7 @@ def _pick_email(rec: Record, tally: _Merge) -> str | None:
             email = normalise_email(raw)
         except EmailNotValidError:
             continue
-        bad = [e for e in rec.emails[:i]]
+        bad = rec.emails[:i]
         others = [e for e in rec.emails[i + 1:] if email_key(e) != email_key(email)]
         if bad:
             tally.notes.append(f"{rec.where} {email!r}: used instead of invalid "
@@ -241,8 +241,11 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
                     overrides: dict[str, str] | None = None,
                     neighbourhoods: Neighbourhoods | None = None,
                     suppressed: frozenset[str] = frozenset(), dry_run: bool = False,
-                    shown: str = "") -> ImportReport:
+                    shown: str = "", known_hoods: tuple[str, ...] = ()) -> ImportReport:
     """Read an export, validate it and merge it into audiences/AUDIENCE.csv."""
+    # Neighbourhoods the feeds cover, by folded name: 'maple heights' is written as the
+    # feeds spell it, and one no feed covers is pointed out.
+    canonical = {_fold(h): h for h in known_hoods if h}
     shown = shown or str(source)
     if not source.is_file():
         raise SphereError(f"{shown}: no such file", "give the path of a .csv or .vcf export")
@@ -273,6 +276,12 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
             continue
         seen[key] = rec.where
         new = _row_from(rec, email, neighbourhoods, tally.notes)
+        hood = new["neighbourhood"]
+        if hood and canonical:
+            new["neighbourhood"] = canonical.get(_fold(hood), hood)
+            if _fold(hood) not in canonical:
+                tally.notes.append(f"{rec.where} {email!r}: no feed covers neighbourhood "
+                                   f"{hood!r} (feeds cover: {', '.join(sorted(canonical.values()))})")
         if not new["first_name"] and not new["last_name"]:
             tally.notes.append(f"{rec.where} {email!r}: no name (emails greet them "
                                "without one)")

@@ -324,3 +324,16 @@ def test_other_crm_shapes(tmp_path: Path, text: str, expected: list[tuple]) -> N
         got = [(r["email"], r["first_name"], r["last_name"], r["interests"],
                 r["relationship"], r["status"]) for r in csv.DictReader(f)]
     assert got == expected
+
+
+def test_neighbourhoods_are_spelled_as_the_feeds_spell_them(crm: Path, cli,
+                                                            tmp_path: Path) -> None:
+    export = tmp_path / "hoods.csv"
+    export.write_text("Email,Neighborhood\na@example.com,maple HEIGHTS\n"
+                      "b@example.com,Mapel Heights\n", encoding="utf-8")
+    result = cli("contacts", "import", str(export), "--audience", "hoods", project=crm)
+    assert result.exit_code == 0, result.output
+    assert "row 3 'b@example.com': no feed covers neighbourhood 'Mapel Heights' (feeds " \
+           "cover: Cedar Grove, Harbor Point, Maple Heights, Old Mill District)" in result.output
+    assert {e: r["neighbourhood"] for e, r in rows(crm, "hoods").items()} == {
+        "a@example.com": "Maple Heights", "b@example.com": "Mapel Heights"}
