@@ -52,8 +52,7 @@ _EXTRA_EMAIL_RE = re.compile(r"^e?-?mail\d*(value|address)?$|^emailaddress\d+$|^
 _NOT_EMAIL = ("type", "label", "display", "optout", "status")
 # Google's "* myContacts" / "* starred" and its "Imported on 5/1/24" are bookkeeping,
 # not interests.
-_SYSTEM_GROUP_RE = re.compile(r"^(\*.*|mycontacts|starred|imported on .*|friends & family)$",
-                              re.I)
+_SYSTEM_GROUP_RE = re.compile(r"^(\*.*|mycontacts|starred|imported on .*)$", re.I)
 _TAG_SPLIT_RE = re.compile(r"\s*(?::::|;|,|\n)\s*")
 _NO_SPLIT_RE = re.compile(r"(?!)")  # matches nothing
 # Header patterns tried (on _norm()ed names) for a field no alias found, in this order.
@@ -123,7 +122,9 @@ def decode(data: bytes) -> tuple[str, str]:
 
 def _delimiter(text: str) -> str:
     sample = text[:SAMPLE_BYTES]
-    first = sample.split("\n", 1)[0]
+    lines = sample.split("\n", HEADER_SEARCH_ROWS + 1)[:HEADER_SEARCH_ROWS]
+    # The header line: the first that mentions mail (notes may sit above it).
+    first = next((ln for ln in lines if "mail" in ln.lower()), lines[0])
     try:
         found = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
         if first.count(found):
