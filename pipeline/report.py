@@ -214,6 +214,8 @@ def chart_svg(campaign: str, sends: list[SendStats]) -> str:
     peak = step * 4
     slot = plot_w / max(len(sends), 1)
     bar = min(28.0, slot * 0.8 / len(CHART_SERIES))
+    # A date label is ~70 units wide: with many sends, label every k-th one.
+    label_every = max(1, -(-70 // int(max(slot, 1))))
     esc = html.escape
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
              f'xmlns="http://www.w3.org/2000/svg" aria-label="{esc(campaign)}: sent, '
@@ -234,6 +236,8 @@ def chart_svg(campaign: str, sends: list[SendStats]) -> str:
                          f'y="{top + plot_h - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
                          f'fill="{colour}"><title>{esc(s.send_id)}: {value} {metric}</title>'
                          '</rect>')
+        if n % label_every:
+            continue
         label = s.period[:10]
         parts.append(f'<text x="{left + slot * n + slot / 2:.1f}" y="{height - bottom + 18}" '
                      f'text-anchor="middle" font-size="11" fill="#333">{esc(label)}</text>')
@@ -270,7 +274,8 @@ def render_html(report: Report, generated: dt.datetime) -> str:
     out = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
-           f"<h1>{esc(title)}</h1><p class=\"muted\">Generated {generated:%Y-%m-%d %H:%M} UTC. "
+           f"<h1>{esc(title)}</h1><p class=\"muted\">Generated "
+           f"{generated.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
            "Counts are unique contacts; opens are approximate (image blocking hides some, "
            "privacy proxies add some).</p>"]
     campaigns = sorted({s.campaign for s in report.sends})
