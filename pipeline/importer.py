@@ -253,7 +253,12 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
                                                         ).exists():
         raise SphereError(f"audience {audience!r} is a YAML file; import writes CSV",
                           "import into a new audience name, or convert the YAML to CSV")
-    text, encoding = decode(source.read_bytes())
+    data = source.read_bytes()
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # zip (xlsx) or OLE (xls)
+        raise SphereError(f"{shown} is a spreadsheet workbook, not CSV",
+                          "save it as CSV first (Excel: File > Save As > CSV UTF-8; Google "
+                          "Sheets: File > Download > CSV)")
+    text, encoding = decode(data)
     is_vcf = source.suffix.lower() in (".vcf", ".vcard") or \
         text.lstrip()[:11].upper() == "BEGIN:VCARD"
     if is_vcf:

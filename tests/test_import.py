@@ -337,3 +337,11 @@ def test_neighbourhoods_are_spelled_as_the_feeds_spell_them(crm: Path, cli,
            "cover: Cedar Grove, Harbor Point, Maple Heights, Old Mill District)" in result.output
     assert {e: r["neighbourhood"] for e, r in rows(crm, "hoods").items()} == {
         "a@example.com": "Maple Heights", "b@example.com": "Mapel Heights"}
+
+
+def test_a_workbook_is_refused_with_the_fix(crm: Path, cli, tmp_path: Path) -> None:
+    workbook = tmp_path / "contacts.xlsx"
+    workbook.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    result = cli("contacts", "import", str(workbook), "--audience", "x", project=crm)
+    assert result.exit_code == 1
+    assert "is a spreadsheet workbook, not CSV" in result.output and "CSV UTF-8" in result.output
