@@ -241,3 +241,17 @@ def test_events_without_ids_belong_to_the_latest_send_before_them() -> None:
     report = build_report(rows, events, [], {}, {})
     assert [(s.send_id, s.opened) for s in report.sends] == [("c@2026-08-01T09:00", 0),
                                                              ("c@2026-09-01T09:00", 1)]
+
+
+def test_new_commands_document_every_option() -> None:
+    import click
+
+    from pipeline.cli import main
+    for path in (("contacts", "import"), ("report",)):
+        command = main
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        assert command.help, path
+        undocumented = [p.name for p in command.params
+                        if isinstance(p, click.Option) and not p.help]
+        assert not undocumented, (path, undocumented)
