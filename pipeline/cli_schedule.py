@@ -120,10 +120,12 @@ def schedule_cmd(project: Path, from_: str | None, until: str | None, detail: bo
         _print_calendar(cal.due, detail)
         for d in cal.capped:
             out.print(f"held back: {d.send_id} to {d.email}: {d.note}", markup=False)
-        sends = len({d.send_id for d in cal.due})
-        out.print(f"{len(cal.due)} emails in {sends} sends from {start:%Y-%m-%d} to "
-                  f"{end:%Y-%m-%d}; {len(cal.capped)} held back by the frequency cap",
-                  markup=False)
+        mails = [d for d in cal.due if not d.check]
+        looks = len({d.send_id for d in cal.due if d.check})
+        out.print(f"{len(mails)} emails in {len({d.send_id for d in mails})} sends from "
+                  f"{start:%Y-%m-%d} to {end:%Y-%m-%d}; {looks} looks for interest alerts "
+                  f"(each mails only people with a strong new story); {len(cal.capped)} "
+                  "held back by the frequency cap", markup=False)
 
 
 def _due_json(d: Due) -> dict:

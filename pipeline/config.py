@@ -348,7 +348,7 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
 
 
 def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
-                   check: _Check) -> Campaign:
+                   check: _Check, project: Path) -> Campaign:
     p = f"campaigns.{name}."
     kind = check.choice(node, "kind", p, CAMPAIGN_KINDS)
     targets = check.names(node, "audience", p)
@@ -359,7 +359,9 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         if a not in audiences:
             check.add(node, f"{p}audience", f"unknown audience {a!r}",
                       f"use one of: {', '.join(audiences) or '(none: add audiences/NAME.csv)'}")
-    schedule = check.text(node, "schedule", p, default="0 9 1 * *")
+    # Alerts follow new articles: by default they are looked for daily at 10:00.
+    schedule = check.text(node, "schedule", p,
+                          default="0 10 * * *" if kind == "interest_alert" else "0 9 1 * *")
     try:
         CronTrigger.from_crontab(schedule)
     except ValueError as exc:
@@ -379,6 +381,30 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
     if not isinstance(skip_empty, bool):
         check.add(node, f"{p}skip_empty", "must be true or false", "`skip_empty: true`")
         skip_empty = True
+    sales_file = check.text(node, "sales", p)
+    if kind == "recent_sales":
+        if not sales_file:
+            check.add(node, f"{p}sales", "is required for kind recent_sales",
+                      "add `sales: path/to/sales.csv` (address, neighbourhood, price, "
+                      "sold_date, ...)")
+        elif not (project / sales_file).is_file():
+            check.add(node, f"{p}sales", f"no such file {sales_file!r}",
+                      "give a path relative to the project folder")
+    window = node.get("sales_window_days", 120)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                               or window < 1):
+        check.add(node, f"{p}sales_window_days", f"must be a number of days or null, got "
+                  f"{window!r}", "e.g. `sales_window_days: 120`")
+        window = 120
+    threshold = node.get("threshold", Campaign.alert_threshold)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
+        check.add(node, f"{p}threshold", f"must be a positive number, got {threshold!r}",
+                  "e.g. `threshold: 2.5` (3 = the story is tagged with the interest)")
+        threshold = Campaign.alert_threshold
+    approval = node.get("approval", False)
+    if not isinstance(approval, bool):
+        check.add(node, f"{p}approval", "must be true or false", "`approval: true`")
+        approval = False
     return Campaign(
         name=name, kind=kind, audiences=targets, schedule=schedule,
         subject=check.text(node, "subject", p, required=True,
@@ -389,7 +415,12 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         template=check.text(node, "template", p),
         sections=sizes, max_age_days=max_age,
         max_per_source=check.integer(node, "max_per_source", p, 2, minimum=1) or 2,
-        skip_empty=skip_empty, line=node.line)
+        skip_empty=skip_empty, line=node.line, sales_file=sales_file,
+        sales_window_days=window,
+        sales_limit=check.integer(node, "sales_limit", p, 4, minimum=1) or 4,
+        alert_threshold=float(threshold),
+        alert_throttle_days=check.integer(node, "throttle_days", p, 14, minimum=0) or 0,
+        approval=approval)
 
 
 def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check) -> tuple[Drip, ...]:
@@ -519,13 +550,19 @@ def load_config(project: Path) -> Config:
             check.add(campaigns_node, f"campaigns.{name}", "is not a simple id",
                       "use lowercase letters, digits, '-' or '_'")
         node = check.mapping(raw, f"campaigns.{name}", campaigns_node.line_of(name))
-        campaigns.append(_load_campaign(str(name), node, audiences, check))
+        campaigns.append(_load_campaign(str(name), node, audiences, check, project))
         if "cold_contacts" in node:
             cold_policies.append((str(name), check.choice(
                 node, "cold_contacts", f"campaigns.{name}.", ("normal", "quarterly", "skip"),
                 default="normal")))
     drips = _load_drips(root, audiences, check)
     tips = _load_tips(project, check.text(root, "tips", "", default=""), check)
+    for c in campaigns:
+        if c.kind == "recent_sales" and not tips:
+            check.add(campaigns_node, f"campaigns.{c.name}.kind",
+                      "a recent-sales mailer always carries an advice tip, and no tips "
+                      "library is configured", "add `tips: samples/tips.yaml` (top level)",
+                      line=c.line)
     syn_node = check.mapping(root.get("synonyms"), "synonyms", root.line_of("synonyms"))
     synonyms = tuple((str(k).lower(), tuple(s.lower() for s in check.names(syn_node, k,
                       "synonyms."))) for k in syn_node)

@@ -148,6 +148,15 @@ class Campaign:
     max_per_source: int = 2
     skip_empty: bool = True  # a contact with nothing worth sending gets no email
     line: int = 0
+    # recent_sales: the professional's sales CSV, how far back, how many per email
+    sales_file: str = ""
+    sales_window_days: int | None = 120  # None shows every sale in the file
+    sales_limit: int = 4
+    # interest_alert: how strong a match must be, how often one person may get one, and
+    # whether the professional approves each before it goes
+    alert_threshold: float = 2.5
+    alert_throttle_days: int = 14
+    approval: bool = False
 
 
 @dataclass(frozen=True)
@@ -276,3 +285,8 @@ class Sale:
     def price_text(self) -> str:
         """'$1,250,000'."""
         return f"${self.price:,}"
+
+    @property
+    def baths_text(self) -> str:
+        """'2' or '2.5': no '.0' for whole baths."""
+        return f"{self.baths:g}"

@@ -151,12 +151,14 @@ class Renderer:
         base = {"contact": c, "first_name": c.first_name or "there", "sender": self.sender,
                 "campaign": plan.campaign, "month": f"{period:%B}", "year": period.year,
                 "now": now, **planned.extra, **(extra or {})}
+        # An interest alert opens with its own (possibly edited) note.
+        intro = str(base.get("intro") or plan.campaign.intro)
         subject = self._render_string(plan.campaign.subject, base, "subject")
         preheader = self._render_string(plan.campaign.preheader, base, "preheader") if \
             plan.campaign.preheader else "; ".join(
                 p.article.title for p in planned.picks[:2] if p.article)
         return {**base, "subject": subject, "preheader": preheader,
-                "intro_html": note_html(plan.campaign.intro), "intro_text": plan.campaign.intro,
+                "intro_html": note_html(intro), "intro_text": intro,
                 "note_html": note_html(c.note), "note_text": c.note,
                 "one_off": [{"html": note_html(n.text), "text": n.text} for n in planned.notes],
                 "sections": sections, "tip": tip, "brand": self.sender.brand,

@@ -14,7 +14,11 @@ from .dispatch import Job, dispatch
 from .engagement import cold_contacts, hold_cold
 from .ingest import IngestSummary, ingest
 from .models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
-from .plan import build_plan
+from .errors import Problem
+from .match import Matcher
+from .plan import build_plan, period_for, send_id_for
+from .sales import load_sales
+from .sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
 from .render import DRIP_SUBJECTS, Renderer
 from .schedule import Due, hold_capped
 from .store import Store
@@ -22,6 +26,8 @@ from .store import Store
 # listmonk pauses a campaign after this many errors in a row rather than burning
 # through the whole list against a broken transport.
 MAX_CONSECUTIVE_FAILURES = 10
+# An article ingested this recently is "new" for interest alerts.
+ALERT_NEW_WITHIN = dt.timedelta(days=3)
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
 
@@ -49,11 +55,18 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
     if only is not None:
         audience = AudienceLoad(tuple(c for c in audience.contacts
                                       if c.email.lower() in only), audience.problems)
-    plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
-                      store.history(), store.suppressed(), store.pending_notes(),
-                      dict(config.synonyms), now, config.sender.timezone, period,
-                      {s.name: s.topics for s in config.sources},
-                      tip_last_seen=store.tip_last_seen(), explain=explain)
+    if campaign.kind == "recent_sales":
+        plan, sales_problems = _sales_plan(config, store, campaign, audience.contacts, now,
+                                           period)
+        audience = AudienceLoad(audience.contacts, audience.problems + sales_problems)
+    elif campaign.kind == "interest_alert":
+        plan = _alert_plan(config, store, campaign, audience.contacts, now, period)
+    else:
+        plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
+                          store.history(), store.suppressed(), store.pending_notes(),
+                          dict(config.synonyms), now, config.sender.timezone, period,
+                          {s.name: s.topics for s in config.sources},
+                          tip_last_seen=store.tip_last_seen(), explain=explain)
     policy = config.cold_policy(campaign.name)
     if policy != "normal":  # engagement feeds back (issue #9): fewer emails to cold contacts
         plan = hold_cold(plan, policy, cold_contacts(
@@ -171,3 +184,80 @@ def _drip_plan(config: Config, store: Store, send_id: str, group: list[Due],
     plan = Plan(campaign=campaign, send_id=send_id, period=first.period.isoformat(),
                 emails=tuple(emails), skipped=tuple(skipped))
     return Prepared(plan, AudienceLoad((), ()))
+
+
+def _period(config: Config, campaign: Campaign, now: dt.datetime,
+            period: dt.datetime | None) -> tuple[str, str]:
+    at = period or period_for(campaign.schedule, now, config.sender.timezone)
+    return send_id_for(campaign, at), at.isoformat()
+
+
+def _sales_plan(config: Config, store: Store, campaign: Campaign,
+                contacts: tuple[Contact, ...], now: dt.datetime, period: dt.datetime | None
+                ) -> tuple[Plan, tuple[Problem, ...]]:
+    """The recent-sales mailer: the sales CSV (re-read each run: the user keeps it)."""
+    sales, problems = load_sales(config.project / campaign.sales_file, campaign.sales_file)
+    send_id, label = _period(config, campaign, now, period)
+    plan = plan_recent_sales(campaign, contacts, sales, config.tips, store.history(),
+                             store.suppressed(), store.pending_notes(), now, send_id, label,
+                             store.tip_last_seen())
+    return plan, problems
+
+
+def _alert_plan(config: Config, store: Store, campaign: Campaign,
+                contacts: tuple[Contact, ...], now: dt.datetime,
+                period: dt.datetime | None) -> Plan:
+    """Interest alerts: new stories above the threshold; with `approval`, queued for
+    `sphere approve` and sent once approved."""
+    send_id, label = _period(config, campaign, now, period)
+    stored = store.articles()
+    matcher = Matcher(stored, now, campaign.max_age_days, dict(config.synonyms),
+                      {s.name: s.topics for s in config.sources})
+    # "New" is by ingestion time, not a checkpoint, so a crash mid-send loses nothing:
+    # the rerun finds the same stories and the ledger sends each at most once.
+    fresh = store.article_ids_since(now - ALERT_NEW_WITHIN)
+    history = store.history()
+    reconcile_alerts(store, campaign.name, now)
+    queue = [QueuedAlert(id=r[0], email=r[2], article_id=r[3], reason=r[5], note=r[6],
+                         status=r[7]) for r in store.alerts(campaign.name)]
+    waiting = [q for q in queue if q.status in ("pending", "approved")]
+    declined: dict[str, frozenset[str]] = {}
+    for q in queue:
+        if q.status == "dropped":
+            declined[q.email] = declined.get(q.email, frozenset()) | {q.article_id}
+    candidates, skipped = alert_candidates(
+        campaign, contacts, matcher, fresh, history, store.suppressed(),
+        store.last_sent(campaign.name), frozenset(q.email for q in waiting), now, declined)
+    notes = store.pending_notes()
+    by_email = {c.email.lower(): c for c in contacts}
+    if not campaign.approval:
+        emails = [alert_email(c.contact, c.article, c.reason, c.score, "",
+                              notes.get(c.contact.email.lower(), ())) for c in candidates]
+        return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
+    store.queue_alerts(campaign.name, [(c.contact.email, c.article.id, c.score, c.reason)
+                                       for c in candidates], now)
+    articles = {a.id: a for a in stored}
+    emails = []
+    for q in waiting:
+        contact = by_email.get(q.email)
+        if q.status != "approved":
+            continue  # reported by alert_candidates as awaiting approval
+        if contact is None or q.article_id not in articles:
+            skipped.append(Skipped(q.email, f"alert {q.id}: contact or story no longer "
+                                            "available"))
+        else:
+            emails.append(alert_email(contact, articles[q.article_id], q.reason, 0.0,
+                                      q.note, notes.get(q.email, ())))
+    for c in candidates:
+        skipped.append(Skipped(c.contact.email, "new alert queued for approval "
+                                                "(sphere approve)"))
+    return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
+
+
+def reconcile_alerts(store: Store, campaign: str, now: dt.datetime) -> None:
+    """Approved alerts whose story is in the person's history were delivered: mark them
+    sent (history is written in the same transaction as the delivery's outcome)."""
+    history = store.history()
+    for alert_id, _c, email, article_id, *_rest, status, _created in store.alerts(campaign):
+        if status == "approved" and article_id in history.get(email, frozenset()):
+            store.decide_alert(alert_id, "sent", now)

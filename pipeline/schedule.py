@@ -48,6 +48,10 @@ class Due:
     priority: int = PRIORITY_CAMPAIGN
     note: str = ""  # why it moved or was held back
     extra: Mapping[str, object] = field(default_factory=dict)  # years, referral, ...
+    # An interest-alert look: mails only people with a strong new story (throttled), so
+    # it neither counts against nor is held by the frequency cap; its sends still count
+    # once they happen (the ledger feeds `recent`).
+    check: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def campaign_due(campaign: Campaign, contacts: Iterable[Contact], sender_tz: str
         for fire in _fires(campaign.schedule, zone, start, end):
             local, note = _out_of_quiet_hours(fire, rules.quiet_hours)
             out.append(Due(at=local.astimezone(dt.timezone.utc), local=local, period=fire,
-                           kind="campaign",
+                           kind="campaign", check=campaign.kind == "interest_alert",
                            name=campaign.name, template="", email=c.email,
                            send_id=f"{campaign.name}@{fire:%Y-%m-%dT%H:%M}", note=note))
     return out
@@ -193,6 +197,9 @@ def apply_frequency_cap(items: list[Due], rules: Scheduling,
     queue = sorted(items, key=lambda d: (d.at, d.priority, d.send_id, d.email))
     while queue:
         d = queue.pop(0)
+        if d.check:
+            kept.append(d)
+            continue
         history = sent.setdefault(email_key(d.email), [])
         in_window = [t for t in history if d.at - window < t <= d.at]
         if d.priority == PRIORITY_CAMPAIGN and len(in_window) >= rules.cap_max:
@@ -220,8 +227,9 @@ def calendar(config: Config, contacts: tuple[Contact, ...], referrals: tuple[Ref
     sender_tz = config.sender.timezone
     items: list[Due] = []
     for campaign in config.campaigns:
-        if campaign.kind != "interest_alert":  # alerts follow new articles, not a clock
-            items += campaign_due(campaign, contacts, sender_tz, start, end, rules)
+        # An interest alert's schedule is when to look for new stories; each look sends
+        # only to people with a strong new match, so it is on the calendar like the rest.
+        items += campaign_due(campaign, contacts, sender_tz, start, end, rules)
     for drip in config.drips:
         items += drip_due(drip, contacts, referrals, sender_tz, start, end, rules)
     # A person in two audiences of one campaign is still one recipient of each send.

@@ -143,6 +143,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX referrals_by ON referrals(by_email);
     """,
+    # 5: interest alerts waiting for the professional's approval (issue #8)
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        campaign TEXT NOT NULL,
+        email TEXT NOT NULL,
+        article_id TEXT NOT NULL,
+        score REAL NOT NULL,
+        reason TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'dropped', 'sent')),
+        created TEXT NOT NULL,
+        decided TEXT,
+        UNIQUE (campaign, email, article_id)
+    );
+    CREATE INDEX alerts_status ON alerts(campaign, status);
+    """,
 )
 
 
@@ -585,6 +603,48 @@ class Store:
         """Every referral: (id, by_email, name, received date, status)."""
         return [tuple(r) for r in self.conn.execute(
             "SELECT id, by_email, name, received, status FROM referrals ORDER BY id")]
+
+    # ---- sends other than the newsletter -------------------------------------------------
+    def article_ids_since(self, since: dt.datetime) -> frozenset[str]:
+        """Ids of the articles first stored at or after `since` (newly ingested)."""
+        return frozenset(r[0] for r in self.conn.execute(
+            "SELECT id FROM articles WHERE first_seen >= ?", (_iso(since),)))
+
+    def last_sent(self, campaign: str) -> dict[str, dt.datetime]:
+        """email -> when this campaign last delivered to that person."""
+        return {email.lower(): dt.datetime.fromisoformat(settled) for email, settled in
+                self.conn.execute(
+                    "SELECT email, max(settled) FROM deliveries WHERE status='sent' AND "
+                    "send_id LIKE ? GROUP BY email", (campaign.replace("%", "") + "@%",))}
+
+    def queue_alerts(self, campaign: str, rows: Sequence[tuple[str, str, float, str]],
+                     now: dt.datetime) -> int:
+        """Add (email, article_id, score, reason) alerts as pending; returns how many are
+        new (an alert already queued for that person and story is left as it is)."""
+        with self.transaction() as tx:
+            before = tx.total_changes
+            tx.executemany("INSERT OR IGNORE INTO alerts (campaign, email, article_id, score, "
+                           "reason, created) VALUES (?,?,?,?,?,?)",
+                           [(campaign, e.lower(), a, sc, r, _iso(now)) for e, a, sc, r in rows])
+            return tx.total_changes - before
+
+    def alerts(self, campaign: str | None = None) -> list[tuple]:
+        """(id, campaign, email, article_id, score, reason, note, status, created) rows."""
+        sql = ("SELECT id, campaign, email, article_id, score, reason, note, status, created "
+               "FROM alerts")
+        args: tuple = ()
+        if campaign:
+            sql += " WHERE campaign=?"
+            args = (campaign,)
+        return [tuple(r) for r in self.conn.execute(sql + " ORDER BY id", args)]
+
+    def decide_alert(self, alert_id: int, status: str, now: dt.datetime,
+                     note: str | None = None) -> bool:
+        """Approve, drop or mark sent one alert (optionally with an edited note)."""
+        with self.transaction() as tx:
+            cur = tx.execute("UPDATE alerts SET status=?, decided=?, note=coalesce(?, note) "
+                             "WHERE id=?", (status, _iso(now), note, alert_id))
+        return cur.rowcount > 0
 
     def suppressed(self) -> frozenset[str]:
         """Every suppressed address, lower-cased."""

@@ -1,0 +1,168 @@
+"""The three sends end to end on the sample: monthly newsletter, recent-sales mailer with a
+tip, and interest alerts with approval; every transport; schedule/plan/preview/status."""
+from __future__ import annotations
+
+import email
+import json
+from collections import defaultdict
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from tests.deliver_support import Recorder, smtp_server
+from tests.sendgrid_standin import KEY, StandIn
+
+SENDS = ("monthly-sphere", "recent-sales", "interest-alerts")
+
+
+def _outbox(project: Path, prefix: str) -> dict[str, email.message.EmailMessage]:
+    out = {}
+    for path in sorted((project / "var/outbox").glob(f"{prefix}*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        out.setdefault(msg["To"].addresses[0].addr_spec.lower(), []).append(msg)
+    return out
+
+
+def _text(msg) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def _no_approval(project: Path) -> None:
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace("approval: true", "approval: false"))
+
+
+def test_recent_sales_mailer(project: Path, cli) -> None:
+    result = cli("send", "recent-sales", project=project)
+    assert result.exit_code == 0, result.output
+    assert "Sent 28" in result.stdout
+    mails = _outbox(project, "recent-sales")
+    assert len(mails) == 28
+    hoods = {"zoe.hartmann@example.com": "Maple Heights",
+             "jose.alvarez@example.net": "Harbor Point",
+             "marcus.bell@example.com": "Old Mill District"}
+    for addr, hood in hoods.items():
+        text = _text(mails[addr][0])
+        assert f"Recently sold, starting with {hood}" in text
+        first = text.split("== Recently sold")[1].split("\n* ")[1]
+        assert f"({hood})" in first.splitlines()[0]  # their own neighbourhood first
+        assert "== A useful tip:" in text  # always paired with advice
+        assert "$" in text and "days" in text
+    amara = _text(mails["amara.nwosu@example.org"][0])  # no neighbourhood: still useful
+    assert "== Recently sold ==" in amara and "A useful tip" in amara
+
+
+def test_tips_never_repeat_across_three_sends(project: Path, cli, monkeypatch) -> None:
+    tips: dict[str, list[str]] = defaultdict(list)
+    for when in ("2026-11-20T18:00:00+00:00", "2027-01-20T18:00:00+00:00",
+                 "2027-03-20T18:00:00+00:00"):
+        monkeypatch.setenv("SPHERE_NOW", when)
+        result = cli("send", "recent-sales", project=project)
+        assert result.exit_code == 0 and "Sent 28" in result.stdout, result.output
+    for addr, msgs in _outbox(project, "recent-sales").items():
+        assert len(msgs) == 3
+        for msg in msgs:
+            tips[addr].append(_text(msg).split("== A useful tip: ")[1].split(" ==")[0])
+    for addr, seen in tips.items():
+        assert len(set(seen)) == 3, (addr, seen)
+
+
+def test_interest_alerts_wait_for_approval(project: Path, cli) -> None:
+    first = cli("send", "interest-alerts", project=project)
+    assert first.exit_code == 0 and "Sent 0" in first.stdout
+    assert "queued for approval" in first.stdout
+    listing = cli("approve", project=project)
+    assert "Alerts waiting for your approval" in listing.stdout
+    assert not list((project / "var/outbox").glob("interest-alerts*"))  # nothing unapproved
+    assert cli("approve", "1", "--note", "Zoë, this one made me think of your **garden**!",
+               project=project).exit_code == 0
+    assert cli("approve", "--drop", "2", project=project).exit_code == 0
+    second = cli("send", "interest-alerts", project=project)
+    assert "Sent 1" in second.stdout
+    mails = _outbox(project, "interest-alerts")
+    assert list(mails) == ["zoe.hartmann@example.com"]
+    msg = mails["zoe.hartmann@example.com"][0]
+    assert msg["Subject"] == "Saw this and thought of you, Zoë"
+    html = msg.get_body(("html",)).get_content()
+    assert "this one made me think of your <strong>garden</strong>!" in html
+    assert html.count("<h3>") == 1  # one story
+    third = cli("send", "interest-alerts", project=project)
+    assert "Sent 0" in third.stdout  # approved alert sent exactly once
+    assert len(_outbox(project, "interest-alerts")) == 1
+    after = cli("approve", project=project)
+    assert "2 " not in after.stdout.split("waiting")[0]
+    # The dropped story is never offered to that person again.
+    jose = [line for line in cli("approve", project=project).stdout.splitlines()
+            if "jose.alvarez" in line]
+    assert all("Craft beer collaboration" not in line for line in jose)
+
+
+def test_interest_alerts_without_approval_are_throttled(project: Path, cli,
+                                                        monkeypatch) -> None:
+    _no_approval(project)
+    first = cli("send", "interest-alerts", project=project)
+    assert first.exit_code == 0
+    sent = int(first.stdout.split("Sent ")[1].split(",")[0].split()[0])
+    assert sent >= 20
+    for addr, msgs in _outbox(project, "interest-alerts").items():
+        assert len(msgs) == 1
+        assert _text(msgs[0]).count("https://") == 2  # the story and the unsubscribe link
+    monkeypatch.setenv("SPHERE_NOW", "2026-11-23T18:00:00+00:00")
+    second = cli("send", "interest-alerts", project=project)
+    assert "Sent 0" in second.stdout and "throttled" in second.stdout
+
+
+@pytest.mark.parametrize("send", SENDS)
+def test_every_send_over_smtp(project: Path, cli, send: str) -> None:
+    _no_approval(project)
+    recorder = Recorder()
+    server = smtp_server(recorder)
+    try:
+        path = project / "campaigns.yaml"
+        path.write_text(path.read_text().replace(
+            "  host: localhost\n  port: 587\n  security: starttls",
+            f"  host: 127.0.0.1\n  port: {server.port}\n  security: none"))
+        result = cli("send", send, "--transport", "smtp", project=project)
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    sent = int(result.stdout.split("Sent ")[1].split(",")[0].split()[0])
+    assert sent >= 20 and sum(recorder.by_rcpt().values()) == sent
+    assert all(n == 1 for n in recorder.by_rcpt().values())
+
+
+@pytest.mark.parametrize("send", SENDS)
+def test_every_send_over_sendgrid(project: Path, cli, send: str, monkeypatch) -> None:
+    _no_approval(project)
+    standin = StandIn().start()
+    try:
+        monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+        monkeypatch.setenv("SENDGRID_API_HOST", standin.url)
+        result = cli("send", send, "--transport", "sendgrid", project=project)
+    finally:
+        standin.stop()
+    assert result.exit_code == 0, result.output
+    sent = int(result.stdout.split("Sent ")[1].split(",")[0].split()[0])
+    assert sent >= 20 and not standin.rejected
+    assert sum(standin.delivered.values()) == sent
+    assert all(b["categories"][0] == send or send in b["categories"] for b in standin.accepted)
+
+
+def test_sends_appear_in_schedule_plan_preview_and_status(project: Path, cli,
+                                                          tmp_path: Path) -> None:
+    doc = json.loads(cli("schedule", "--until", "2027-01-31", "--json",
+                         project=project).stdout)
+    names = {d["name"] for d in doc["due"]}
+    assert {"monthly-sphere", "recent-sales", "interest-alerts"} <= names
+    for send in SENDS:
+        plan = json.loads(cli("plan", send, "--json", project=project).stdout)
+        assert plan["campaign"] == send
+    preview = cli("preview", "recent-sales", "--out", str(tmp_path / "p"), project=project)
+    assert preview.exit_code == 0 and "wrote 28 email(s)" in preview.stdout
+    assert "Recently sold" in (tmp_path / "p" / "zoe.hartmann_example.com.html").read_text()
+    for send in SENDS:
+        cli("send", send, project=project)
+    status = cli("status", project=project).stdout
+    for send in SENDS:
+        assert send in status
