@@ -67,7 +67,9 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     skipped: list[Skipped] = []
     paused = ""
     workers = max(1, transport.workers)
-    window = workers * 2  # enough queued that no worker waits for the database
+    # A few more messages begun than there are workers, so none waits for the database;
+    # no more than that, because after a crash every begun row is 'unknown' to resolve.
+    window = workers + max(2, workers // 4)
     inflight: dict[Future[Delivery], str] = {}
     jobs_left = iter(jobs)
     exhausted = False
