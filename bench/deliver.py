@@ -91,6 +91,7 @@ def jobs(base: RenderedEmail, count: int) -> Iterator[Job]:
         first = f"Reader{i}"
 
         def render(address: str = address, first: str = first) -> RenderedEmail:
+            """The template, addressed to this contact."""
             contact = Contact(email=address, first_name=first, last_name="Bench")
             # The raw message's base64 body keeps the template's own bytes; only the
             # headers change. A relay does not look inside, so that is a fair load.

@@ -220,6 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
         return email
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        """/health, or the unsubscribe confirm page (which changes nothing)."""
         path = urlsplit(self.path).path
         if path == "/health":
             self._text(200, "ok")
@@ -238,6 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._text(404, "not found")
 
     def do_POST(self) -> None:  # noqa: N802
+        """SendGrid's events, or an unsubscribe (one-click or the confirm button)."""
         path = urlsplit(self.path).path
         body = self._body()
         if body is None:

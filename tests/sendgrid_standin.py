@@ -258,6 +258,8 @@ class StandIn:
 
 def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        """Answers like api.sendgrid.com for the endpoints Sphere uses."""
+
         protocol_version = "HTTP/1.1"  # keep-alive, like the real API
 
         def log_message(self, fmt: str, *args: Any) -> None:
@@ -292,6 +294,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             return True
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            """POST /v3/mail/send: validate, maybe fail as told, record, answer 202."""
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BYTES:
                 self.close_connection = True
@@ -343,6 +346,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             self._reply(202, None, {"X-Message-Id": message_id})
 
         def do_GET(self) -> None:  # noqa: N802
+            """The suppression lists, paginated with limit/offset, and group lists."""
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
             if not self._authorised():
