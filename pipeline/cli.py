@@ -470,7 +470,8 @@ def suppressions_sync(project: Path) -> None:
     with handled():
         config = load(project)
         store = open_store(config)
-        client = SendGridClient(api_host(config.sendgrid), api_key_from_env(),
+        client = SendGridClient(api_host(config.sendgrid), api_key_from_env(
+                                    "export a key with Suppressions read access"),
                                 config.sendgrid.timeout, pool=2)
         try:
             summary = sync_suppressions(client, store, config.sendgrid.asm_group_id,

@@ -38,12 +38,11 @@ class SendGridError(TransportError):
     """SendGrid answered with an error we cannot retry past."""
 
 
-def api_key_from_env() -> str:
+def api_key_from_env(hint: str = "export it, or use --transport outbox") -> str:
     """The API key from SENDGRID_API_KEY, or a TransportError saying how to set it."""
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
-        raise TransportError(f"{API_KEY_ENV} is not set",
-                             "export it, or use --transport outbox")
+        raise TransportError(f"{API_KEY_ENV} is not set", hint)
     return key
 
 
