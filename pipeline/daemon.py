@@ -92,7 +92,8 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
             report = run_ingest(config, store, now)
             if report.failed:
                 log.warning("ingest before sending: %s", report.line())
-        summaries = run_due(config, store, transport, catch_up, lambda: now, dry_run)
+        summaries = run_due(config, store, transport, catch_up, lambda: now, dry_run,
+                            should_stop=should_stop)
     if not dry_run and not should_stop():
         store.set_meta(CHECKPOINT, now.isoformat())
     return TickReport((start, now), tuple(summaries), tuple(missed), cal.capped)

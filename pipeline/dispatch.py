@@ -58,9 +58,11 @@ def _outcome(future: Future[Delivery], email: str, transport: str) -> Delivery:
 
 def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Job],
              total: int, now: Callable[[], dt.datetime], max_failures: int,
-             message_id: Callable[[str], str], progress: Progress | None = None
-             ) -> Dispatched:
-    """Deliver every job at most once, `transport.workers` at a time."""
+             message_id: Callable[[str], str], progress: Progress | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Dispatched:
+    """Deliver every job at most once, `transport.workers` at a time; when `should_stop`
+    turns true (SIGTERM to the daemon), hand out nothing more, settle what is in flight
+    and return."""
     ledger = store.ledger_status(send_id)
     sent = already = failed = unknown = streak = done = 0
     failures: list[str] = []
@@ -144,6 +146,8 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
 
     try:
         while True:
+            if should_stop is not None and not paused and should_stop():
+                paused = "stopped on request; the rest goes out on the next run"
             rows: list[tuple[str, str, str, str]] = []
             if inflight:
                 # Wait only when there is nothing else to do: the window is full, or

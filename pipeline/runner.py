@@ -81,7 +81,8 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
 def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepared: Prepared,
                  now: Callable[[], dt.datetime], dry_run: bool,
                  progress: Progress | None = None,
-                 max_failures: int = MAX_CONSECUTIVE_FAILURES) -> RunSummary:
+                 max_failures: int = MAX_CONSECUTIVE_FAILURES,
+                 should_stop: Callable[[], bool] | None = None) -> RunSummary:
     """Stages 4-5: render and deliver each planned email, recording each in the ledger
     (concurrently, `transport.workers` at a time; see dispatch.py)."""
     started = time.monotonic()
@@ -92,7 +93,7 @@ def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepare
             for planned in plan.emails)
     result = dispatch(store, transport, plan.send_id, jobs, len(plan.emails), now,
                       max_failures, lambda email: renderer.message_id(plan.send_id, email),
-                      progress)
+                      progress, should_stop)
     outcome = "paused" if result.paused else (
         "failed" if result.failed and not result.sent else "done")
     if not dry_run:
@@ -133,7 +134,8 @@ def skipped_line(skipped: tuple[Skipped, ...]) -> str:
 
 def run_due(config: Config, store: Store, transport: Transport, items: Sequence[Due],
             now: Callable[[], dt.datetime], dry_run: bool = False,
-            progress: Progress | None = None) -> list[RunSummary]:
+            progress: Progress | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[RunSummary]:
     """Deliver calendar items (from schedule.calendar), one ledger send per send_id, so a
     catch-up after downtime or a second daemon tick can never send anything twice."""
     groups: dict[str, list[Due]] = {}
@@ -146,6 +148,8 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
         config.audience_files, config.audience_names, config.project).contacts}
     summaries = []
     for send_id, group in groups.items():
+        if should_stop is not None and should_stop():
+            break  # the checkpoint stays put: the next start sends the rest
         first = group[0]
         emails = frozenset(d.email.lower() for d in group)
         if first.kind == "campaign":
@@ -154,7 +158,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
         else:
             prepared = _drip_plan(config, store, send_id, group, everyone)
         summaries.append(deliver_plan(store, renderer, transport, prepared, now, dry_run,
-                                      progress))
+                                      progress, should_stop=should_stop))
     return summaries
 
 

@@ -250,3 +250,45 @@ def test_manual_send_obeys_the_frequency_cap_and_plan_says_why(project: Path, cl
     monkeypatch.setenv("SPHERE_NOW", "2026-11-23T18:00:00+00:00")
     again = cli("send", "monthly-sphere", project=project)
     assert "28 already sent" in again.stdout
+
+
+def test_sigterm_mid_send_settles_in_flight_then_resume_sends_the_rest(project: Path) -> None:
+    from tests.deliver_support import Recorder, smtp_server
+    recorder = Recorder(delay=0.25)  # a slow relay, so SIGTERM lands mid-send
+    server = smtp_server(recorder)
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace(
+        "  host: localhost\n  port: 587\n  security: starttls",
+        f"  host: 127.0.0.1\n  port: {server.port}\n  security: none"))
+    env = {**os.environ, "SPHERE_NOW": "2026-12-01T17:30:00+00:00"}
+    cmd = [sys.executable, "-m", "pipeline", "run", "--tick", "1", "--transport", "smtp",
+           "--project", str(project)]
+    try:
+        daemon = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(recorder.messages) < 3:
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+        assert daemon.returncode == 0 and "stopped cleanly" in stderr, stderr
+        first = len(recorder.messages)
+        store = Store.open(project / "var/sphere.db")
+        status = dict(store.conn.execute(
+            "SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+        store.close()
+        assert status.get("pending", 0) == 0  # nothing left unknown
+        assert status.get("sent", 0) == first < 29  # stopped early, every send settled
+        # Restart: the rest goes out, nobody twice.
+        again = subprocess.run(cmd[:4] + ["--once", "--transport", "smtp", "--project",
+                                          str(project)], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+    finally:
+        server.stop()
+    per_send = Counter()
+    for _sender, rcpts, raw in recorder.messages:
+        msg = email.message_from_bytes(raw, policy=policy.default)
+        per_send[(msg["X-Sphere-Campaign"], rcpts[0].lower())] += 1
+    assert all(n == 1 for n in per_send.values()), per_send  # nobody got a send twice
+    assert Counter(c for c, _ in per_send) == {"monthly-sphere": 28, "after-closing": 1}
