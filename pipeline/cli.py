@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import sys
+import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from apscheduler.triggers.cron import CronTrigger
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,7 +28,10 @@ from .preview import write_preview
 from .render import Renderer
 from .resources import bundled
 from .runner import prepare, run_ingest, run_send, skipped_line
-from .sendgrid_transport import SendGridClient, SendGridTransport, api_host, api_key_from_env
+from .models import RenderedEmail
+from .sendgrid_transport import (
+    MAX_SCHEDULE_AHEAD, SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env,
+)
 from .smtp_transport import SmtpTransport
 from .suppressions import sync as sync_suppressions
 from .webhook import (
@@ -179,7 +184,31 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
             sys.exit(1)
 
 
-def _transport(config: Config, name: str | None, dry_run: bool) -> Transport:
+def local_time_rule(config: Config, campaign_name: str, transport_name: str | None,
+                    now: dt.datetime) -> tuple[dt.datetime, SendAtRule]:
+    """For `send --local-time`: the campaign's next scheduled time (which names the send)
+    and the rule giving each email that wall-clock time in its contact's zone."""
+    if (transport_name or config.transport) != "sendgrid":
+        raise SphereError("--local-time schedules delivery with SendGrid's send_at",
+                          "use --transport sendgrid, or let `sphere run` send at local "
+                          "time with any transport")
+    campaign = config.campaign(campaign_name)
+    zone = zoneinfo.ZoneInfo(config.sender.timezone)
+    nxt = CronTrigger.from_crontab(campaign.schedule, timezone=zone).get_next_fire_time(
+        None, now.astimezone(zone))
+    if nxt is None or nxt - now > MAX_SCHEDULE_AHEAD:
+        raise SphereError(f"{campaign_name}'s next scheduled time is more than 72 hours "
+                          "away", "run the send closer to the time (SendGrid holds mail "
+                          "for at most 72 hours)")
+
+    def rule(email: RenderedEmail) -> dt.datetime:
+        tz = zoneinfo.ZoneInfo(email.contact.timezone or config.sender.timezone)
+        return dt.datetime.combine(nxt.date(), nxt.time(), tzinfo=tz)
+    return nxt, rule
+
+
+def _transport(config: Config, name: str | None, dry_run: bool,
+               send_at: SendAtRule | None = None) -> Transport:
     """The transport a send uses: --transport, else campaigns.yaml's `transport`."""
     if dry_run:
         return DryRunTransport()
@@ -189,7 +218,7 @@ def _transport(config: Config, name: str | None, dry_run: bool) -> Transport:
     if chosen == "smtp":
         return SmtpTransport.from_env(config.smtp, config.sender)
     if chosen == "sendgrid":
-        return SendGridTransport.from_env(config.sendgrid, config.sender)
+        return SendGridTransport.from_env(config.sendgrid, config.sender, send_at, clock())
     raise SphereError(f"unknown transport {chosen!r}", "use outbox, smtp or sendgrid")
 
 
@@ -202,13 +231,20 @@ def _transport(config: Config, name: str | None, dry_run: bool) -> Transport:
               help="Override campaigns.yaml's transport.")
 @click.option("--no-ingest", is_flag=True, help="Use stored articles; do not fetch feeds first.")
 @quiet_option
+@click.option("--local-time", is_flag=True,
+              help="SendGrid only: send ahead of the campaign's next scheduled time and "
+                   "have SendGrid hold each email until that time in the contact's own "
+                   "time zone (send_at, at most 72 hours ahead).")
 def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None,
-         no_ingest: bool, quiet: bool) -> None:
+         no_ingest: bool, quiet: bool, local_time: bool) -> None:
     """Send CAMPAIGN now: one email per subscribed contact, exactly once per period."""
     with handled():
         config = load(project)
         store = open_store(config, dry_run=dry_run)
-        transport = _transport(config, transport_name, dry_run)
+        period, rule = None, None
+        if local_time:
+            period, rule = local_time_rule(config, campaign, transport_name, clock()())
+        transport = _transport(config, transport_name, dry_run, rule)
         bar = progress_bar(quiet, f"Sending {campaign}")
         task = bar.add_task("send", total=None) if bar else None
 
@@ -221,7 +257,7 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
         try:
             ingested, summary = run_send(config, store, transport, campaign, clock(),
                                          dry_run=dry_run, do_ingest=not no_ingest,
-                                         progress=tick)
+                                         period=period, progress=tick)
         finally:
             if bar:
                 bar.stop()

@@ -207,10 +207,12 @@ class SendGridTransport:
 
     @classmethod
     def from_env(cls, settings: SendGridSettings, sender: Sender,
-                 send_at: SendAtRule | None = None) -> SendGridTransport:
+                 send_at: SendAtRule | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> SendGridTransport:
         """A transport with the key from SENDGRID_API_KEY and the host from
         SENDGRID_API_HOST or campaigns.yaml."""
-        return cls(settings, sender, api_key_from_env(), api_host(settings), send_at)
+        return cls(settings, sender, api_key_from_env(), api_host(settings), send_at,
+                   clock=clock)
 
     def _send_at(self, email: RenderedEmail) -> int | None:
         when = self.send_at(email) if self.send_at else None

@@ -166,3 +166,38 @@ def test_sends_appear_in_schedule_plan_preview_and_status(project: Path, cli,
     status = cli("status", project=project).stdout
     for send in SENDS:
         assert send in status
+
+
+def test_send_ahead_with_local_time_delivery(project: Path, cli, monkeypatch) -> None:
+    """`send --local-time` the day before: SendGrid holds each email until 09:00 in the
+    contact's own zone (send_at), and the send is named for that time. The stand-in
+    checks send_at against the real clock, as SendGrid does, so the test runs on it."""
+    import datetime as dt
+    import zoneinfo
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    la = zoneinfo.ZoneInfo("America/Los_Angeles")
+    day = (now.astimezone(la) + dt.timedelta(days=1)).date()
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace('schedule: "0 9 1 * *"',
+                                             f'schedule: "0 9 {day.day} {day.month} *"'))
+    standin = StandIn().start()
+    try:
+        monkeypatch.setenv("SENDGRID_API_KEY", KEY)
+        monkeypatch.setenv("SENDGRID_API_HOST", standin.url)
+        monkeypatch.setenv("SPHERE_NOW", now.isoformat())
+        result = cli("send", "monthly-sphere", "--transport", "sendgrid", "--local-time",
+                     project=project)
+    finally:
+        standin.stop()
+    assert result.exit_code == 0, result.output
+    assert f"monthly-sphere@{day.isoformat()}T09:00" in result.stdout
+    at = {b["personalizations"][0]["to"][0]["email"]: b["send_at"] for b in standin.accepted}
+    zones = {"zoe.hartmann@example.com": "America/Los_Angeles",
+             "tom.nakamura@example.net": "America/Denver",
+             "amara.nwosu@example.org": "America/New_York",
+             "oliver.grant@example.org": "Europe/London"}
+    for addr, zone in zones.items():
+        local = dt.datetime.fromtimestamp(at[addr], zoneinfo.ZoneInfo(zone))
+        assert (local.date(), local.hour, local.minute) == (day, 9, 0), (addr, local)
+    outbox = cli("send", "monthly-sphere", "--local-time", project=project)
+    assert outbox.exit_code == 1 and "--transport sendgrid" in outbox.stderr
