@@ -29,7 +29,7 @@ from .preview import write_preview
 from .render import Renderer
 from .resources import bundled
 from .runner import prepare, run_ingest, run_send, skipped_line
-from .models import RenderedEmail
+from .models import RenderedEmail, RunSummary
 from .sendgrid_transport import (
     MAX_SCHEDULE_AHEAD, SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env,
 )
@@ -185,6 +185,21 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
             sys.exit(1)
 
 
+def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
+    """The pieces of a send's one-line summary: sent, already sent, failed, unknown,
+    skipped with their reasons."""
+    parts = [f"{verb} {summary.sent}"]
+    if summary.already_sent:
+        parts.append(f"{summary.already_sent} already sent for {summary.send_id}")
+    if summary.failed:
+        parts.append(f"{summary.failed} failed")
+    if summary.unknown:
+        parts.append(f"{summary.unknown} outcome unknown (see `sphere status`)")
+    if summary.skipped:
+        parts.append(skipped_line(summary.skipped))
+    return parts
+
+
 def local_time_rule(config: Config, campaign_name: str, transport_name: str | None,
                     now: dt.datetime) -> tuple[dt.datetime, SendAtRule]:
     """For `send --local-time`: the campaign's next scheduled time (which names the send)
@@ -269,16 +284,7 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
             err.print(f"ingest: {ingested.line()}", markup=False)
         for failure in summary.failures[:10]:
             err.print(f"failed: {failure}", markup=False)
-        verb = "Would send" if dry_run else "Sent"
-        parts = [f"{verb} {summary.sent}"]
-        if summary.already_sent:
-            parts.append(f"{summary.already_sent} already sent for {summary.send_id}")
-        if summary.failed:
-            parts.append(f"{summary.failed} failed")
-        if summary.unknown:
-            parts.append(f"{summary.unknown} outcome unknown (see `sphere status`)")
-        if summary.skipped:
-            parts.append(skipped_line(summary.skipped))
+        parts = summary_parts(summary, "Would send" if dry_run else "Sent")
         if summary.problems:
             parts.append(f"{len(summary.problems)} contact row(s) reported above")
         where = f" to {config.outbox_dir}" if isinstance(transport, OutboxTransport) else ""

@@ -13,11 +13,10 @@ from rich.table import Table
 
 from .audience import email_key
 from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
-    project_option
+    project_option, summary_parts
 from .cli import _transport as choose_transport
 from .config import Config
 from .daemon import Daemon, TickReport, all_contacts, project_calendar, tick
-from .models import RunSummary
 from .runner import run_due
 from .schedule import Due
 from .store import Store
@@ -34,23 +33,11 @@ def _date(value: str | None, what: str) -> dt.date | None:
         raise click.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD", param_hint=what)
 
 
-def _summary_line(s: RunSummary) -> str:
-    parts = [f"sent {s.sent}"]
-    if s.already_sent:
-        parts.append(f"{s.already_sent} already sent")
-    if s.failed:
-        parts.append(f"{s.failed} failed")
-    if s.unknown:
-        parts.append(f"{s.unknown} unknown")
-    if s.skipped:
-        parts.append(f"{len(s.skipped)} skipped")
-    return f"{s.send_id}: {', '.join(parts)}"
-
-
 def _report(report: TickReport) -> None:
     start, end = report.window
     for s in report.summaries:
-        out.print(f"{end:%Y-%m-%d %H:%M}Z {_summary_line(s)}", markup=False)
+        out.print(f"{end:%Y-%m-%d %H:%M}Z {s.send_id}: {', '.join(summary_parts(s, 'sent'))}",
+                  markup=False)
     for d in report.missed:
         err.print(f"missed (daemon was stopped too long): {d.send_id} to {d.email}, due "
                   f"{d.local:%Y-%m-%d %H:%M %Z}", markup=False)
