@@ -1,0 +1,152 @@
+"""The SQLite schema as numbered migrations, applied in order by Store.migrate."""
+from __future__ import annotations
+
+# Schema changes only by appending a numbered migration; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the foundation
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE articles (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        title TEXT NOT NULL,
+        summary_html TEXT NOT NULL,
+        summary_text TEXT NOT NULL,
+        published TEXT,
+        neighbourhood TEXT NOT NULL DEFAULT '',
+        topics TEXT NOT NULL DEFAULT '[]',
+        image_url TEXT NOT NULL DEFAULT '',
+        cluster TEXT NOT NULL DEFAULT '',
+        first_seen TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX articles_published ON articles(published);
+    CREATE TABLE feed_state (
+        source TEXT PRIMARY KEY,
+        etag TEXT,
+        last_modified TEXT,
+        permanent_url TEXT,
+        last_attempt TEXT,
+        last_success TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        articles_seen INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE sends (
+        id TEXT PRIMARY KEY,
+        campaign TEXT NOT NULL,
+        period TEXT NOT NULL,
+        started TEXT NOT NULL,
+        finished TEXT,
+        outcome TEXT
+    );
+    -- One row per (send, contact), written before the transport call and settled after
+    -- it: 'pending' rows are messages whose outcome is unknown.
+    CREATE TABLE deliveries (
+        send_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+        transport TEXT NOT NULL,
+        provider_id TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        picks TEXT NOT NULL DEFAULT '[]',
+        clusters TEXT NOT NULL DEFAULT '[]',
+        note_ids TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL,
+        settled TEXT,
+        PRIMARY KEY (send_id, email)
+    );
+    CREATE INDEX deliveries_status ON deliveries(status);
+    -- What each person has received, for never-repeat across every campaign.
+    CREATE TABLE history (
+        email TEXT NOT NULL,
+        item TEXT NOT NULL,
+        cluster TEXT NOT NULL DEFAULT '',
+        send_id TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        PRIMARY KEY (email, item)
+    );
+    CREATE INDEX history_cluster ON history(email, cluster);
+    CREATE TABLE notes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        email TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created TEXT NOT NULL,
+        used_send_id TEXT,
+        used TEXT
+    );
+    CREATE INDEX notes_email ON notes(email, used);
+    CREATE TABLE suppressions (
+        email TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    """,
+    # 2: feed ingestion that survives the real web (issue #3)
+    """
+    -- The URL the stored validators belong to: after the user edits a source's url, an
+    -- old ETag must not be sent to the new server.
+    ALTER TABLE feed_state ADD COLUMN url TEXT;
+    -- SHA-256 of the last body parsed: a server that ignores ETag/Last-Modified and
+    -- sends the same bytes again costs no parsing.
+    ALTER TABLE feed_state ADD COLUMN content_hash TEXT;
+    -- ok | not_modified | failed, and how many new articles the last run brought.
+    ALTER TABLE feed_state ADD COLUMN last_outcome TEXT;
+    ALTER TABLE feed_state ADD COLUMN last_new INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX articles_source ON articles(source);
+    CREATE INDEX articles_first_seen ON articles(first_seen);
+    """,
+    # 3: SendGrid Event Webhook events (issue #6), kept for suppressions, for settling
+    # messages whose outcome is unknown, and for reports later.
+    """
+    CREATE TABLE events (
+        sg_event_id TEXT PRIMARY KEY,
+        event TEXT NOT NULL,
+        email TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        sg_message_id TEXT NOT NULL DEFAULT '',
+        send_id TEXT NOT NULL DEFAULT '',
+        url TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        received TEXT NOT NULL
+    );
+    CREATE INDEX events_email ON events(email, event);
+    CREATE INDEX events_send ON events(send_id, email);
+    """,
+    # 4: referrals (issue #7): event-started drips thank the referrer and keep them posted
+    """
+    CREATE TABLE referrals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        by_email TEXT NOT NULL,
+        name TEXT NOT NULL,
+        received TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'received',
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX referrals_by ON referrals(by_email);
+    """,
+    # 5: interest alerts waiting for the professional's approval (issue #8)
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        campaign TEXT NOT NULL,
+        email TEXT NOT NULL,
+        article_id TEXT NOT NULL,
+        score REAL NOT NULL,
+        reason TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'dropped', 'sent')),
+        created TEXT NOT NULL,
+        decided TEXT,
+        UNIQUE (campaign, email, article_id)
+    );
+    CREATE INDEX alerts_status ON alerts(campaign, status);
+    """,
+)
