@@ -29,7 +29,7 @@ from .preview import write_preview
 from .render import Renderer
 from .resources import bundled
 from .runner import prepare, run_ingest, run_send, skipped_line
-from .models import RenderedEmail, RunSummary
+from .models import PlannedEmail, RenderedEmail, RunSummary
 from .sendgrid_transport import (
     MAX_SCHEDULE_AHEAD, SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env,
 )
@@ -185,6 +185,15 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
             sys.exit(1)
 
 
+def _sales_json(planned: PlannedEmail) -> dict:
+    """For `plan --json` of a recent-sales mailer: the sales this person will see."""
+    sales = planned.extra.get("sales")
+    if not sales:
+        return {}
+    return {"sales": [{"address": x.address, "neighbourhood": x.neighbourhood,
+                       "price": x.price, "sold_date": x.sold_date.isoformat()} for x in sales]}
+
+
 def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
     """The pieces of a send's one-line summary: sent, already sent, failed, unknown,
     skipped with their reasons."""
@@ -328,7 +337,8 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
                                           **({"url": k.article.url, "title": k.article.title,
                                               "source": k.article.source} if k.article else
                                              {"tip": k.tip.id, "title": k.tip.title})}
-                                         for k in e.picks], **rejected(e.rejected)}
+                                         for k in e.picks], **rejected(e.rejected),
+                               **_sales_json(e)}
                               for e in p.emails],
                    "skipped": [{"email": s.email, "reason": s.reason, **rejected(s.rejected)}
                                for s in p.skipped],
@@ -343,6 +353,9 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
         for e in p.emails:
             out.print(f"[bold]{escape(e.contact.name or e.contact.email)}[/] "
                       f"<{escape(e.contact.email)}>")
+            for sale in e.extra.get("sales", ()):
+                out.print(f"  {'sale':<13} {escape(sale.address)}, {escape(sale.neighbourhood)}"
+                          f"  [dim]({sale.price_text}, sold {sale.sold_date})[/]")
             for k in e.picks:
                 title = k.article.title if k.article else k.tip.title  # type: ignore[union-attr]
                 out.print(f"  {k.section:<13} {escape(title)}  [dim]({escape(k.reason)})[/]")

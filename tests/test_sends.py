@@ -158,6 +158,12 @@ def test_sends_appear_in_schedule_plan_preview_and_status(project: Path, cli,
     for send in SENDS:
         plan = json.loads(cli("plan", send, "--json", project=project).stdout)
         assert plan["campaign"] == send
+    sales_plan = json.loads(cli("plan", "recent-sales", "--json", project=project).stdout)
+    zoe = next(e for e in sales_plan["emails"] if e["email"] == "zoe.hartmann@example.com")
+    assert zoe["sales"][0]["neighbourhood"] == "Maple Heights"
+    assert [p["section"] for p in zoe["picks"]] == ["tip"]
+    assert "sale          1412 Birch Lane" in cli("plan", "recent-sales",
+                                                  project=project).stdout
     preview = cli("preview", "recent-sales", "--out", str(tmp_path / "p"), project=project)
     assert preview.exit_code == 0 and "wrote 28 email(s)" in preview.stdout
     assert "Recently sold" in (tmp_path / "p" / "zoe.hartmann_example.com.html").read_text()
