@@ -27,7 +27,12 @@ MEASURE = """
     innerWidth: window.innerWidth,
     scrollWidth: doc.scrollWidth,
     wide: wide.slice(0, 5),
-    classes: Array.from(document.querySelectorAll('[class]')).map(function (e) { return e.className; }).join(' ')
+    classes: Array.from(document.querySelectorAll('[class]')).map(function (e) { return e.className; }).join(' '),
+    paper: (function () {
+      var p = document.querySelector('.paper');
+      return p ? getComputedStyle(p).backgroundColor : '';
+    })(),
+    body: getComputedStyle(document.body).backgroundColor
   };
   parent.postMessage(JSON.stringify(result), '*');
 })();
@@ -56,6 +61,9 @@ def chromium() -> str | None:
     return None
 
 
+DARK = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]
+
+
 def _run(args: list[str], timeout: float = 60) -> str:
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run([chromium() or "chromium", *FLAGS, f"--user-data-dir={profile}",
@@ -72,14 +80,16 @@ def _harness(html_file: Path, width: int, height: int, src: Path) -> Path:
     return page
 
 
-def measure(html_file: Path, width: int) -> dict:
-    """Open a copy of the page with a measuring script at `width` px; return its figures."""
+def measure(html_file: Path, width: int, dark: bool = False) -> dict:
+    """Open a copy of the page with a measuring script at `width` px (in dark mode if
+    asked); return its figures."""
     probe = html_file.with_name(html_file.stem + f".probe{width}.html")
     text = html_file.read_text(encoding="utf-8")
     probe.write_text(text.replace("</body>", MEASURE + "</body>"), encoding="utf-8")
     page = _harness(html_file, width, 900, probe)
     try:
-        dom = _run([f"--window-size={max(width, 500)},900", "--dump-dom", page.as_uri()])
+        dom = _run([*(DARK if dark else []), f"--window-size={max(width, 500)},900",
+                    "--dump-dom", page.as_uri()])
     finally:
         probe.unlink()
         page.unlink()

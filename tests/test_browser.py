@@ -58,3 +58,11 @@ def test_gallery_opens(previews: Path) -> None:
     figures = measure(previews / "index.html", 1000)
     assert figures["scrollWidth"] <= 1000
     screenshot(previews / "index.html", 1000, ARTIFACTS / "preview-index.png", 1400)
+
+
+def test_dark_mode_darkens_the_whole_email(previews: Path) -> None:
+    page = previews / "zoe.hartmann_example.com.html"
+    light, dark = measure(page, 600), measure(page, 600, dark=True)
+    assert light["paper"] == "rgb(255, 255, 255)"
+    assert dark["paper"] == "rgb(30, 30, 30)"  # every white section, not only the cards
+    assert dark["body"] == "rgb(18, 18, 18)"
