@@ -26,7 +26,7 @@ from .config import Config, load_config
 from .deliver import DryRunTransport, OutboxTransport, Transport
 from .errors import ConfigError, SphereError
 from .preview import write_preview
-from .render import Renderer
+from .render import KIND_TEMPLATES, Renderer, TemplateError
 from .resources import bundled
 from .runner import prepare, run_ingest, run_send, skipped_line
 from .models import PlannedEmail, RenderedEmail, RunSummary
@@ -152,9 +152,12 @@ def check(project: Path) -> None:
         for p in loaded.problems:
             (err if p.severity == "error" else out).print(
                 f"{'warning: ' if p.severity != 'error' else ''}{p}", markup=False)
-        Renderer(config.project, config.sender, "check").template("newsletter")
-        if loaded.errors:
-            fail(f"{len(loaded.errors)} problem(s) in audience files")
+        template_errors = check_templates(config)
+        for line in template_errors:
+            err.print(line, markup=False)
+        if loaded.errors or template_errors:
+            fail(f"{len(loaded.errors) + len(template_errors)} problem(s) in audience files "
+                 "and templates")
         out.print(f"OK: {len(config.sources)} sources, {len(config.campaigns)} campaigns, "
                   f"{len(loaded.contacts)} contacts in {len(names)} audience(s), "
                   f"{len(config.tips)} tips")
@@ -183,6 +186,23 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
                       "(update content_sources.yaml)", markup=False)
         if summary.failed and not summary.fetched and not summary.not_modified:
             sys.exit(1)
+
+
+def check_templates(config: Config) -> list[str]:
+    """Compile every template a campaign or drip step uses; one line per problem."""
+    renderer = Renderer(config.project, config.sender, "check")
+    used = {c.template or KIND_TEMPLATES[c.kind]: f"campaigns.{c.name}" for c in config.campaigns}
+    for drip in config.drips:
+        for i, step in enumerate(drip.steps):
+            used.setdefault(step.template, f"drips.{drip.name}.steps[{i}].template")
+    used.setdefault("referral_update", "sphere referral update")
+    problems = []
+    for name, where in used.items():
+        try:
+            renderer.template(name)
+        except TemplateError as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
 
 
 def _sales_json(planned: PlannedEmail) -> dict:

@@ -12,7 +12,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from tests.conftest import NOW
+from tests.conftest import NOW, REPO
 
 
 def _messages(project: Path) -> dict[str, EmailMessage]:
@@ -185,3 +185,16 @@ def test_console_script_runs(project: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Done: Sent 28")
+
+
+def test_check_compiles_every_template_in_use(project: Path, cli) -> None:
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace("template: settling_in", "template: setling_in"))
+    (project / "templates/partials").mkdir(parents=True, exist_ok=True)
+    (project / "templates/newsletter.mjml").write_text(
+        (REPO / "templates/newsletter.mjml").read_text().replace("</mj-body>", ""))
+    result = cli("check", project=project)
+    assert result.exit_code == 1
+    assert "drips.after-closing.steps[1].template: template 'setling_in.mjml' not found" \
+        in result.stderr
+    assert "campaigns.monthly-sphere: templates/newsletter.mjml: MJML error" in result.stderr
