@@ -11,6 +11,7 @@ from typing import Any
 from apscheduler.triggers.cron import CronTrigger
 
 from .errors import ConfigError, Problem
+from .render import check_subject
 from .models import (
     CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, SectionSizes, Sender, Source, Tip,
 )
@@ -347,10 +348,23 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
     )
 
 
+def _check_strings(node: LineDict, path: str, keys: tuple[str, ...], sender: Sender,
+                   check: _Check) -> None:
+    """Subjects and preheaders must render: a misspelled name fails here, not in inboxes."""
+    for key in keys:
+        text = node.get(key)
+        if isinstance(text, str) and text.strip():
+            problem = check_subject(text, sender)
+            if problem:
+                check.add(node, f"{path}{key}", problem,
+                          'e.g. "{{ contact.first_name }}, your {{ month }} notes"')
+
+
 def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
-                   check: _Check, project: Path) -> Campaign:
+                   check: _Check, project: Path, sender: Sender) -> Campaign:
     p = f"campaigns.{name}."
     kind = check.choice(node, "kind", p, CAMPAIGN_KINDS)
+    _check_strings(node, p, ("subject", "preheader"), sender, check)
     targets = check.names(node, "audience", p)
     if not targets:
         check.add(node, f"{p}audience", "is required",
@@ -423,7 +437,8 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         approval=approval)
 
 
-def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check) -> tuple[Drip, ...]:
+def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check,
+                sender: Sender) -> tuple[Drip, ...]:
     drips_node = check.mapping(root.get("drips"), "drips", root.line_of("drips"))
     out = []
     for name, raw in drips_node.items():
@@ -448,6 +463,7 @@ def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check) -> tu
             sp = f"{p}steps[{i}]."
             snode = check.mapping(s, f"{p}steps[{i}]", steps_raw.lines[i])
             template = check.text(snode, "template", sp, required=True)
+            _check_strings(snode, sp, ("subject",), sender, check)
             after = snode.get("after")
             every = snode.get("every")
             if (after is None) == (every is None):
@@ -550,12 +566,12 @@ def load_config(project: Path) -> Config:
             check.add(campaigns_node, f"campaigns.{name}", "is not a simple id",
                       "use lowercase letters, digits, '-' or '_'")
         node = check.mapping(raw, f"campaigns.{name}", campaigns_node.line_of(name))
-        campaigns.append(_load_campaign(str(name), node, audiences, check, project))
+        campaigns.append(_load_campaign(str(name), node, audiences, check, project, sender))
         if "cold_contacts" in node:
             cold_policies.append((str(name), check.choice(
                 node, "cold_contacts", f"campaigns.{name}.", ("normal", "quarterly", "skip"),
                 default="normal")))
-    drips = _load_drips(root, audiences, check)
+    drips = _load_drips(root, audiences, check, sender)
     tips = _load_tips(project, check.text(root, "tips", "", default=""), check)
     for c in campaigns:
         if c.kind == "recent_sales" and not tips:

@@ -78,3 +78,22 @@ def test_missing_local_feed_file(project: Path) -> None:
                                        ("x", None), ("3", None)])
 def test_durations(text: str, days: int | None) -> None:
     assert parse_duration_days(text) == days
+
+
+@pytest.mark.parametrize("subject,problem", [
+    ("{{ contact.frist_name }} notes", "contact has no attribute 'frist_name'"),
+    ("{{ montth }} notes", "'montth' is undefined"),
+    ("{{ contact.first_name|upper(1) }}", "TypeError"),
+    ("{{ contact.first_name or }}", "template syntax error"),
+])
+def test_a_broken_subject_fails_check_with_its_line(project: Path, subject: str,
+                                                    problem: str) -> None:
+    path = project / "campaigns.yaml"
+    text = path.read_text()
+    old = next(l for l in text.splitlines() if l.strip().startswith("subject:"))
+    path.write_text(text.replace(old, f'    subject: "{subject}"', 1))
+    line = text.splitlines().index(old) + 1
+    errors = _errors(project)
+    assert len(errors) == 1
+    assert errors[0].startswith(f"campaigns.yaml:{line}: campaigns.monthly-sphere.subject: ")
+    assert problem in errors[0]
