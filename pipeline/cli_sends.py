@@ -8,7 +8,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import CONTEXT, clock, fail, handled, load, main, open_store, out, project_option
+from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
+    project_option
 from .runner import reconcile_alerts
 
 
@@ -28,7 +29,8 @@ def approve(alert_ids: tuple[int, ...], approve_all: bool, drop: bool, note: str
         now = clock()()
         campaigns = [c.name for c in config.campaigns if c.kind == "interest_alert"]
         for name in campaigns:
-            reconcile_alerts(store, name, now)
+            for notice in reconcile_alerts(store, name, now):
+                err.print(notice, markup=False)
         rows = [r for r in store.alerts() if r[1] in campaigns]
         pending = {r[0]: r for r in rows if r[7] == "pending"}
         if note is not None and (drop or len(alert_ids) != 1):

@@ -28,6 +28,7 @@ from .store import Store
 MAX_CONSECUTIVE_FAILURES = 10
 # An article ingested this recently is "new" for interest alerts.
 ALERT_NEW_WITHIN = dt.timedelta(days=3)
+ALERT_EXPIRY = dt.timedelta(days=7)  # a pending alert older than this is stale news
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
 
@@ -258,10 +259,24 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
     return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
 
 
-def reconcile_alerts(store: Store, campaign: str, now: dt.datetime) -> None:
-    """Approved alerts whose story is in the person's history were delivered: mark them
-    sent (history is written in the same transaction as the delivery's outcome)."""
-    history = store.history()
-    for alert_id, _c, email, article_id, *_rest, status, _created in store.alerts(campaign):
-        if status == "approved" and article_id in history.get(email, frozenset()):
+def reconcile_alerts(store: Store, campaign: str, now: dt.datetime) -> list[str]:
+    """Settle the queue against what people received: an approved alert whose story this
+    campaign delivered is sent; one whose story reached the person in another send first,
+    or that waited over a week for approval, is dropped. Returns a line per drop."""
+    received = store.received_in()
+    notices = []
+    for alert_id, _c, email, article_id, *_rest, status, created in store.alerts(campaign):
+        if status not in ("pending", "approved"):
+            continue
+        send_id = received.get((email, article_id))
+        if send_id and send_id.startswith(f"{campaign}@") and status == "approved":
             store.decide_alert(alert_id, "sent", now)
+        elif send_id:
+            store.decide_alert(alert_id, "dropped", now)
+            notices.append(f"alert {alert_id} for {email} dropped: they already received "
+                           f"that story in {send_id}")
+        elif status == "pending" and dt.datetime.fromisoformat(created) < now - ALERT_EXPIRY:
+            store.decide_alert(alert_id, "dropped", now)
+            notices.append(f"alert {alert_id} for {email} dropped: it waited more than "
+                           f"{ALERT_EXPIRY.days} days for approval and is no longer news")
+    return notices

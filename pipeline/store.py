@@ -372,6 +372,11 @@ class Store:
             "FROM sends s LEFT JOIN deliveries d ON d.send_id = s.id "
             "GROUP BY s.id ORDER BY s.started DESC")]
 
+    def received_in(self) -> dict[tuple[str, str], str]:
+        """(email, item) -> the send that delivered that item to that person."""
+        return {(e, i): sid for e, i, sid in self.conn.execute(
+            "SELECT email, item, send_id FROM history")}
+
     def tip_last_seen(self) -> dict[str, dict[str, str]]:
         """email -> tip id -> when it was last sent to that person."""
         out: dict[str, dict[str, str]] = {}

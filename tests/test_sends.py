@@ -207,3 +207,28 @@ def test_send_ahead_with_local_time_delivery(project: Path, cli, monkeypatch) ->
         assert (local.date(), local.hour, local.minute) == (day, 9, 0), (addr, local)
     outbox = cli("send", "monthly-sphere", "--local-time", project=project)
     assert outbox.exit_code == 1 and "--transport sendgrid" in outbox.stderr
+
+
+def test_an_alert_whose_story_arrived_another_way_is_dropped_not_marked_sent(
+        project: Path, cli, monkeypatch) -> None:
+    assert cli("send", "interest-alerts", project=project).exit_code == 0  # queues alerts
+    listing = cli("approve", project=project).stdout
+    assert "Seed-swap party" in listing  # Zoë's alert (id 1) is this story
+    # The monthly digest delivers that very story to Zoë first.
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-01T18:00:00+00:00")
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    zoe = _text(_outbox(project, "monthly-sphere")["zoe.hartmann@example.com"][0])
+    if "Seed-swap party" not in zoe:
+        pytest.skip("the digest did not pick the alert's story this time")
+    result = cli("approve", "1", "--note", "Thought of you!", project=project)
+    assert result.exit_code == 1
+    assert "alert 1 for zoe.hartmann@example.com dropped: they already received that " \
+           "story in monthly-sphere@2026-12-01T09:00" in result.stderr
+
+
+def test_pending_alerts_expire_after_a_week(project: Path, cli, monkeypatch) -> None:
+    assert cli("send", "interest-alerts", project=project).exit_code == 0
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-01T18:00:00+00:00")
+    result = cli("approve", project=project)
+    assert "waited more than 7 days for approval" in result.stderr
+    assert "No alerts waiting for approval" in result.stdout
