@@ -15,7 +15,7 @@ from .render import check_subject
 from .models import (
     CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, SectionSizes, Sender, Source, Tip,
 )
-from .yamlfile import LineDict, LineList, load_yaml
+from .yamlfile import LineDict, LineList, load_yaml, unknown_keys
 
 SOURCES_FILE = "content_sources.yaml"
 CAMPAIGNS_FILE = "campaigns.yaml"
@@ -273,6 +273,7 @@ def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
             url = str(local)
         out.append(Source(name=name, url=url, kind=kind, neighbourhood=hood,
                           topics=tuple(t.lower() for t in topics), line=node.line))
+    check.problems += unknown_keys(root, SOURCES_FILE)
     return tuple(out)
 
 
@@ -304,6 +305,7 @@ def _load_tips(project: Path, rel: str, check: _Check) -> tuple[Tip, ...]:
                                "tip ids must be unique: they record who has seen which tip")
             ids.add(tip.id)
             out.append(tip)
+        tips_check.problems += unknown_keys(root, rel)
     check.problems += tips_check.problems
     return tuple(out)
 
@@ -588,6 +590,7 @@ def load_config(project: Path) -> Config:
     engagement = Engagement(cold_after_sends=check.integer(
         eng_node, "cold_after_sends", "engagement.", 4, minimum=1) or 4)
 
+    check.problems += unknown_keys(root, CAMPAIGNS_FILE)
     all_problems = sources_check.problems + check.problems
     errors = [p for p in all_problems if p.severity == "error"]
     if errors:

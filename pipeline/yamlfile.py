@@ -1,6 +1,7 @@
 """YAML loading that remembers the line of every key, so errors can name it."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,65 @@ from .errors import Problem
 
 
 class LineDict(dict):
-    """A mapping that knows the line it starts on and the line of each key."""
+    """A mapping that knows the line it starts on and the line of each key, and which
+    keys the loader asked for, so keys nobody reads can be reported as unknown."""
 
     line: int = 0
     lines: dict[str, int]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: set[str] = set()
+        self.iterated = False  # a mapping of names (campaigns, synonyms): all keys valid
+
     def line_of(self, key: str) -> int:
         """The 1-based line of `key`, or of the mapping itself when absent."""
         return self.lines.get(key, self.line)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.seen.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self.seen.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add(key)  # type: ignore[arg-type]
+        return super().__contains__(key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self.iterated = True
+        return super().__iter__()
+
+    def items(self):  # type: ignore[no-untyped-def]
+        self.iterated = True
+        return super().items()
+
+    def keys(self):  # type: ignore[no-untyped-def]
+        self.iterated = True
+        return super().keys()
+
+
+def unknown_keys(data: Any, shown_as: str, path: str = "") -> list[Problem]:
+    """Every key in the file that the loader never read: a typo such as `quiet_hour`
+    would otherwise switch a setting off without a word."""
+    problems: list[Problem] = []
+    if isinstance(data, LineDict):
+        for key in list(dict.keys(data)):
+            value = dict.__getitem__(data, key)
+            if not data.iterated and key not in data.seen:
+                near = difflib.get_close_matches(str(key), [str(k) for k in data.seen], 1)
+                fix = f"did you mean {near[0]!r}?" if near else \
+                    "remove it, or check the README for the keys this block takes"
+                problems.append(Problem(shown_as, data.line_of(str(key)), f"{path}{key}",
+                                        f"unknown key {key!r}", fix))
+                continue
+            problems += unknown_keys(value, shown_as, f"{path}{key}.")
+    elif isinstance(data, LineList):
+        for i, item in enumerate(data):
+            problems += unknown_keys(item, shown_as, f"{path.rstrip('.')}[{i}].")
+    return problems
 
 
 class LineList(list):

@@ -97,3 +97,21 @@ def test_a_broken_subject_fails_check_with_its_line(project: Path, subject: str,
     assert len(errors) == 1
     assert errors[0].startswith(f"campaigns.yaml:{line}: campaigns.monthly-sphere.subject: ")
     assert problem in errors[0]
+
+
+def test_misspelled_keys_are_errors_with_a_suggestion(project: Path) -> None:
+    path = project / "campaigns.yaml"
+    text = path.read_text().replace("  quiet_hours: ", "  quiet_hour: ")
+    text = text.replace("    max_per_source: 2", "    max_per_sorce: 2", 1)
+    path.write_text(text)
+    sources = project / "content_sources.yaml"
+    sources.write_text(sources.read_text().replace("    topics: [golf]", "    topic: [golf]"))
+    errors = _errors(project)
+    lines = text.splitlines()
+    quiet = next(i for i, l in enumerate(lines, 1) if "quiet_hour:" in l)
+    assert f"campaigns.yaml:{quiet}: scheduling.quiet_hour: unknown key 'quiet_hour' " \
+           "(did you mean 'quiet_hours'?)" in errors
+    assert any("campaigns.monthly-sphere.max_per_sorce: unknown key" in e and
+               "'max_per_source'" in e for e in errors)
+    assert any(e.startswith("content_sources.yaml:") and ".topic: unknown key 'topic'" in e
+               for e in errors)
