@@ -22,6 +22,12 @@ DEFAULT_COLD_AFTER_SENDS = 4
 # Quarterly cadence: cold contacts still hear from us in the first month of each quarter.
 QUARTER_MONTHS = frozenset({1, 4, 7, 10})
 ENGAGED_EVENTS = frozenset({"open", "click"})
+# Transports (the ledger's `transport` column) whose emails can come back as open and
+# click events: only SendGrid's Event Webhook reports them. An email written to the
+# outbox, handed to an SMTP server or dry-run can never show a reader, so it neither
+# makes anyone cold nor counts towards `n`; without this, every contact of an SMTP user
+# would go cold after `n` sends.
+TRACKED_TRANSPORTS = frozenset({"sendgrid"})
 
 
 def _epoch(stamp: str) -> float:
@@ -33,14 +39,15 @@ def _epoch(stamp: str) -> float:
 
 def cold_contacts(ledger_rows: Iterable[LedgerRow], events: Iterable[StoredEvent],
                   n: int) -> set[str]:
-    """Addresses (lower-cased) with no open or click in their last `n` sent emails."""
-    # Fewer than `n` sends: too early to judge. An open or click of any email since the
-    # first of those `n` counts too (an old email opened late still shows a reader).
+    """Addresses (lower-cased) with no open or click in their last `n` emails sent through
+    a transport that reports engagement (TRACKED_TRANSPORTS)."""
+    # Fewer than `n` tracked sends: too early to judge. An open or click of any email since
+    # the first of those `n` counts too (an old email opened late still shows a reader).
     if n < 1:
         return set()
     sent: dict[str, list[tuple[float, str]]] = {}
     for row in ledger_rows:
-        if row.status == "sent":
+        if row.status == "sent" and row.transport in TRACKED_TRANSPORTS:
             sent.setdefault(row.email.lower(), []).append((_epoch(row.created), row.send_id))
     engaged: dict[str, list[StoredEvent]] = {}
     for event in events:

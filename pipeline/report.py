@@ -156,9 +156,11 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     for e in events:
         metric = _METRIC_OF.get(e.event)
         sid = _attribute(e, by_provider, sent_at)
-        if metric is None or sid not in chosen:
-            continue
         email = e.email.lower()
+        # Only people the ledger says this send went to: an event naming a send its address
+        # never received (a forged or misrouted webhook post) would inflate its figures.
+        if metric is None or sid not in chosen or sid not in sent_to.get(email, ()):
+            continue
         who.setdefault((sid, metric), set()).add(email)
         activity.setdefault(email, {}).setdefault(metric, set()).add(sid)
         if metric in ("opened", "clicked"):
@@ -199,6 +201,22 @@ def report_from_store(store: Store, campaign: str = "", cold_after_sends: int = 
 
 
 # ---- HTML -----------------------------------------------------------------------------
+# Schemes a clicked URL may have to become a link in the page; any other (javascript:,
+# data:, vbscript: ...) is shown as text, since event URLs come from outside.
+LINK_SCHEMES = frozenset({"http", "https"})
+
+
+def _story_cell(story: StoryClicks) -> str:
+    """The story's title (or URL) as a link when its URL is http(s), else as plain text."""
+    text = html.escape(story.title or story.url)
+    # urlsplit drops what a browser drops (leading spaces and controls, tabs and newlines
+    # inside), so "  JavaScript:" and "java\tscript:" are seen for what they are.
+    parts = urlsplit(story.url)
+    if parts.scheme.lower() not in LINK_SCHEMES or not parts.netloc:
+        return text
+    return f'<a href="{html.escape(story.url)}">{text}</a>'
+
+
 def _when(stamp: int) -> str:
     return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).strftime("%Y-%m-%d") \
         if stamp else "never"
@@ -294,13 +312,14 @@ def render_html(report: Report, generated: dt.datetime) -> str:
     out.append('<section><h2>Top clicked stories</h2><table><thead><tr><th>story</th>'
                '<th class="n">people</th><th class="n">clicks</th></tr></thead><tbody>')
     for st in report.stories:
-        out.append(f'<tr><td><a href="{esc(st.url)}">{esc(st.title or st.url)}</a></td>'
+        out.append(f'<tr><td>{_story_cell(st)}</td>'
                    f'<td class="n">{st.contacts}</td><td class="n">{st.clicks}</td></tr>')
     if not report.stories:
         out.append('<tr><td colspan="3" class="muted">No clicks recorded.</td></tr>')
     out.append("</tbody></table></section>")
     out.append(f'<section><h2>Contacts</h2><p class="muted">Cold: no open or click in the '
-               f'last {report.cold_after_sends} sends ({len(report.cold)} contact(s)).</p>'
+               f'last {report.cold_after_sends} sends through SendGrid, the one transport that '
+               f'reports them ({len(report.cold)} contact(s)).</p>'
                '<table><thead><tr><th style="width:34%">contact</th><th class="n">sent</th>'
                '<th class="n">opened</th><th class="n">clicked</th><th>last active</th>'
                '<th>flags</th></tr></thead><tbody>')

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,9 @@ import pytest
 from pipeline.config import load_config
 from pipeline.engagement import allow_send, cold_contacts
 from pipeline.models import Article
-from pipeline.report import build_report, report_from_store, url_key
-from pipeline.store import LedgerRow
+from pipeline.report import build_report, render_html, report_from_store, url_key
 from pipeline.runner import prepare
-from pipeline.store import Store, StoredEvent
+from pipeline.store import LedgerRow, Store, StoredEvent
 from tests.conftest import NOW
 
 EVENTS = Path(__file__).parent / "fixtures" / "events.json"
@@ -124,6 +125,70 @@ def test_cold_contacts_window(store: Store) -> None:
     assert cold_contacts(ledger, events, 6) == set()  # nobody was sent six
 
 
+def ledger_of(transport: str, sends: int, email: str = "x@example.com") -> list[LedgerRow]:
+    """`sends` monthly emails to one address, all sent through `transport`."""
+    return [LedgerRow(f"c@2026-{m:02}-01T09:00", email, f"<{m}@x>", "sent", transport, "",
+                      f"2026-{m:02}-01T16:00:00+00:00", f"2026-{m:02}-01T16:00:00+00:00")
+            for m in range(1, sends + 1)]
+
+
+def test_only_sends_that_can_report_opens_make_contacts_cold() -> None:
+    """Outbox, SMTP and dry-run never yield open or click events: five of them without
+    events make nobody cold and do not count towards `n`; five SendGrid sends do."""
+    for transport in ("outbox", "smtp", "dry-run"):
+        assert cold_contacts(ledger_of(transport, 5), [], 4) == set(), transport
+    assert cold_contacts(ledger_of("sendgrid", 5), [], 4) == {"x@example.com"}
+    # Three SendGrid sends after two SMTP ones: three tracked sends, fewer than four.
+    mixed = ledger_of("smtp", 2) + ledger_of("sendgrid", 5)[2:]
+    assert cold_contacts(mixed, [], 4) == set()
+    assert cold_contacts(mixed, [], 3) == {"x@example.com"}
+    report = build_report(ledger_of("outbox", 5), [], [], {}, {}, cold_after_sends=4)
+    assert report.cold == ()
+
+
+def test_events_count_only_for_addresses_the_send_went_to(store: Store) -> None:
+    """A click or open naming a send that its address never received (a stranger, or a
+    contact left out of that send) counts nowhere: not in the send's figures, the stories
+    or the contacts."""
+    at = int(dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc).timestamp())
+    forged = [StoredEvent("x1", "click", "mallory@evil.example", at, send_id=S4,
+                          url="https://evil.example/phish"),
+              StoredEvent("x2", "open", "mallory@evil.example", at, send_id=S4),
+              StoredEvent("x3", "click", "eve@example.com", at, send_id=S4,  # eve: not in S4
+                          url="https://evil.example/phish"),
+              StoredEvent("x4", "open", "eve@example.com", at, send_id=S4)]
+    before = report_from_store(store)
+    after = build_report(store.ledger_rows(), store.events() + forged, store.send_rows(),
+                         store.article_titles(), store.provider_sends())
+    assert counts(after) == counts(before)
+    assert counts(after)[S4] == (4, 4, 1, 1, 0, 0, 0)
+    assert after.stories == before.stories
+    assert after.contacts == before.contacts
+    assert "mallory@evil.example" not in [c.email for c in after.contacts]
+
+
+@pytest.mark.parametrize("url", [
+    'javascript:alert(1)"><script>alert(2)</script>', "  JavaScript:alert(1)",
+    "java\tscript:alert(1)", "data:text/html,<script>alert(1)</script>", "vbscript:x",
+    "https:javascript:alert(1)"])
+def test_html_report_links_only_http_urls(store: Store, url: str) -> None:
+    """A clicked URL that is not http(s) is shown as escaped text, never as a live link;
+    the http(s) stories stay links."""
+    at = int(dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc).timestamp())
+    hostile = [StoredEvent(f"h{i}{p}", "click", PEOPLE[p], at, send_id=S4, url=url)
+               for p in "ac" for i in range(3)]  # the most people and clicks: first
+    report = build_report(store.ledger_rows(), store.events() + hostile, store.send_rows(),
+                          store.article_titles(), store.provider_sends())
+    assert report.stories[0].url == url
+    page = render_html(report, NOW)
+    row = next(line for line in page.splitlines() if html.escape(url) in line)
+    assert row.startswith(f"<tr><td>{html.escape(url)}</td>"), row
+    assert "<script" not in page
+    hrefs = re.findall(r'<a href="([^"]*)"', page)
+    assert hrefs and all(h.startswith("https://") for h in hrefs), hrefs
+    assert '<a href="https://news.example.org/rates-fall/">Mortgage rates fall' in page
+
+
 def test_allow_send_policies() -> None:
     assert allow_send("normal", "2026-11-01T09:00:00-08:00")
     assert not allow_send("skip", "2026-10-01T09:00:00-07:00")
@@ -168,7 +233,8 @@ def test_report_command(store: Store, project: Path, cli, tmp_path: Path) -> Non
 
 def test_cold_contacts_wait_for_the_quarter(project: Path) -> None:
     """A campaign with cold_contacts: quarterly leaves a cold contact out in November and
-    mails them in October; the skipped reason says why."""
+    mails them in October; the skipped reason says why. (Two SendGrid sends without an
+    open: outbox sends could not make anyone cold.)"""
     campaigns = project / "campaigns.yaml"
     text = campaigns.read_text(encoding="utf-8")
     campaigns.write_text(text.replace("    kind: newsletter\n",
@@ -181,8 +247,8 @@ def test_cold_contacts_wait_for_the_quarter(project: Path) -> None:
     for month in ("09", "10"):
         when = dt.datetime.fromisoformat(f"2026-{month}-01T16:00:00+00:00")
         sid = f"old@2026-{month}-01T09:00"
-        store.begin_delivery(sid, "marcus.bell@example.com", f"<m{month}@x>", "outbox", (), (),
-                             (), when)
+        store.begin_delivery(sid, "marcus.bell@example.com", f"<m{month}@x>", "sendgrid", (),
+                             (), (), when)
         store.settle_delivery(sid, "marcus.bell@example.com", "sent", when)
     from pipeline.ingest import ingest
     ingest(config.sources, store, NOW)
