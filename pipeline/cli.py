@@ -405,6 +405,12 @@ def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Pa
         prepared = prepare(config, store, config.campaign(campaign), now)
         renderer = Renderer(config.project, config.sender, store.secret())
         target = out_dir or config.state_dir / "preview" / campaign
+        if contact_email and not any(e.contact.email.lower() == contact_email.lower()
+                                     for e in prepared.plan.emails):
+            why = next((s.reason for s in prepared.plan.skipped
+                        if s.email.lower() == contact_email.lower()), "")
+            fail(f"{contact_email} gets no email in this send" + (f": {why}" if why else
+                 " (not in the campaign's audience; check the spelling)"))
         index = write_preview(prepared.plan, renderer, now, target, contact_email)
         out.print(f"Done: wrote {index.count} email(s) and {index.path}", markup=False)
 

@@ -379,10 +379,16 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
     schedule = check.text(node, "schedule", p,
                           default="0 10 * * *" if kind == "interest_alert" else "0 9 1 * *")
     try:
-        CronTrigger.from_crontab(schedule)
+        trigger = CronTrigger.from_crontab(schedule, timezone=dt.timezone.utc)
     except ValueError as exc:
         check.add(node, f"{p}schedule", f"bad cron expression {schedule!r}: {exc}",
                   "five fields: minute hour day month weekday, e.g. \"0 9 1 * *\"")
+    else:
+        # "0 9 31 2 *" parses but never fires (no 31 February): the campaign would vanish.
+        start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        if trigger.get_next_fire_time(None, start) is None:
+            check.add(node, f"{p}schedule", f"{schedule!r} never fires (no such date)",
+                      "check the day and month fields, e.g. \"0 9 1 * *\"")
     sizes_node = check.mapping(node.get("sections"), f"{p}sections", node.line_of("sections"))
     sizes = SectionSizes(**{
         key: check.integer(sizes_node, key, f"{p}sections.", getattr(SectionSizes, key)) or 0

@@ -81,6 +81,8 @@ def analyse(articles: Iterable[Article], now: dt.datetime) -> list[Analysed]:
     """Tokenise articles once: subject stems for interests, proper nouns for places."""
     out = []
     for a in articles:
+        if not a.url:
+            continue  # its only link was unsafe or missing: nothing for a reader to open
         age = _age_days(a, now)
         title, text = tuple(subject_stems(a.title)), tuple(subject_stems(a.summary_text))
         out.append(Analysed(

@@ -115,3 +115,10 @@ def test_misspelled_keys_are_errors_with_a_suggestion(project: Path) -> None:
                "'max_per_source'" in e for e in errors)
     assert any(e.startswith("content_sources.yaml:") and ".topic: unknown key 'topic'" in e
                for e in errors)
+
+
+def test_a_schedule_that_never_fires_is_an_error(project: Path) -> None:
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace('schedule: "0 9 1 * *"', 'schedule: "0 9 31 2 *"'))
+    errors = _errors(project)
+    assert len(errors) == 1 and "never fires (no such date)" in errors[0]

@@ -198,3 +198,13 @@ def test_check_compiles_every_template_in_use(project: Path, cli) -> None:
     assert "drips.after-closing.steps[1].template: template 'setling_in.mjml' not found" \
         in result.stderr
     assert "campaigns.monthly-sphere: templates/newsletter.mjml: MJML error" in result.stderr
+
+
+def test_preview_of_someone_not_mailed_says_why(project: Path, cli, tmp_path: Path) -> None:
+    result = cli("preview", "monthly-sphere", "--contact", "emily.tran@example.org",
+                 "--out", str(tmp_path / "p"), project=project)
+    assert result.exit_code == 1
+    assert "emily.tran@example.org gets no email in this send: unsubscribed" in result.stderr
+    result = cli("preview", "monthly-sphere", "--contact", "nobody@example.com",
+                 "--out", str(tmp_path / "p"), project=project)
+    assert result.exit_code == 1 and "not in the campaign's audience" in result.stderr
