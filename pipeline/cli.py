@@ -342,6 +342,8 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
         prepared = prepare(config, store, config.campaign(campaign), clock()(),
                            explain=explain)
         p = prepared.plan
+        # Agree with `send`: people this period already reached are not sent again.
+        done = {e for e, status in store.ledger_status(p.send_id).items() if status == "sent"}
 
         def rejected(items: tuple) -> dict:
             if not explain:
@@ -358,7 +360,7 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
                                               "source": k.article.source} if k.article else
                                              {"tip": k.tip.id, "title": k.tip.title})}
                                          for k in e.picks], **rejected(e.rejected),
-                               **_sales_json(e)}
+                               **_sales_json(e), "already_sent": e.contact.email in done}
                               for e in p.emails],
                    "skipped": [{"email": s.email, "reason": s.reason, **rejected(s.rejected)}
                                for s in p.skipped],
@@ -371,8 +373,9 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
                 out.print(f"  [dim]{'rejected':<13} {escape(r.title)}  ({escape(r.why)})[/]")
 
         for e in p.emails:
+            mark = " [green](already sent in this period)[/]" if e.contact.email in done else ""
             out.print(f"[bold]{escape(e.contact.name or e.contact.email)}[/] "
-                      f"<{escape(e.contact.email)}>")
+                      f"<{escape(e.contact.email)}>{mark}")
             for sale in e.extra.get("sales", ()):
                 out.print(f"  {'sale':<13} {escape(sale.address)}, {escape(sale.neighbourhood)}"
                           f"  [dim]({sale.price_text}, sold {sale.sold_date})[/]")
@@ -383,8 +386,10 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
         for s in p.skipped:
             out.print(f"[yellow]skipped[/] {escape(s.email)}: {escape(s.reason)}")
             print_rejected(s.rejected)
-        out.print(f"{len(p.emails)} emails planned for {p.send_id}; "
-                  f"{skipped_line(p.skipped) or '0 skipped'}")
+        already = sum(1 for e in p.emails if e.contact.email in done)
+        out.print(f"{len(p.emails) - already} emails to send for {p.send_id}"
+                  f"{f', {already} already sent' if already else ''}; "
+                  f"{skipped_line(p.skipped) or '0 skipped'}", markup=False)
 
 
 @main.command(context_settings=CONTEXT)

@@ -143,7 +143,8 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
         engaged = [c for c in result.contacts if c.opened or c.clicked]
         out.print(f"Contacts: {len(result.contacts)} mailed or active, {len(engaged)} opened "
                   f"or clicked, {len(result.cold)} cold (no open or click in the last "
-                  f"{result.cold_after_sends} sends)", markup=False)
+                  f"{result.cold_after_sends} sends through SendGrid, the transport that reports "
+                  "opens)", markup=False)
         for c in result.contacts:
             flags = ", ".join((("cold",) if c.cold else ()) + c.flags)
             out.print(f"  {c.email}: sent {c.sent}, opened {c.opened}, clicked {c.clicked}"

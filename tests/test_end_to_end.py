@@ -208,3 +208,11 @@ def test_preview_of_someone_not_mailed_says_why(project: Path, cli, tmp_path: Pa
     result = cli("preview", "monthly-sphere", "--contact", "nobody@example.com",
                  "--out", str(tmp_path / "p"), project=project)
     assert result.exit_code == 1 and "not in the campaign's audience" in result.stderr
+
+
+def test_plan_agrees_with_send_after_a_period_was_sent(project: Path, cli) -> None:
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    text = cli("plan", "monthly-sphere", project=project).stdout
+    assert "0 emails to send for monthly-sphere@2026-11-01T09:00, 28 already sent" in text
+    doc = json.loads(cli("plan", "monthly-sphere", "--json", project=project).stdout)
+    assert all(e["already_sent"] for e in doc["emails"])
