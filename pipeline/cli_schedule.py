@@ -18,10 +18,10 @@ from .cli import _transport as choose_transport
 from .config import Config
 from .daemon import Daemon, TickReport, all_contacts, project_calendar, tick
 from .runner import run_due
-from .schedule import Due
+from .schedule import REFERRAL_UPDATES, Due, Referral, referral_update_due
 from .store import Store
 
-REFERRAL_STATUSES = ("met", "listed", "closed")
+REFERRAL_STATUSES = REFERRAL_UPDATES
 
 
 def _date(value: str | None, what: str) -> dt.date | None:
@@ -206,18 +206,21 @@ def referral_update(referral_id: int, new_status: str, dry_run: bool,
         rows = {r[0]: r for r in store.referrals()}
         if referral_id not in rows:
             fail(f"no referral {referral_id}; `sphere referral add` records one")
-        _id, by_email, name, _received, _old = rows[referral_id]
+        _id, by_email, name, received, _old, _updated = rows[referral_id]
         store.update_referral(referral_id, new_status, now)
         contact = next((c for c in all_contacts(config)
                         if email_key(c.email) == email_key(by_email)), None)
         if contact is None:
             fail(f"{by_email} is no longer in an audience file; status saved, no email sent")
-        zone = zoneinfo.ZoneInfo(contact.timezone or config.sender.timezone)
-        item = Due(at=now, local=now.astimezone(zone), period=now.astimezone(zone),
-                   kind="drip", name="referral-update", template="referral_update",
-                   send_id=f"referral-update/r{referral_id}/{new_status}",
-                   email=contact.email, priority=0,
-                   extra={"referral": {"id": referral_id, "name": name, "status": new_status}})
+        referral = Referral(referral_id, by_email, name, dt.date.fromisoformat(received),
+                            new_status, now)
+        item = referral_update_due(referral, contact, config.sender.timezone,
+                                   config.scheduling)
+        if item.at > now:
+            out.print(f"Referral {referral_id} is '{new_status}'. It is {item.period:%H:%M} "
+                      f"for {by_email}, inside quiet hours: `sphere run` sends the update at "
+                      f"{item.local:%H:%M} their time.", markup=False)
+            return
         transport = choose_transport(config, transport_name, dry_run)
         try:
             (summary,) = run_due(config, store, transport, [item], lambda: now, dry_run)

@@ -54,7 +54,8 @@ def all_contacts(config: Config) -> tuple[Contact, ...]:
 def referrals(store: Store) -> tuple[Referral, ...]:
     """The stored referrals, as the calendar wants them."""
     return tuple(Referral(id=r[0], by_email=r[1], name=r[2],
-                          received=dt.date.fromisoformat(r[3]), status=r[4])
+                          received=dt.date.fromisoformat(r[3]), status=r[4],
+                          updated=dt.datetime.fromisoformat(r[5]))
                  for r in store.referrals())
 
 

@@ -31,6 +31,25 @@ class Referral:
     name: str
     received: dt.date
     status: str = "received"
+    updated: dt.datetime | None = None  # when the status last changed
+
+
+REFERRAL_UPDATES = ("met", "listed", "closed")
+
+
+def referral_update_due(referral: Referral, contact: Contact, sender_tz: str,
+                        rules: Scheduling) -> Due:
+    """The update to the referrer about a status change: at once, unless that is inside
+    their quiet hours (then at the end of them). One per status, by its send id."""
+    zone = contact_zone(contact, sender_tz)
+    at = (referral.updated or dt.datetime.now(dt.timezone.utc)).astimezone(zone)
+    local, note = _out_of_quiet_hours(at, rules.quiet_hours)
+    return Due(at=local.astimezone(dt.timezone.utc), local=local, period=at, kind="drip",
+               name="referral-update", template="referral_update",
+               send_id=f"referral-update/r{referral.id}/{referral.status}",
+               email=contact.email, priority=PRIORITY_DRIP, note=note,
+               extra={"referral": {"id": referral.id, "name": referral.name,
+                                   "status": referral.status}})
 
 
 @dataclass(frozen=True)
@@ -232,6 +251,13 @@ def calendar(config: Config, contacts: tuple[Contact, ...], referrals: tuple[Ref
         items += campaign_due(campaign, contacts, sender_tz, start, end, rules)
     for drip in config.drips:
         items += drip_due(drip, contacts, referrals, sender_tz, start, end, rules)
+    by_email = {email_key(c.email): c for c in contacts}
+    for r in referrals:
+        contact = by_email.get(email_key(r.by_email))
+        if r.status in REFERRAL_UPDATES and r.updated and contact and contact.subscribed:
+            update = referral_update_due(r, contact, sender_tz, rules)
+            if start < update.at <= end:
+                items.append(update)
     # A person in two audiences of one campaign is still one recipient of each send.
     unique = list({(d.send_id, email_key(d.email)): d for d in items}.values())
     kept, capped = apply_frequency_cap(unique, rules, recent or {})

@@ -456,10 +456,10 @@ class Store:
                              (status, _iso(now), referral_id))
         return cur.rowcount > 0
 
-    def referrals(self) -> list[tuple[int, str, str, str, str]]:
-        """Every referral: (id, by_email, name, received date, status)."""
+    def referrals(self) -> list[tuple[int, str, str, str, str, str]]:
+        """Every referral: (id, by_email, name, received date, status, updated)."""
         return [tuple(r) for r in self.conn.execute(
-            "SELECT id, by_email, name, received, status FROM referrals ORDER BY id")]
+            "SELECT id, by_email, name, received, status, updated FROM referrals ORDER BY id")]
 
     # ---- sends other than the newsletter -------------------------------------------------
     def article_ids_since(self, since: dt.datetime) -> frozenset[str]:

@@ -292,3 +292,23 @@ def test_sigterm_mid_send_settles_in_flight_then_resume_sends_the_rest(project: 
         per_send[(msg["X-Sphere-Campaign"], rcpts[0].lower())] += 1
     assert all(n == 1 for n in per_send.values()), per_send  # nobody got a send twice
     assert Counter(c for c, _ in per_send) == {"monthly-sphere": 28, "after-closing": 1}
+
+
+def test_referral_update_waits_out_quiet_hours_then_the_daemon_sends_it(project: Path, cli,
+                                                                       monkeypatch) -> None:
+    assert cli("referral", "add", "--by", "zoe.hartmann@example.com", "--name", "Sam Ortiz",
+               "--date", "2026-11-20", project=project).exit_code == 0
+    # 23:00 in Los Angeles: inside quiet hours (21:00-08:00).
+    monkeypatch.setenv("SPHERE_NOW", "2026-11-23T07:00:00+00:00")
+    result = cli("referral", "update", "1", "--status", "closed", project=project)
+    assert result.exit_code == 0
+    assert "inside quiet hours: `sphere run` sends the update at 08:00" in result.stdout
+    assert not list((project / "var/outbox").glob("referral-update*"))
+    # The daemon's next tick after 08:00 local sends it, once.
+    monkeypatch.setenv("SPHERE_NOW", "2026-11-23T16:05:00+00:00")
+    assert cli("run", "--once", project=project).exit_code == 0
+    assert cli("run", "--once", project=project).exit_code == 0
+    sent = list((project / "var/outbox").glob("referral-update*"))
+    assert len(sent) == 1
+    msg = email.message_from_bytes(sent[0].read_bytes(), policy=policy.default)
+    assert parsedate_to_datetime(msg["Date"]) == dt.datetime(2026, 11, 23, 16, 5, tzinfo=UTC)
