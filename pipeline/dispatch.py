@@ -21,6 +21,8 @@ from .store import Store
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
 SUPPRESSED = "suppressed since the plan was made (unsubscribed, bounced or complained)"
+BOUNCED = ("suppressed as bounced, so no transport mails it again (if the address is "
+           "mistyped, correct it in the audience file)")
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,12 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                 failed += 1
                 streak += 1
                 failures.append(f"{email}: {result.error}")
+                if result.bounced:
+                    # The address itself was refused for good: retrying it on every run
+                    # would only bounce again. Suppressed before its row is settled, so
+                    # no moment exists where the failure is recorded and the bounce not.
+                    store.suppress(email, "bounced", transport.name, now())
+                    failures[-1] += f"; {BOUNCED}"
         if fatal is not None and not paused:
             paused = f"stopped: {fatal}; fix it and run the same command again to resume"
         if streak >= max_failures and not paused:

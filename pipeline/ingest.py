@@ -13,8 +13,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.sax import SAXParseException
 
 import feedparser
+from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 
 from .fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, fetch_all
 from .models import Article, Source
@@ -83,7 +85,7 @@ class ParsedFeed:
     """What feedparser made of one body, already sanitised."""
 
     articles: tuple[Article, ...]
-    error: str = ""  # set when the bytes are not a feed at all
+    error: str = ""  # set when the bytes are not a feed, or a broken one with nothing in it
 
 
 # ---- identity ------------------------------------------------------------------------
@@ -328,7 +330,25 @@ def parse_feed(source: Source, body: bytes, headers: dict[str, str] | None = Non
             neighbourhood=source.neighbourhood, topics=topics,
             image_url=lead_image(entry, base, html_sources),
             cluster=default_cluster(link, title))
+    if not out and parsed.bozo and not isinstance(parsed.get("bozo_exception"),
+                                                   ThingsNobodyCaresAboutButMe):
+        # Broken XML with nothing readable in it (a truncated or hand-edited file). It
+        # is a failure, not an empty feed, or `status` would call it healthy while it
+        # never yields a story. A broken feed that still yields entries stays ok: many
+        # real ones have a bare ampersand somewhere.
+        return ParsedFeed((), f"malformed feed: {_parse_error(parsed)}; no entry could be "
+                              f"read from {source.url}: open it to check the url, or tell "
+                              "the feed's owner")
     return ParsedFeed(tuple(out.values()))
+
+
+def _parse_error(parsed: feedparser.FeedParserDict) -> str:
+    """feedparser's reason a document is broken. Without the XML parser's line number:
+    feedparser rewrites the document (its XML declaration, its doctype) before parsing,
+    so the position would not point at the line the feed's owner sees."""
+    exc = parsed.get("bozo_exception")
+    reason = exc.getMessage() if isinstance(exc, SAXParseException) else str(exc or "")
+    return reason[:120] or "unknown error"
 
 
 # ---- storing -------------------------------------------------------------------------

@@ -247,6 +247,9 @@ class Delivery:
     transport: str
     provider_id: str = ""
     error: str = ""
+    # The relay refused the address itself for good (550 5.1.1 user unknown): it is
+    # suppressed, so no transport mails it again.
+    bounced: bool = False
 
 
 @dataclass(frozen=True)

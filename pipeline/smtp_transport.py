@@ -3,6 +3,7 @@ STARTTLS or implicit TLS, with a small pool of connections (one per worker threa
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -19,6 +20,11 @@ PASSWORD_ENV = "SMTP_PASSWORD"
 # and SES cap messages per connection, and a fresh one recovers from a stale state.
 MESSAGES_PER_CONNECTION = 100
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
+# An enhanced status code (RFC 3463), "5.1.1": at the start of the reply, or anywhere in
+# it (qmail ends with "(#5.1.1)"); never part of an IP address or a version number.
+_ENHANCED = re.compile(r"(?<![\d.])[245]\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# Bare replies (no enhanced code) that name the relay or our login, not the recipient.
+_ABOUT_US = re.compile(r"relay|auth", re.IGNORECASE)
 
 
 class SmtpAuthError(TransportError):
@@ -44,6 +50,25 @@ def credentials_from_env() -> tuple[str, str] | None:
 def _transient(code: int) -> bool:
     """4yz replies are temporary (RFC 5321 section 4.2.1); 5yz are permanent."""
     return 400 <= code < 500
+
+
+def _hard_bounce(code: int, reply: str, after_data: bool = False) -> bool:
+    """True when a 5yz reply refuses the recipient's address itself, for good: the
+    address is then suppressed for every transport. Being wrong here drops a good
+    person, so a refusal that is about the relay, our login or the message is not one:
+    "554 5.7.1 Relay access denied" on every RCPT would otherwise suppress the list."""
+    if not 500 <= code < 600:
+        return False
+    found = _ENHANCED.search(reply)
+    if found:
+        subject, detail = int(found[1]), int(found[2])
+        # X.1.*: the address (user unknown, no such domain, bad syntax, moved), except
+        # X.1.7 and X.1.8, which are about our sender; X.2.1: mailbox disabled. Not
+        # X.2.2 (mailbox full: it empties), nor X.7.* (policy, relaying, auth).
+        return (subject == 1 and detail not in (7, 8)) or (subject, detail) == (2, 1)
+    # No enhanced code: RFC 5321's "mailbox unavailable", "user not local" and "mailbox
+    # name not allowed". After DATA a bare 5yz is usually the content (a spam filter).
+    return not after_data and code in (550, 551, 553) and not _ABOUT_US.search(reply)
 
 
 class SmtpTransport:
@@ -170,16 +195,23 @@ class SmtpTransport:
                 return Delivery(to, "unknown", self.name, error=str(exc))
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = exc.recipients[to]
-                last = f"{to} refused: {code} {reply.decode(errors='replace')}"
+                text = reply.decode(errors="replace")
+                last = f"{to} refused: {code} {text}"
                 if not _transient(code):
-                    return Delivery(to, "failed", self.name, error=last)
+                    return Delivery(to, "failed", self.name, error=last,
+                                    bounced=_hard_bounce(code, text))
             except smtplib.SMTPResponseException as exc:
-                last = f"SMTP {exc.smtp_code} {exc.smtp_error.decode(errors='replace')}" \
-                    if isinstance(exc.smtp_error, bytes) else f"SMTP {exc.smtp_code} " \
-                    f"{exc.smtp_error}"
+                text = exc.smtp_error.decode(errors="replace") \
+                    if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+                last = f"SMTP {exc.smtp_code} {text}"
                 self._drop()
                 if not _transient(exc.smtp_code):
-                    return Delivery(to, "failed", self.name, error=last)
+                    # One recipient per transaction, so a refusal of DATA or of the
+                    # message can be about this address (some relays check mailboxes
+                    # only then); one of MAIL FROM or of the connection never is.
+                    bounced = isinstance(exc, smtplib.SMTPDataError) and \
+                        _hard_bounce(exc.smtp_code, text, after_data=True)
+                    return Delivery(to, "failed", self.name, error=last, bounced=bounced)
             except ssl.SSLCertVerificationError as exc:
                 # Not transient, and the same for every message: stop the run.
                 raise TransportError(f"{self.settings.host}'s TLS certificate is not "

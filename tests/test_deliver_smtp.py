@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.config import SmtpSettings
+from pipeline.dispatch import BOUNCED, SUPPRESSED
 from pipeline.errors import TransportError
-from pipeline.runner import deliver_plan
+from pipeline.models import RunSummary
+from pipeline.runner import Prepared, deliver_plan, prepare
 from pipeline.smtp_transport import SmtpTransport, credentials_from_env
 from tests.conftest import NOW
 from tests.deliver_support import (
-    FAST, Recorder, client_tls, sample, self_signed, server_tls, smtp_server,
+    FAST, Recorder, Sample, client_tls, sample, self_signed, server_tls, smtp_server,
 )
 
 AUTH = ("dana", "s3cret-pw")
@@ -101,6 +105,7 @@ def test_wrong_password_stops_the_run_without_printing_it(project: Path, certs) 
     assert summary.sent == 0 and recorder.messages == []
     assert "refused the login" in summary.paused and "SMTP_PASSWORD" in summary.paused
     assert "wrong-pw-123" not in summary.paused + "".join(summary.failures)
+    assert s.store.suppressed() == frozenset()  # a refused login bounces nobody
     # Nothing reached the relay, so nothing is left unknown: the next run sends all.
     assert set(s.store.ledger_status(s.prepared.plan.send_id).values()) == {"failed"}
 
@@ -120,8 +125,100 @@ def test_permanent_refusal_fails_one_and_transient_is_retried(project: Path) -> 
     finally:
         server.stop()
     assert summary.sent == 27 and summary.failed == 1
-    assert summary.failures == (f"{bad}: {bad} refused: 550 5.1.1 No such user",)
+    assert summary.failures == (f"{bad}: {bad} refused: 550 5.1.1 No such user; {BOUNCED}",)
     assert recorder.by_rcpt().get(flaky) == 1 and bad not in recorder.by_rcpt()
+    assert s.store.suppressed() == {bad.lower()}  # the 451 was only a delay
+
+
+@dataclass
+class Tally(Recorder):
+    """A Recorder that also counts every RCPT TO it is asked, taken or refused, and can
+    refuse a message after its DATA, as relays that check mailboxes late do."""
+
+    asked: list[str] = field(default_factory=list)
+    refuse_data: dict[str, str] = field(default_factory=dict)  # address -> reply
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:  # noqa: N802 (aiosmtpd's naming)
+        self.asked.append(address)
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        for rcpt in envelope.rcpt_tos:
+            if rcpt in self.refuse_data:
+                return self.refuse_data[rcpt]
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _deliver(s: Sample, recorder: Recorder, prepared: Prepared | None = None) -> RunSummary:
+    """Deliver a plan (the sample's by default) through a fresh relay around `recorder`."""
+    server = smtp_server(recorder)
+    try:
+        transport = SmtpTransport(_settings(server.port, "none"), s.config.sender, None,
+                                  None, FAST)
+        summary = deliver_plan(s.store, s.renderer, transport, prepared or s.prepared,
+                               lambda: NOW, dry_run=False)
+        transport.close()
+    finally:
+        server.stop()
+    return summary
+
+
+def test_a_hard_bounce_is_suppressed_and_never_sent_to_again(project: Path) -> None:
+    s = sample(project)
+    to = [e.contact.email for e in s.emails]
+    # Refusals of the address itself, in the forms relays write them...
+    bounces = {to[1]: "550 5.1.1 <x>: Recipient address rejected: User unknown",
+               to[4]: "553 sorry, no mailbox here by that name. (#5.1.1)",  # qmail
+               to[7]: "550 No such user here",  # no enhanced status code
+               to[10]: "550 5.2.1 Mailbox disabled"}
+    # ...and permanent refusals that are about the relay, our login or a full mailbox:
+    # suppressing those would drop good people (a misconfigured relay, the whole list).
+    not_bounces = {to[13]: "554 5.7.1 <x>: Relay access denied",
+                   to[16]: "530 5.7.0 Authentication required",
+                   to[19]: "550 Relaying denied",
+                   to[22]: "552 5.2.2 Mailbox full",
+                   to[25]: "550 5.1.8 Sender address rejected: domain not found"}
+    first = Tally(refuse={**bounces, **not_bounces},
+                  refuse_once={to[2]: "451 4.3.0 Try again later"})
+    summary = _deliver(s, first)
+    assert summary.failed == 9 and summary.sent == 19 and not summary.paused
+    assert sorted(f for f in summary.failures if f.endswith(BOUNCED)) == \
+        sorted(f"{a}: {a} refused: {r}; {BOUNCED}" for a, r in bounces.items())
+    assert s.store.suppressed() == {a.lower() for a in bounces}
+    assert s.store.suppression_counts() == {"bounced": 4}
+    assert first.asked.count(to[2]) == 2  # the 451 is retried and never suppressed
+
+    # Rerunning the same send retries the failed ones, but never asks about a bounce.
+    second = Tally()
+    again = _deliver(s, second)
+    assert not set(second.asked) & set(bounces)
+    assert sorted(second.asked) == sorted(not_bounces)
+    assert again.sent == 5 and again.failed == 0 and again.already_sent == 19
+    assert sorted(k.email for k in again.skipped if k.reason == SUPPRESSED) == sorted(bounces)
+    ledger = s.store.ledger_status(s.prepared.plan.send_id)
+    assert [ledger[a] for a in bounces] == ["failed"] * 4
+
+    # A new plan leaves them out from the start.
+    plan = prepare(s.config, s.store, s.config.campaign("monthly-sphere"), NOW)
+    assert {k.email: k.reason for k in plan.plan.skipped if k.email in bounces} == \
+        dict.fromkeys(bounces, "suppressed (unsubscribed, bounced or complained)")
+    third = Tally()
+    _deliver(s, third, plan)
+    assert third.asked == []
+
+
+def test_a_mailbox_refused_after_data_is_a_bounce_but_content_refusal_is_not(
+        project: Path) -> None:
+    s = sample(project)
+    gone, spam, bare = (s.emails[i].contact.email for i in (3, 6, 9))
+    recorder = Tally(refuse_data={gone: "550 5.1.1 Mailbox does not exist",
+                                  spam: "554 5.7.1 Message rejected as spam",
+                                  bare: "550 Message content rejected"})
+    summary = _deliver(s, recorder)
+    assert summary.sent == 25 and summary.failed == 3
+    assert f"{gone}: SMTP 550 5.1.1 Mailbox does not exist; {BOUNCED}" in summary.failures
+    assert s.store.suppressed() == {gone.lower()}
 
 
 def test_unreachable_relay_is_retried_then_failed(project: Path) -> None:
@@ -130,7 +227,7 @@ def test_unreachable_relay_is_retried_then_failed(project: Path) -> None:
     transport = SmtpTransport(_settings(free_port(), "none"), s.config.sender, None, None,
                               FAST)
     result = transport.send(s.emails[0])
-    assert result.status == "failed"
+    assert result.status == "failed" and not result.bounced
     assert "cannot reach 127.0.0.1" in result.error and "after 4 attempt(s)" in result.error
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import (ClusterIndex, canonical_url, identity_key, ingest, parse_feed,
-                             title_words)
+from pipeline.ingest import (ClusterIndex, ParsedFeed, canonical_url, identity_key, ingest,
+                             parse_feed, title_words)
 from pipeline.models import Article, Source
 from pipeline.sanitise import ALLOWED_TAGS, clean_html, is_tracking_image, safe_url, to_text
 from pipeline.store import Store
@@ -124,6 +124,25 @@ def test_encodings_rdf_and_ill_formed_feeds_parse() -> None:
     assert fish.id != bakery.id
     source = Source("x", "https://feeds.test/x.xml", "market")
     assert "not a feed" in parse_feed(source, (FEEDS / "notafeed.html").read_bytes()).error
+
+
+def test_broken_xml_with_nothing_readable_is_a_failure_not_an_empty_feed() -> None:
+    source = Source("x", "https://feeds.test/x.xml", "market")
+    broken = parse_feed(source, b"<rss><channel><item><title>Broken & bad")
+    assert broken.articles == ()
+    assert broken.error == ("malformed feed: not well-formed (invalid token); no entry "
+                            "could be read from https://feeds.test/x.xml: open it to check "
+                            "the url, or tell the feed's owner")
+    # Cut off after its first item: broken, but what it has is read and it stays ok.
+    cut = parse_feed(source, b"<rss version='2.0'><channel><title>t</title><item><title>"
+                             b"Whole story</title><link>http://a.test/1</link></item>"
+                             b"<item><title>Cu")
+    assert [a.title for a in cut.articles] == ["Whole story"] and cut.error == ""
+    # Well-formed and empty is a quiet week, even served with the wrong content type
+    # (feedparser flags that as bozo too, but the document is fine).
+    empty = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
+    assert parse_feed(source, empty) == ParsedFeed(())
+    assert parse_feed(source, empty, {"content-type": "text/plain"}) == ParsedFeed(())
 
 
 def test_charset_from_the_http_header_is_used() -> None:

@@ -310,6 +310,37 @@ def test_malformed_xml_and_web_pages(server: FeedServer, tmp_path: Path) -> None
     assert store.feed_state("sloppy").consecutive_failures == 0
 
 
+def test_a_truncated_feed_is_reported_failing_not_healthy(server: FeedServer, project: Path,
+                                                           cli) -> None:
+    server.routes["/truncated.xml"] = static(b"<rss><channel><item><title>Broken & bad")
+    server.routes["/cut.xml"] = static(rss([("Whole story", "http://c.test/1")])[:-40])
+    server.routes["/ok.xml"] = static(rss([("Fine", "http://f.test/1")]))
+    config = yaml.safe_load((project / "content_sources.yaml").read_text())
+    config["sources"] = [
+        {"name": "truncated", "url": server.url("/truncated.xml"), "kind": "economy"},
+        {"name": "cut", "url": server.url("/cut.xml"), "kind": "economy"},
+        {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy"}]
+    (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
+    for _ in range(3):
+        result = cli("ingest", project=project)
+        assert result.exit_code == 0, result.output
+    reason = (f"malformed feed: not well-formed (invalid token); no entry could be read "
+              f"from {server.url('/truncated.xml')}: open it to check the url, or tell the "
+              "feed's owner")
+    assert f"failed 1: truncated ({reason})" in result.stdout
+    store = Store.open(project / "var" / "sphere.db")
+    truncated = store.feed_state("truncated")
+    assert (truncated.last_outcome, truncated.consecutive_failures) == ("failed", 3)
+    assert truncated.last_error == reason
+    # Broken too, but the story before the cut is read: many real feeds are a bit broken.
+    assert store.feed_state("cut").consecutive_failures == 0
+    assert store.feed_state("cut").articles_seen == 1
+    status = cli("status", project=project).stdout
+    assert "truncated (failing)" in status and "truncated failed 3 times in a row" in status
+    assert re.search(r"truncated \(failing\)\s+│ failed", status)
+    assert "cut (failing)" not in status and "fine (failing)" not in status
+
+
 def test_at_most_per_host_requests_in_flight(server: FeedServer, tmp_path: Path) -> None:
     def slow(h: BaseHTTPRequestHandler) -> None:
         time.sleep(0.15)
