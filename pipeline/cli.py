@@ -8,13 +8,11 @@ import os
 import shutil
 import sys
 import time
-import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from apscheduler.triggers.cron import CronTrigger
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,9 +27,9 @@ from .preview import write_preview
 from .render import KIND_TEMPLATES, Renderer, TemplateError
 from .resources import bundled
 from .runner import prepare, run_ingest, run_send, skipped_line
-from .models import PlannedEmail, RenderedEmail, RunSummary
+from .models import PlannedEmail, RunSummary
 from .sendgrid_transport import (
-    MAX_SCHEDULE_AHEAD, SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env,
+    SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env, local_time_rule,
 )
 from .smtp_transport import SmtpTransport
 from .suppressions import sync as sync_suppressions
@@ -227,29 +225,6 @@ def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
     if summary.skipped:
         parts.append(skipped_line(summary.skipped))
     return parts
-
-
-def local_time_rule(config: Config, campaign_name: str, transport_name: str | None,
-                    now: dt.datetime) -> tuple[dt.datetime, SendAtRule]:
-    """For `send --local-time`: the campaign's next scheduled time (which names the send)
-    and the rule giving each email that wall-clock time in its contact's zone."""
-    if (transport_name or config.transport) != "sendgrid":
-        raise SphereError("--local-time schedules delivery with SendGrid's send_at",
-                          "use --transport sendgrid, or let `sphere run` send at local "
-                          "time with any transport")
-    campaign = config.campaign(campaign_name)
-    zone = zoneinfo.ZoneInfo(config.sender.timezone)
-    nxt = CronTrigger.from_crontab(campaign.schedule, timezone=zone).get_next_fire_time(
-        None, now.astimezone(zone))
-    if nxt is None or nxt - now > MAX_SCHEDULE_AHEAD:
-        raise SphereError(f"{campaign_name}'s next scheduled time is more than 72 hours "
-                          "away", "run the send closer to the time (SendGrid holds mail "
-                          "for at most 72 hours)")
-
-    def rule(email: RenderedEmail) -> dt.datetime:
-        tz = zoneinfo.ZoneInfo(email.contact.timezone or config.sender.timezone)
-        return dt.datetime.combine(nxt.date(), nxt.time(), tzinfo=tz)
-    return nxt, rule
 
 
 def _transport(config: Config, name: str | None, dry_run: bool,

@@ -11,19 +11,21 @@ import datetime as dt
 import json
 import os
 import time
+import zoneinfo
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from apscheduler.triggers.cron import CronTrigger
 from sendgrid.helpers.mail import (
     Asm, Category, CustomArg, From, GroupId, Header, Mail, MailSettings, ReplyTo,
     SandBoxMode, SendAt, To,
 )
 
-from .config import SendGridSettings
+from .config import Config, SendGridSettings
 from .deliver import Cancelled, RetryPolicy, extra_headers
-from .errors import TransportError
+from .errors import SphereError, TransportError
 from .models import Delivery, RenderedEmail, Sender
 
 API_KEY_ENV = "SENDGRID_API_KEY"
@@ -257,3 +259,26 @@ class SendGridTransport:
     def close(self) -> None:
         """Close the connection pool."""
         self.client.close()
+
+
+def local_time_rule(config: Config, campaign_name: str, transport_name: str | None,
+                    now: dt.datetime) -> tuple[dt.datetime, SendAtRule]:
+    """For `send --local-time`: the campaign's next scheduled time (which names the send)
+    and the rule giving each email that wall-clock time in its contact's zone."""
+    if (transport_name or config.transport) != "sendgrid":
+        raise SphereError("--local-time schedules delivery with SendGrid's send_at",
+                          "use --transport sendgrid, or let `sphere run` send at local "
+                          "time with any transport")
+    campaign = config.campaign(campaign_name)
+    zone = zoneinfo.ZoneInfo(config.sender.timezone)
+    nxt = CronTrigger.from_crontab(campaign.schedule, timezone=zone).get_next_fire_time(
+        None, now.astimezone(zone))
+    if nxt is None or nxt - now > MAX_SCHEDULE_AHEAD:
+        raise SphereError(f"{campaign_name}'s next scheduled time is more than 72 hours "
+                          "away", "run the send closer to the time (SendGrid holds mail "
+                          "for at most 72 hours)")
+
+    def rule(email: RenderedEmail) -> dt.datetime:
+        tz = zoneinfo.ZoneInfo(email.contact.timezone or config.sender.timezone)
+        return dt.datetime.combine(nxt.date(), nxt.time(), tzinfo=tz)
+    return nxt, rule
