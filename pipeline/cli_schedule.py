@@ -191,10 +191,12 @@ def referral_add(by_email: str, name: str, when: str | None, project: Path) -> N
 
 @referral.command("update", context_settings=CONTEXT)
 @click.argument("referral_id", type=int)
-@click.option("--status", "new_status", type=click.Choice(REFERRAL_STATUSES), required=True)
+@click.option("--status", "new_status", type=click.Choice(REFERRAL_STATUSES), required=True,
+              help="Where things stand: met, listed or closed.")
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be sent.")
 @click.option("--transport", "transport_name",
-              type=click.Choice(["outbox", "smtp", "sendgrid"]))
+              type=click.Choice(["outbox", "smtp", "sendgrid"]),
+              help="Override campaigns.yaml's transport.")
 @project_option
 def referral_update(referral_id: int, new_status: str, dry_run: bool,
                     transport_name: str | None, project: Path) -> None:
