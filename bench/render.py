@@ -77,7 +77,8 @@ def naive_path(plan: Plan, renderer: Renderer, count: int) -> float:
         html = mjml.mjml2html(jinja_mjml.render(ctx))
         text = compiled.text.render(ctx)
         renderer.mime(plan.campaign, planned, ctx["subject"], text, html,
-                      renderer.message_id(plan.send_id, planned.contact.email), NOW)
+                      renderer.message_id(plan.send_id, planned.contact.email), NOW,
+                      ctx["unsubscribe_links"])
     return time.process_time() - start
 
 

@@ -190,6 +190,7 @@ class Renderer:
                 "one_off": [{"html": note_html(n.text), "text": n.text} for n in planned.notes],
                 "sections": sections, "tip": tip, "brand": self.sender.brand,
                 "unsubscribe_url": unsub_https or unsub_mailto,
+                "unsubscribe_links": (unsub_https, unsub_mailto),
                 "has_picks": bool(planned.picks)}
 
     def _render_string(self, text: str, ctx: dict[str, Any], what: str) -> str:
@@ -215,7 +216,8 @@ class Renderer:
                                 "messages over ~102 KB", "lower the section sizes or "
                                 "shorten the template")
         message_id = self.message_id(plan.send_id, planned.contact.email)
-        raw = self.mime(campaign, planned, ctx["subject"], body_text, body_html, message_id, now)
+        raw = self.mime(campaign, planned, ctx["subject"], body_text, body_html, message_id, now,
+                        ctx["unsubscribe_links"])
         picks = tuple(p.key for p in planned.picks)
         clusters = tuple(p.article.cluster if p.article else "" for p in planned.picks)
         return RenderedEmail(send_id=plan.send_id, contact=planned.contact,
@@ -230,10 +232,12 @@ class Renderer:
         return f"<{digest}.sphere@{self._domain}>"
 
     def mime(self, campaign: Campaign, planned: PlannedEmail, subject: str, text: str,
-             body_html: str, message_id: str, now: dt.datetime) -> bytes:
-        """multipart/alternative (text first, HTML preferred) with list headers."""
+             body_html: str, message_id: str, now: dt.datetime,
+             links: tuple[str, str]) -> bytes:
+        """multipart/alternative (text first, HTML preferred) with list headers; `links`
+        are the (https, mailto) unsubscribe links the context already signed."""
         c, s = planned.contact, self.sender
-        https, mailto = unsubscribe_links(s, self.secret, c.email)
+        https, mailto = links
         headers = [("From", address(s.name, s.email)), ("To", address(c.name, c.email))]
         if s.reply_to:
             headers.append(("Reply-To", s.reply_to))
