@@ -332,10 +332,7 @@ class Matcher:
         """The Pick for a tip, made once and shared by everyone who gets that tip."""
         pick = self._tips.get(tip.id)
         if pick is None or pick.tip != tip:
-            season = f", for the {tip.season}" if tip.season else ""
-            pick = Pick(section="tip", reason=f"general advice on {tip.topic}{season}",
-                        score=0.0, tip=tip, general=True)
-            self._tips[tip.id] = pick
+            pick = self._tips[tip.id] = tip_pick(tip)
         return pick
 
     def hood_evidence(self, x: Analysed, hood: str) -> tuple[float, str]:
@@ -454,6 +451,13 @@ def _fill(email: _Email, section: str, candidates: Iterable[Candidate], size: in
 
 _SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
             6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+
+
+def tip_pick(tip: Tip) -> Pick:
+    """The Pick (section, reason) for one advice tip, whichever send carries it."""
+    season = f", for the {tip.season}" if tip.season else ""
+    return Pick(section="tip", reason=f"general advice on {tip.topic}{season}", score=0.0,
+                tip=tip, general=True)
 
 
 def choose_tip(contact: Contact, tips: tuple[Tip, ...], seen: frozenset[str],

@@ -38,6 +38,15 @@ def period_for(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
     return local_now.replace(second=0, microsecond=0)
 
 
+def skip_reason(contact: Contact, suppressed: frozenset[str]) -> str:
+    """Why this person may not be mailed at all (unsubscribed or suppressed), or ''."""
+    if not contact.subscribed:
+        return "unsubscribed in the audience file"
+    if email_key(contact.email) in suppressed:
+        return "suppressed (unsubscribed, bounced or complained)"
+    return ""
+
+
 def send_id_for(campaign: Campaign, period: dt.datetime) -> str:
     """The ledger key of one run of a campaign: '<campaign>@<period>'."""
     return f"{campaign.name}@{period:%Y-%m-%dT%H:%M}"
@@ -66,12 +75,9 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
     tip_dates = tip_last_seen or {}
     for contact in contacts:
         key = email_key(contact.email)
-        if not contact.subscribed:
-            skipped.append(Skipped(contact.email, "unsubscribed in the audience file"))
-            continue
-        if key in suppressed:
-            skipped.append(Skipped(contact.email, "suppressed (unsubscribed, bounced or "
-                                                  "complained)"))
+        why = skip_reason(contact, suppressed)
+        if why:
+            skipped.append(Skipped(contact.email, why))
             continue
         seen = history.get(key, empty)
         last_seen = tip_dates.get(key, no_dates)

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .audience import email_key
-from .match import Matcher, choose_tip
+from .match import Matcher, choose_tip, tip_pick
+from .plan import skip_reason
 from .models import Article, Campaign, Contact, Note, Pick, Plan, PlannedEmail, Sale, Skipped, Tip
 from .sales import sales_for
 
@@ -36,14 +37,6 @@ class QueuedAlert:
     status: str  # pending | approved | dropped | sent
 
 
-def _skip_reason(contact: Contact, suppressed: frozenset[str]) -> str:
-    if not contact.subscribed:
-        return "unsubscribed in the audience file"
-    if email_key(contact.email) in suppressed:
-        return "suppressed (unsubscribed, bounced or complained)"
-    return ""
-
-
 def plan_recent_sales(campaign: Campaign, contacts: tuple[Contact, ...],
                       sales: tuple[Sale, ...], tips: tuple[Tip, ...],
                       history: Mapping[str, frozenset[str]], suppressed: frozenset[str],
@@ -57,7 +50,7 @@ def plan_recent_sales(campaign: Campaign, contacts: tuple[Contact, ...],
     emails, skipped = [], []
     empty: frozenset[str] = frozenset()
     for contact in contacts:
-        why = _skip_reason(contact, suppressed)
+        why = skip_reason(contact, suppressed)
         if why:
             skipped.append(Skipped(contact.email, why))
             continue
@@ -71,8 +64,7 @@ def plan_recent_sales(campaign: Campaign, contacts: tuple[Contact, ...],
         if tip is None:  # config refuses a sales mailer without tips; guard anyway
             skipped.append(Skipped(contact.email, "no advice tip to pair with the sales"))
             continue
-        season = f", for the {tip.season}" if tip.season else ""
-        pick = Pick("tip", f"advice tip on {tip.topic}{season}", 0.0, tip=tip, general=True)
+        pick = tip_pick(tip)
         own = sum(1 for s in shown if s.neighbourhood.lower() == contact.neighbourhood.lower())
         emails.append(PlannedEmail(contact, (pick,), notes.get(key, ()),
                                    extra={"sales": shown, "own_sales": own}))
@@ -94,7 +86,7 @@ def alert_candidates(campaign: Campaign, contacts: tuple[Contact, ...], matcher:
     empty: frozenset[str] = frozenset()
     for contact in contacts:
         key = email_key(contact.email)
-        why = _skip_reason(contact, suppressed)
+        why = skip_reason(contact, suppressed)
         if why:
             skipped.append(Skipped(contact.email, why))
             continue
