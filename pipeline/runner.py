@@ -145,8 +145,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
     if not groups:
         return []
     renderer = Renderer(config.project, config.sender, store.secret())
-    everyone = {c.email.lower(): c for c in load_audiences(
-        config.audience_files, config.audience_names, config.project).contacts}
+    everyone: dict[str, Contact] | None = None  # read only if a drip is due
     summaries = []
     for send_id, group in groups.items():
         if should_stop is not None and should_stop():
@@ -157,6 +156,9 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
             prepared = prepare(config, store, config.campaign(first.name), now(),
                                period=first.period, only=emails)
         else:
+            if everyone is None:
+                everyone = {c.email.lower(): c for c in load_audiences(
+                    config.audience_files, config.audience_names, config.project).contacts}
             prepared = _drip_plan(config, store, send_id, group, everyone)
         summaries.append(deliver_plan(store, renderer, transport, prepared, now, dry_run,
                                       progress, should_stop=should_stop))
