@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from rich.table import Table
 from . import __version__
 from .audience import load_audiences
 from .config import Config, load_config
+from .dbfile import db_error
 from .deliver import DryRunTransport, OutboxTransport, Transport
 from .errors import ConfigError, SphereError
 from .preview import write_preview
@@ -66,9 +68,11 @@ def fail(message: str, code: int = 1) -> None:
 _open_stores: list[Store] = []
 
 
-def open_store(config: Config, dry_run: bool = False) -> Store:
+def open_store(config: Config, dry_run: bool = False, new_ledger: bool = False,
+               verify: bool = False) -> Store:
     """Open the project's database; closed when the command ends."""
-    store = Store.open(config.db_path, dry_run=dry_run)
+    store = Store.open(config.db_path, dry_run=dry_run, new_ledger=new_ledger,
+                       verify=verify)
     _open_stores.append(store)
     return store
 
@@ -84,6 +88,8 @@ def handled() -> Iterator[None]:
         fail(f"{len(exc.problems)} problem(s) in your files; nothing was run")
     except SphereError as exc:
         fail(str(exc))
+    except sqlite3.Error as exc:  # the database failed under a command (damage, a lock)
+        fail(str(db_error(next((s.path for s in _open_stores if s.path), None), exc)))
     finally:
         while _open_stores:
             _open_stores.pop().close()
@@ -250,17 +256,19 @@ def _transport(config: Config, name: str | None, dry_run: bool,
 @click.option("--transport", "transport_name", type=click.Choice(["outbox", "smtp", "sendgrid"]),
               help="Override campaigns.yaml's transport.")
 @click.option("--no-ingest", is_flag=True, help="Use stored articles; do not fetch feeds first.")
+@click.option("--new-ledger", is_flag=True, help="Start a new, empty ledger even though "
+              "earlier sends left traces (outbox files, a backup): everyone is sent again.")
 @quiet_option
 @click.option("--local-time", is_flag=True,
               help="SendGrid only: send ahead of the campaign's next scheduled time and "
                    "have SendGrid hold each email until that time in the contact's own "
                    "time zone (send_at, at most 72 hours ahead).")
 def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None,
-         no_ingest: bool, quiet: bool, local_time: bool) -> None:
+         no_ingest: bool, new_ledger: bool, quiet: bool, local_time: bool) -> None:
     """Send CAMPAIGN now: one email per subscribed contact, exactly once per period."""
     with handled():
         config = load(project)
-        store = open_store(config, dry_run=dry_run)
+        store = open_store(config, dry_run=dry_run, new_ledger=new_ledger, verify=True)
         period, rule = None, None
         if local_time:
             period, rule = local_time_rule(config, campaign, transport_name, clock()())
@@ -592,3 +600,6 @@ from . import cli_sends  # noqa: E402,F401
 # `contacts import` and `report` (issue #9) live in their own module; importing it
 # registers them.
 from . import cli_contacts  # noqa: E402,F401
+
+# `backup` (the database's online copy) lives in its own module too.
+from . import cli_state  # noqa: E402,F401

@@ -10,11 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .dbfile import backup, db_error, make_private, mark_ledger, refuse_lost_ledger
 from .errors import StoreError
 from .migrations import MIGRATIONS
 from .models import Article, Note, RenderedEmail
 
-
+# Seconds a command waits for another process's write to finish before it says the
+# database is locked (a send commits often, so a real wait is short).
+BUSY_TIMEOUT = 30.0
 
 def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.timezone.utc).isoformat() if moment else None
@@ -122,8 +125,29 @@ class Store:
 
     # ---- opening -------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, dry_run: bool = False) -> Store:
-        """Open (and migrate) the database; with dry_run, work on an in-memory copy."""
+    def open(cls, path: Path, dry_run: bool = False, new_ledger: bool = False,
+             verify: bool = False) -> Store:
+        """Open (and migrate) the database; with dry_run, work on an in-memory copy.
+
+        Refuses an empty database where earlier sends left traces unless `new_ledger`
+        (see dbfile.py); with `verify`, runs SQLite's quick check first, so a damaged
+        ledger stops a send before anything goes out. Every SQLite failure becomes a
+        StoreError with the fix."""
+        try:
+            store = cls._connect(path, dry_run, new_ledger)
+            if verify:
+                problem = store.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if problem != "ok":
+                    store.close()
+                    raise sqlite3.DatabaseError(f"database disk image is malformed: "
+                                                f"{problem}")
+            store.migrate()
+        except sqlite3.Error as exc:
+            raise db_error(path, exc) from None
+        return store
+
+    @classmethod
+    def _connect(cls, path: Path, dry_run: bool, new_ledger: bool) -> Store:
         if dry_run:
             # A dry run must change nothing on disk, ledger included: copy the file into
             # memory and let the run write there.
@@ -132,27 +156,43 @@ class Store:
                 # immutable=1: even a read-only open of a WAL database writes its -shm
                 # file; this one touches no byte on disk.
                 src = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
-                src.backup(mem)
-                src.close()
+                try:
+                    src.backup(mem)
+                finally:
+                    src.close()
+            refuse_lost_ledger(mem, path, new_ledger)
             store = cls(mem, None)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private(path)
+            except OSError as exc:
+                raise StoreError(f"cannot create {path}: {exc.strerror}",
+                                 "check the folder is writable, or set state_dir") from None
+            conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
+            try:
+                # Before anything writes to it: an empty file here may be a lost ledger.
+                refuse_lost_ledger(conn, path, new_ledger)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open {path}: {exc}",
-                                 "check the folder is writable, or set state_dir") from exc
+            except BaseException:
+                conn.close()
+                raise
             store = cls(conn, path)
         store.conn.row_factory = sqlite3.Row
         store.conn.execute("PRAGMA foreign_keys=ON")
-        store.migrate()
         return store
 
     def close(self) -> None:
         """Close the connection."""
         self.conn.close()
+
+    def backup(self, target: Path) -> int:
+        """Copy the database to `target` (SQLite's online backup); returns its size."""
+        try:
+            return backup(self.conn, target)
+        except sqlite3.Error as exc:
+            raise db_error(self.path, exc) from None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -303,6 +343,8 @@ class Store:
     # ---- sends and the ledger ------------------------------------------------------
     def start_send(self, send_id: str, campaign: str, period: str, now: dt.datetime) -> None:
         """Record that a send began (idempotent: a resumed send keeps its first start)."""
+        if self.path is not None:
+            mark_ledger(self.path)  # a trace of sends that outlives the database file
         with self.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO sends (id, campaign, period, started) "
                        "VALUES (?,?,?,?)", (send_id, campaign, period, _iso(now)))
