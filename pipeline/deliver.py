@@ -31,6 +31,9 @@ class Transport(Protocol):
 
     name: str
     workers: int
+    # Every request is reported to it; a tripped breaker makes `send` return 'skipped'
+    # (not tried, certainly not delivered) without a request.
+    breaker: Breaker
 
     def send(self, email: RenderedEmail) -> Delivery:
         """Deliver one message; never raises for a per-message failure."""
@@ -76,6 +79,64 @@ class Cancelled(threading.Event):
         return self.wait(seconds)
 
 
+# listmonk pauses a campaign after this many errors in a row rather than burning
+# through the whole list against a broken transport.
+MAX_CONSECUTIVE_FAILURES = 10
+
+
+class Breaker(Cancelled):
+    """A run's circuit breaker, shared by all its workers. The unit is the request: every
+    request that fails (no answer, 5xx, a refused message) counts one, whichever message
+    it was for, so a retry that fails counts again; any success resets the count; a 429
+    counts only when it was a message's last try (it means "slow down", which we do).
+    It trips after `limit` failures in a row, or at once on an answer that every message
+    would get (a bad key, a refused login). Once tripped, no request starts, retries
+    included; requests already in flight finish. So at most limit + workers - 1
+    requests fail before a run pauses, and at most workers - 1 follow a bad key."""
+
+    def __init__(self, limit: int = MAX_CONSECUTIVE_FAILURES) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.limit = limit
+        self.streak = 0
+        self.reason = ""
+
+    def rearm(self, limit: int) -> None:
+        """Start a new run: nothing counted, nothing tripped."""
+        with self._lock:
+            self.clear()
+            self.limit, self.streak, self.reason = max(1, limit), 0, ""
+
+    def admit(self) -> bool:
+        """May a request start now?"""
+        return not self.is_set()
+
+    def succeeded(self) -> None:
+        """A request succeeded: the failures were not in a row."""
+        with self._lock:
+            self.streak = 0
+
+    def failed(self, why: str) -> None:
+        """A request failed; trips the breaker at the limit."""
+        with self._lock:
+            self.streak += 1
+            if self.streak >= self.limit and not self.is_set():
+                self.reason = f"paused after {self.streak} failed requests in a row " \
+                              f"(last: {why})"
+                self.set()
+
+    def trip(self, reason: str) -> None:
+        """Stop every new request now (the first reason is kept)."""
+        with self._lock:
+            if not self.is_set():
+                self.reason = reason
+                self.set()
+
+    def held(self) -> str:
+        """The error of a message that was not tried because the breaker tripped."""
+        return f"not sent: {self.reason or 'the run stopped'}"
+
+
 # Headers a provider's API sets itself from its own fields (SendGrid refuses them in
 # `headers`), or that describe the MIME structure we do not send as such.
 RESERVED_HEADERS = frozenset(h.lower() for h in (
@@ -114,10 +175,14 @@ class OutboxTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.breaker = Breaker()
 
     def send(self, email: RenderedEmail) -> Delivery:
         """Write temp, fsync, rename: a crash leaves either the whole file or none."""
         target = self.folder / outbox_name(email.send_id, email.contact.email)
+        if not self.breaker.admit():
+            return Delivery(email.contact.email, "skipped", self.name,
+                            error=self.breaker.held())
         try:
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
             with os.fdopen(fd, "wb") as fh:
@@ -126,8 +191,10 @@ class OutboxTransport:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
         except OSError as exc:
-            return Delivery(email.contact.email, "failed", self.name,
-                            error=f"cannot write {target}: {exc.strerror}")
+            error = f"cannot write {target}: {exc.strerror}"
+            self.breaker.failed(error)
+            return Delivery(email.contact.email, "failed", self.name, error=error)
+        self.breaker.succeeded()
         return Delivery(email.contact.email, "sent", self.name, provider_id=target.name)
 
     def confirm(self, send_id: str, email: str, message_id: str) -> bool | None:
@@ -146,6 +213,7 @@ class DryRunTransport:
 
     def __init__(self) -> None:
         self.messages: list[RenderedEmail] = []
+        self.breaker = Breaker()
 
     def send(self, email: RenderedEmail) -> Delivery:
         """Record the message and report it as sent."""

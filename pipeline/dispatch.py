@@ -66,7 +66,11 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     turns true (SIGTERM to the daemon), hand out nothing more, settle what is in flight
     and return."""
     ledger = store.ledger_status(send_id)
-    sent = already = failed = unknown = streak = done = 0
+    # Failures in a row are counted per request, across workers, by the transport's
+    # breaker (deliver.Breaker): it stops new requests the moment it trips.
+    breaker = transport.breaker
+    breaker.rearm(max_failures)
+    sent = already = failed = unknown = done = 0
     failures: list[str] = []
     skipped: list[Skipped] = []
     paused = ""
@@ -82,7 +86,7 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
 
     def outcomes(finished: Iterable[Future[Delivery]]) -> list[tuple[str, str, str, str]]:
         """Count finished sends; the ledger rows to settle for them."""
-        nonlocal sent, failed, unknown, streak, paused
+        nonlocal sent, failed, unknown, paused
         rows = []
         fatal: TransportError | None = None
         for future in finished:
@@ -97,7 +101,6 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                 # Leave the row 'pending': `sphere status` lists it with the command
                 # that settles it. Sending it again could deliver it twice.
                 unknown += 1
-                streak += 1
                 failures.append(f"{email}: outcome unknown: {result.error}")
                 continue
             ok = result.status == "sent"
@@ -105,10 +108,10 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                          result.error))
             if ok:
                 sent += 1
-                streak = 0
+            elif result.status == "skipped":
+                pass  # never tried (the breaker had tripped): the next run sends it
             else:
                 failed += 1
-                streak += 1
                 failures.append(f"{email}: {result.error}")
                 if result.bounced:
                     # The address itself was refused for good: retrying it on every run
@@ -118,9 +121,9 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                     failures[-1] += f"; {BOUNCED}"
         if fatal is not None and not paused:
             paused = f"stopped: {fatal}; fix it and run the same command again to resume"
-        if streak >= max_failures and not paused:
-            paused = (f"paused after {streak} failures in a row (last: {failures[-1]}); "
-                      "fix the cause and run the same command again to resume")
+        if breaker.is_set() and not paused:
+            paused = (f"{breaker.reason or 'stopped'}; fix the cause and run the same "
+                      "command again to resume")
         return rows
 
     def fill(room: int) -> list[RenderedEmail]:
@@ -156,6 +159,7 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
         while True:
             if should_stop is not None and not paused and should_stop():
                 paused = "stopped on request; the rest goes out on the next run"
+                breaker.trip(paused)  # a worker waiting to retry gives up now
             rows: list[tuple[str, str, str, str]] = []
             if inflight:
                 # Wait only when there is nothing else to do: the window is full, or

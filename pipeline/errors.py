@@ -1,7 +1,43 @@
 """Sphere's own exceptions: each carries where the problem is and how to fix it."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Query parameters that carry a secret (an API key in a feed URL, a signed token).
+_SECRET_PARAMS = re.compile(r"(?i)^(.*[_-])?(key|token|secret|password|passwd|pwd|sig|"
+                            r"signature|auth|access[_-]?token|api[_-]?key|"
+                            r"credentials?|session)$")
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+HIDDEN = "***"
+
+
+def redact_url(url: str) -> str:
+    """The URL as it may be shown or logged: no user name or password, and no value of a
+    query parameter that holds a secret (key=, token=, ...)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{HIDDEN}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAMS.match(k) for k, _ in pairs):
+            query = urlencode([(k, HIDDEN if _SECRET_PARAMS.match(k) else v)
+                               for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str) -> str:
+    """`text` with every URL in it passed through redact_url: for error lines and logs
+    that quote a URL (an exception's message, a server's answer)."""
+    return _URL.sub(lambda m: redact_url(m.group(0)), text) if "://" in text else text
 
 
 class SphereError(Exception):
@@ -13,7 +49,8 @@ class SphereError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        # Every error the CLI prints goes through here: no URL in it shows a password.
+        return redact(f"{self.message} ({self.hint})" if self.hint else self.message)
 
 
 @dataclass(frozen=True)

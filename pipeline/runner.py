@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .audience import AudienceLoad, load_audiences
 from .config import Config
-from .deliver import Transport
+from .deliver import MAX_CONSECUTIVE_FAILURES, Transport
 from .dispatch import Job, dispatch
 from .engagement import cold_contacts, hold_cold
 from .ingest import IngestSummary, ingest
@@ -23,9 +23,6 @@ from .render import DRIP_SUBJECTS, Renderer
 from .schedule import Due, hold_capped
 from .store import Store
 
-# listmonk pauses a campaign after this many errors in a row rather than burning
-# through the whole list against a broken transport.
-MAX_CONSECUTIVE_FAILURES = 10
 # An article ingested this recently is "new" for interest alerts.
 ALERT_NEW_WITHIN = dt.timedelta(days=3)
 ALERT_EXPIRY = dt.timedelta(days=7)  # a pending alert older than this is stale news

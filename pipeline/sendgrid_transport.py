@@ -24,8 +24,8 @@ from sendgrid.helpers.mail import (
 )
 
 from .config import Config, SendGridSettings
-from .deliver import Cancelled, RetryPolicy, extra_headers
-from .errors import SphereError, TransportError
+from .deliver import Breaker, RetryPolicy, extra_headers
+from .errors import SphereError, TransportError, redact, redact_url
 from .models import Delivery, RenderedEmail, Sender
 
 API_KEY_ENV = "SENDGRID_API_KEY"
@@ -53,7 +53,7 @@ def api_host(settings: SendGridSettings) -> str:
     host = os.environ.get(API_HOST_ENV, "").strip() or settings.api_host
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise TransportError(f"SendGrid API host {host!r} is not an http(s) URL",
+        raise TransportError(f"SendGrid API host {redact_url(host)!r} is not an http(s) URL",
                              f"set sendgrid.api_host or {API_HOST_ENV} to e.g. "
                              "https://api.sendgrid.com")
     return host.rstrip("/")
@@ -89,15 +89,20 @@ class Unknown(Exception):
     """The request may have reached SendGrid, and we have no answer."""
 
 
+class Held(Exception):
+    """No request was made: the run's breaker had tripped."""
+
+
 class SendGridClient:
     """A pooled, retrying client for the v3 API. Thread-safe (httpx.Client is)."""
 
     def __init__(self, host: str, api_key: str, timeout: float = 30.0,
                  pool: int = 16, retry: RetryPolicy | None = None,
-                 stop: Cancelled | None = None) -> None:
+                 stop: Breaker | None = None) -> None:
         self.host = host
+        self.shown = redact_url(host)  # the host as error messages may show it
         self.retry = retry or RetryPolicy()
-        self.stop = stop or Cancelled()
+        self.stop = stop or Breaker()
         # The key lives only in this header; httpx never logs headers, and none of our
         # messages include them.
         self._http = httpx.Client(
@@ -109,16 +114,22 @@ class SendGridClient:
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 params: dict[str, Any] | None = None) -> httpx.Response:
-        """One call with retries on 429, 5xx and failures to connect.
+        """One call with retries on 429, 5xx and failures to connect, each try reported
+        to the breaker (deliver.Breaker), which may forbid the next.
 
         Returns the final response (2xx, or an error that is not worth retrying). Raises
         Unknown when a POST was sent and no answer came (a read timeout): SendGrid may
         have accepted it, so sending it again could deliver it twice. A GET changes
-        nothing, so it is retried then too.
+        nothing, so it is retried then too. Raises Held when the breaker stops the run
+        before a first try.
         """
         headers = {"Content-Type": "application/json"} if body is not None else None
         last = ""
         for attempt in range(1, self.retry.attempts + 1):
+            if not self.stop.admit():
+                if attempt == 1:
+                    raise Held(self.stop.held())
+                break
             reset_in = None
             try:
                 response = self._http.request(method, path, content=body, params=params,
@@ -126,23 +137,28 @@ class SendGridClient:
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
                     httpx.WriteError, httpx.WriteTimeout) as exc:
                 # Nothing complete reached the server: safe to try again.
-                last = f"cannot reach {self.host}: {type(exc).__name__}: {exc}"
+                last = redact(f"cannot reach {self.shown}: {type(exc).__name__}: {exc}")
+                self.stop.failed(last)
             except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
-                if method == "GET":
-                    last = f"no answer from {self.host}: {type(exc).__name__}"
-                    if attempt == self.retry.attempts or \
-                            self.stop.pause(self.retry.delay(attempt)):
-                        break
-                    continue
-                raise Unknown(f"no answer from {self.host} ({type(exc).__name__}"
-                              f"{': ' + str(exc) if str(exc) else ''})") from exc
+                last = redact(f"no answer from {self.shown} ({type(exc).__name__}"
+                              f"{': ' + str(exc) if str(exc) else ''})")
+                self.stop.failed(last)
+                if method != "GET":
+                    raise Unknown(last) from exc
             else:
                 if response.status_code == 429:
                     last = error_text(response)
                     reset_in = _reset_in(response)
+                    if attempt == self.retry.attempts:
+                        self.stop.failed(last)
                 elif response.status_code >= 500:
                     last = error_text(response)
+                    self.stop.failed(last)
                 else:
+                    if response.status_code < 400:
+                        self.stop.succeeded()
+                    elif response.status_code not in (401, 403):  # those trip the breaker
+                        self.stop.failed(error_text(response))
                     return response
             if attempt == self.retry.attempts or \
                     self.stop.pause(self.retry.delay(attempt, reset_in)):
@@ -152,7 +168,7 @@ class SendGridClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self.stop.set()
+        self.stop.trip("the client was closed")
         self._http.close()
 
 
@@ -204,8 +220,9 @@ class SendGridTransport:
         self.workers = settings.workers
         self.send_at = send_at
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.breaker = Breaker()
         self.client = SendGridClient(host or api_host(settings), api_key, settings.timeout,
-                                     pool=settings.workers, retry=retry)
+                                     pool=settings.workers, retry=retry, stop=self.breaker)
 
     @classmethod
     def from_env(cls, settings: SendGridSettings, sender: Sender,
@@ -238,6 +255,8 @@ class SendGridTransport:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         try:
             response = self.client.request("POST", "/v3/mail/send", body=body)
+        except Held as exc:
+            return Delivery(to, "skipped", self.name, error=str(exc))
         except Unknown as exc:
             return Delivery(to, "unknown", self.name, error=str(exc))
         except TransportError as exc:
@@ -246,9 +265,12 @@ class SendGridTransport:
             return Delivery(to, "sent", self.name,
                             provider_id=response.headers.get("X-Message-Id", ""))
         if response.status_code in (401, 403):
-            # Every other message would be refused the same way: stop the run.
-            raise SendGridError(error_text(response),
-                                f"check {API_KEY_ENV} is a key with Mail Send permission")
+            # Every other message would be refused the same way: stop the run, and no
+            # worker starts another request.
+            error = SendGridError(error_text(response),
+                                  f"check {API_KEY_ENV} is a key with Mail Send permission")
+            self.breaker.trip(f"stopped: {error}")
+            raise error
         return Delivery(to, "failed", self.name, error=error_text(response))
 
     def confirm(self, send_id: str, email: str, message_id: str) -> bool | None:

@@ -10,7 +10,7 @@ import ssl
 import threading
 
 from .config import SmtpSettings
-from .deliver import Cancelled, RetryPolicy
+from .deliver import Breaker, RetryPolicy
 from .errors import TransportError
 from .models import Delivery, RenderedEmail, Sender
 
@@ -90,7 +90,7 @@ class SmtpTransport:
         self.credentials = credentials
         self.context = ssl_context or ssl.create_default_context()
         self.retry = retry or RetryPolicy()
-        self.stop = Cancelled()
+        self.breaker = Breaker()
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: list[smtplib.SMTP] = []
@@ -181,22 +181,40 @@ class SmtpTransport:
             raise smtplib.SMTPDataError(code, reply)
 
     def send(self, email: RenderedEmail) -> Delivery:
-        """One SMTP transaction; retries 4yz replies and lost connections."""
+        """One SMTP transaction; retries 4yz replies and lost connections. Each try is
+        reported to the breaker, which may forbid the next (deliver.Breaker)."""
+        to = email.contact.email
+        if not self.breaker.admit():
+            return Delivery(to, "skipped", self.name, error=self.breaker.held())
+        try:
+            return self._send(email)
+        except TransportError as exc:
+            # A refused login or an untrusted certificate: every message would fail the
+            # same way, so no worker starts another connection.
+            self.breaker.trip(f"stopped: {exc}")
+            raise
+
+    def _send(self, email: RenderedEmail) -> Delivery:
         to = email.contact.email
         last = ""
         for attempt in range(1, self.retry.attempts + 1):
+            if attempt > 1 and not self.breaker.admit():
+                break
             try:
                 conn = self._connection()
                 self._transaction(conn, to, email.raw)
                 self._local.count += 1
+                self.breaker.succeeded()
                 return Delivery(to, "sent", self.name, provider_id=email.message_id)
             except _SentUnknown as exc:
                 self._drop()
+                self.breaker.failed(str(exc))
                 return Delivery(to, "unknown", self.name, error=str(exc))
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = exc.recipients[to]
                 text = reply.decode(errors="replace")
                 last = f"{to} refused: {code} {text}"
+                self.breaker.failed(last)
                 if not _transient(code):
                     return Delivery(to, "failed", self.name, error=last,
                                     bounced=_hard_bounce(code, text))
@@ -205,6 +223,7 @@ class SmtpTransport:
                     if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
                 last = f"SMTP {exc.smtp_code} {text}"
                 self._drop()
+                self.breaker.failed(last)
                 if not _transient(exc.smtp_code):
                     # One recipient per transaction, so a refusal of DATA or of the
                     # message can be about this address (some relays check mailboxes
@@ -224,8 +243,9 @@ class SmtpTransport:
                 last = (f"cannot reach {self.settings.host}:{self.settings.port}: "
                         f"{type(exc).__name__}: {exc}")
                 self._drop()
+                self.breaker.failed(last)
             if attempt == self.retry.attempts or \
-                    self.stop.pause(self.retry.delay(attempt)):
+                    self.breaker.pause(self.retry.delay(attempt)):
                 break
         return Delivery(to, "failed", self.name,
                         error=f"{last} (gave up after {attempt} attempt(s))")
@@ -236,7 +256,7 @@ class SmtpTransport:
 
     def close(self) -> None:
         """QUIT every pooled connection."""
-        self.stop.set()
+        self.breaker.trip("the transport was closed")
         with self._lock:
             conns, self._open = self._open, []
         for conn in conns:

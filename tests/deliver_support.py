@@ -112,10 +112,14 @@ class Recorder:
 
 
 def smtp_server(recorder: Recorder, tls: ssl.SSLContext | None = None,
-                implicit: bool = False, auth: tuple[str, str] | None = None) -> Controller:
-    """A started aiosmtpd Controller on 127.0.0.1 (any free port)."""
+                implicit: bool = False, auth: tuple[str, str] | None = None,
+                logins: list[str] | None = None) -> Controller:
+    """A started aiosmtpd Controller on 127.0.0.1 (any free port); each AUTH attempt
+    appends its connection's id to `logins` (smtplib tries each mechanism offered)."""
     def check(server: Any, session: Any, envelope: Any, mechanism: str,
               data: Any) -> AuthResult:
+        if logins is not None and isinstance(data, LoginPassword):
+            logins.append(str(id(session)))
         ok = isinstance(data, LoginPassword) and auth is not None and \
             (data.login.decode(), data.password.decode()) == auth
         return AuthResult(success=ok, handled=False)

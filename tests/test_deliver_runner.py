@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pipeline.config import SendGridSettings
 from pipeline.deliver import OutboxTransport
 from pipeline.dispatch import SUPPRESSED
@@ -29,10 +31,11 @@ def test_many_failures_in_a_row_pause_the_run_and_a_rerun_resumes(project: Path)
         first = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender, 2),
                              s.prepared, lambda: NOW, False)
         assert first.sent == 0 and first.paused.startswith(
-            f"paused after {MAX_CONSECUTIVE_FAILURES} failures in a row")
+            f"paused after {MAX_CONSECUTIVE_FAILURES} failed requests in a row")
         assert "SendGrid 503" in first.paused and "run the same command again" in first.paused
         # It stopped early: it did not burn through the whole list.
         assert first.failed < 28 and not standin.delivered
+        assert standin.requests <= MAX_CONSECUTIVE_FAILURES + 2 - 1
         standin.faults.clear()  # SendGrid is back
         second = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender),
                               s.prepared, lambda: NOW, False)
@@ -92,3 +95,63 @@ def test_a_pending_row_is_settled_by_webhook_evidence_not_resent(project: Path) 
     assert a.contact.email.lower() not in standin.delivered
     assert b.contact.email.lower() not in standin.delivered
     assert [r.email for r in s.store.pending_deliveries()] == [b.contact.email]
+
+
+@pytest.mark.parametrize("workers", [1, 4, 16])
+def test_every_request_failing_pauses_after_n_failed_requests_across_workers(
+        project: Path, workers: int) -> None:
+    # Issue 13.8: with every request answered 500, 28 addresses x 5 tries = 140 requests
+    # went out before the pause. Now each failed request counts, retries too, across
+    # workers, and none starts after the N-th: at most N + workers - 1 in all.
+    s = sample(project)
+    standin = StandIn().start()
+    try:
+        standin.fail(*[Fault(500)] * 1000)
+        summary = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender,
+                                                             workers),
+                               s.prepared, lambda: NOW, False)
+    finally:
+        standin.stop()
+    n = MAX_CONSECUTIVE_FAILURES
+    assert summary.paused.startswith(f"paused after {n}") or \
+        summary.paused.startswith("paused after 1")  # N, or N + a few in flight
+    assert n <= standin.requests <= n + workers - 1, standin.requests
+    assert summary.sent == 0 and not standin.delivered
+    # Messages never tried are not failures; their rows let the next run send them.
+    ledger = s.store.ledger_status(s.prepared.plan.send_id)
+    assert set(ledger.values()) == {"failed"} and summary.failed <= standin.requests
+
+
+def test_a_success_resets_the_count_so_scattered_failures_do_not_pause(
+        project: Path) -> None:
+    s = sample(project)
+    standin = StandIn().start()
+    try:
+        # 27 failed requests in all, never more than 3 in a row: each message's retry
+        # succeeds, so the run never pauses and everyone gets exactly one email.
+        for _ in range(9):  # None: answered as usual
+            standin.faults.extend([Fault(503), Fault(503), Fault(503), None])
+        summary = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender, 1),
+                               s.prepared, lambda: NOW, False)
+    finally:
+        standin.stop()
+    assert not summary.paused and summary.sent == 28
+    assert standin.delivered == {e.contact.email.lower(): 1 for e in s.emails}
+
+
+@pytest.mark.parametrize("workers", [1, 4, 16])
+def test_a_bad_key_stops_at_the_first_401_across_workers(project: Path,
+                                                         workers: int) -> None:
+    # Issue 13.8: a 401 let 20 more requests go. No request starts after the answer;
+    # only those already in flight (one per other worker at most) settle.
+    s = sample(project)
+    standin = StandIn(key="SG.the-right-key").start()
+    try:
+        summary = deliver_plan(s.store, s.renderer, _sendgrid(standin, s.config.sender,
+                                                             workers),
+                               s.prepared, lambda: NOW, False)
+    finally:
+        standin.stop()
+    assert summary.paused.startswith("stopped: SendGrid 401")
+    assert 1 <= standin.requests <= workers, standin.requests
+    assert summary.sent == 0 and summary.failed <= workers

@@ -14,7 +14,7 @@ from pipeline.config import SmtpSettings
 from pipeline.dispatch import BOUNCED, SUPPRESSED
 from pipeline.errors import TransportError
 from pipeline.models import RunSummary
-from pipeline.runner import Prepared, deliver_plan, prepare
+from pipeline.runner import MAX_CONSECUTIVE_FAILURES, Prepared, deliver_plan, prepare
 from pipeline.smtp_transport import SmtpTransport, credentials_from_env
 from tests.conftest import NOW
 from tests.deliver_support import (
@@ -241,3 +241,36 @@ def test_credentials_only_from_env_and_never_in_clear(monkeypatch: pytest.Monkey
     remote = dataclasses.replace(_settings(587, "none"), host="smtp.example.com")
     with pytest.raises(TransportError, match="in clear"):
         SmtpTransport(remote, s.config.sender, AUTH)
+
+
+def test_a_refused_login_stops_every_worker_at_once(project: Path, certs) -> None:
+    # Issue 13.8: no worker opens another connection after the relay refused the login;
+    # the logins already under way (one per other worker at most) settle.
+    s = sample(project)
+    recorder, logins = Recorder(), []
+    server = smtp_server(recorder, server_tls(*certs), auth=AUTH, logins=logins)
+    workers = 3
+    try:
+        transport = SmtpTransport(_settings(server.port, "starttls"), s.config.sender,
+                                  ("dana", "wrong-pw-123"), client_tls(certs[0]), FAST)
+        summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW,
+                               dry_run=False)
+        transport.close()
+    finally:
+        server.stop()
+    assert "refused the login" in summary.paused
+    assert 1 <= len(set(logins)) <= workers, logins  # connections that tried to log in
+    assert summary.failed <= workers and recorder.messages == []
+
+
+def test_a_relay_refusing_everything_pauses_after_n_failed_tries(project: Path) -> None:
+    # Every RCPT answered 451 (try again later): each refused try counts, retries too,
+    # across workers; none starts after the N-th, so at most N + workers - 1 are asked.
+    s = sample(project)
+    recorder = Tally(refuse={e.contact.email: "451 4.3.0 Try again later"
+                             for e in s.emails})
+    summary = _deliver(s, recorder)
+    n, workers = MAX_CONSECUTIVE_FAILURES, 3
+    assert summary.paused.startswith("paused after") and "451" in summary.paused
+    assert n <= len(recorder.asked) <= n + workers - 1, len(recorder.asked)
+    assert summary.sent == 0 and not recorder.messages
