@@ -24,7 +24,7 @@ from .audience import load_audiences
 from .config import Config, load_config
 from .dbfile import db_error
 from .deliver import DryRunTransport, OutboxTransport, Transport
-from .errors import ConfigError, SphereError
+from .errors import ConfigError, SphereError, redact, redact_url
 from .preview import write_preview
 from .render import KIND_TEMPLATES, Renderer, TemplateError
 from .resources import bundled
@@ -61,7 +61,8 @@ def clock() -> Callable[[], dt.datetime]:
 
 def fail(message: str, code: int = 1) -> None:
     """Print one error and exit."""
-    err.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False)
+    err.print(f"[bold red]Error:[/] {escape(redact(message))}", markup=True,
+              highlight=False)
     sys.exit(code)
 
 
@@ -295,7 +296,7 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
         if ingested:
             err.print(f"ingest: {ingested.line()}", markup=False)
         for failure in summary.failures[:10]:
-            err.print(f"failed: {failure}", markup=False)
+            err.print(f"failed: {redact(failure)}", markup=False)
         parts = summary_parts(summary, "Would send" if dry_run else "Sent")
         if summary.problems:
             parts.append(f"{len(summary.problems)} contact row(s) reported above")
@@ -451,7 +452,7 @@ def _feeds_table(config: Config, store: Store) -> None:
         outcome = {"ok": "ok", "not_modified": "not modified",
                    "failed": "[red]failed[/]"}.get(s.last_outcome or "", "")
         # An old error is history, not health: show it dimmed once the feed recovered.
-        error = escape(f"{(s.last_error or '')[:90]} ({_when(s.last_error_at)})"
+        error = escape(f"{redact(s.last_error or '')[:90]} ({_when(s.last_error_at)})"
                        if s.last_error else "")
         if error and not s.consecutive_failures:
             error = f"[dim]{error}, since recovered[/]"
@@ -465,10 +466,11 @@ def _feeds_table(config: Config, store: Store) -> None:
     where = config.project / "content_sources.yaml"
     for src, s in failing:
         out.print(f"[red]{escape(src.name)} failed {s.consecutive_failures} times in a row[/]"
-                  f" (last: {escape(s.last_error or '')}); check its url at "
+                  f" (last: {escape(redact(s.last_error or ''))}); check its url at "
                   f"{escape(str(where))}:{src.line} in a browser, or remove the source")
     for src, url in moved:
-        out.print(f"[yellow]{escape(src.name)} has moved permanently[/] to {escape(url)}; "
+        out.print(f"[yellow]{escape(src.name)} has moved permanently[/] to "
+                  f"{escape(redact_url(url))}; "
                   f"update its url at {escape(str(where))}:{src.line} (the old address may "
                   "stop redirecting)")
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 # Query parameters that carry a secret (an API key in a feed URL, a signed token).
 _SECRET_PARAMS = re.compile(r"(?i)^(.*[_-])?(key|token|secret|password|passwd|pwd|sig|"
                             r"signature|auth|access[_-]?token|api[_-]?key|"
                             r"credentials?|session)$")
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# A URL in running text; a trailing full stop, comma, colon or bracket is the sentence's.
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,;:!?)\]]")
 HIDDEN = "***"
 
 
@@ -23,15 +24,27 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{HIDDEN}@{netloc.rsplit('@', 1)[1]}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_PARAMS.match(k) for k, _ in pairs):
-            query = urlencode([(k, HIDDEN if _SECRET_PARAMS.match(k) else v)
-                               for k, v in pairs], safe="*")
+    # Parameter by parameter, the others left byte for byte as they were.
+    query = "&".join(
+        f"{p.split('=', 1)[0]}={HIDDEN}"
+        if "=" in p and _SECRET_PARAMS.match(unquote_plus(p.split("=", 1)[0])) else p
+        for p in parts.query.split("&")) if parts.query else ""
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def header_safe(name: str, value: str, spaces: bool = False) -> str:
+    """`value` of the environment variable `name` if it can go in a protocol header or
+    login as is (printable ASCII); else a SphereError that says where, never what."""
+    for position, char in enumerate(value, 1):
+        if not (" " <= char < "\x7f") or (char == " " and not spaces):
+            what = "a space" if char == " " else "a control character" if char < " " or \
+                char == "\x7f" else "a character that is not ASCII"
+            raise SphereError(f"{name} holds {what} at position {position}",
+                              "copy the value again from where it was issued; it must be "
+                              "plain ASCII" + ("" if spaces else " with no spaces"))
+    return value
 
 
 def redact(text: str) -> str:

@@ -18,6 +18,7 @@ from xml.sax import SAXParseException
 import feedparser
 from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 
+from .errors import redact
 from .fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, fetch_all
 from .models import Article, Source
 from .sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
@@ -432,7 +433,8 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
         name = r.source.name
         feed = parsed.get(name)
         if r.status == "failed" or (feed and feed.error):
-            error = r.error or (feed.error if feed else "")
+            # A feed url may carry credentials (user:pass@, ?key=): never stored or shown.
+            error = redact(r.error or (feed.error if feed else ""))
             store.record_feed_failure(name, now, error)
             failed.append((name, error))
             continue

@@ -25,7 +25,7 @@ from sendgrid.helpers.mail import (
 
 from .config import Config, SendGridSettings
 from .deliver import Breaker, RetryPolicy, extra_headers
-from .errors import SphereError, TransportError, redact, redact_url
+from .errors import SphereError, TransportError, header_safe, redact, redact_url
 from .models import Delivery, RenderedEmail, Sender
 
 API_KEY_ENV = "SENDGRID_API_KEY"
@@ -45,7 +45,7 @@ def api_key_from_env(hint: str = "export it, or use --transport outbox") -> str:
     key = os.environ.get(API_KEY_ENV, "").strip()
     if not key:
         raise TransportError(f"{API_KEY_ENV} is not set", hint)
-    return key
+    return header_safe(API_KEY_ENV, key)
 
 
 def api_host(settings: SendGridSettings) -> str:

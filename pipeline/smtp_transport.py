@@ -11,7 +11,7 @@ import threading
 
 from .config import SmtpSettings
 from .deliver import Breaker, RetryPolicy
-from .errors import TransportError
+from .errors import TransportError, header_safe
 from .models import Delivery, RenderedEmail, Sender
 
 USERNAME_ENV = "SMTP_USERNAME"
@@ -44,7 +44,11 @@ def credentials_from_env() -> tuple[str, str] | None:
         raise TransportError(f"{missing} is not set but "
                              f"{USERNAME_ENV if user else PASSWORD_ENV} is",
                              "export both, or neither for a relay without AUTH")
-    return (user, password) if user else None
+    if not user:
+        return None
+    # smtplib sends both as ASCII: anything else would fail inside a worker, mid-send.
+    return (header_safe(USERNAME_ENV, user, spaces=True),
+            header_safe(PASSWORD_ENV, password, spaces=True))
 
 
 def _transient(code: int) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .dbfile import backup, db_error, make_private, mark_ledger, refuse_lost_ledger
 from .errors import StoreError
+from .links import link_keys
 from .migrations import MIGRATIONS
 from .models import Article, Note, RenderedEmail
 
@@ -221,6 +222,14 @@ class Store:
 
     # ---- meta ----------------------------------------------------------------------
     def secret(self) -> str:
+        """The key that signs unsubscribe links: SPHERE_SECRET, else the project's own."""
+        return self.secrets()[0]
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every key an unsubscribe link may be signed with, the signing one first."""
+        return link_keys(self._project_secret)
+
+    def _project_secret(self) -> str:
         """A per-project random key for signing unsubscribe links (made once)."""
         row = self.conn.execute("SELECT value FROM meta WHERE key='link_secret'").fetchone()
         if row:

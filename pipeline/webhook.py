@@ -213,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, _page("Link not recognised", "<p>This unsubscribe link is "
                                   "incomplete. Please use the link from the email.</p>"))
             return None
-        email = read_token(self.server.store.secret(), token)
+        email = read_token(self.server.store.secrets(), token)
         if email is None:
             self._send(403, _page("Link not valid", "<p>This unsubscribe link is not "
                                   "valid. Please use the link from the email.</p>"))
