@@ -604,4 +604,4 @@ from . import cli_sends  # noqa: E402,F401
 from . import cli_contacts  # noqa: E402,F401
 
 # `backup` (the database's online copy) lives in its own module too.
-from . import cli_state  # noqa: E402,F401
+from . import cli_state  # noqa: F401

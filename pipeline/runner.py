@@ -21,6 +21,7 @@ from .sales import load_sales
 from .sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
 from .render import DRIP_SUBJECTS, Renderer
 from .schedule import Due, hold_capped
+from .sendlock import send_lock
 from .store import Store
 
 # An article ingested this recently is "new" for interest alerts.
@@ -82,7 +83,17 @@ def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepare
                  max_failures: int = MAX_CONSECUTIVE_FAILURES,
                  should_stop: Callable[[], bool] | None = None) -> RunSummary:
     """Stages 4-5: render and deliver each planned email, recording each in the ledger
-    (concurrently, `transport.workers` at a time; see dispatch.py)."""
+    (concurrently, `transport.workers` at a time; see dispatch.py). One process at a
+    time delivers a send: another holding it raises LockedError (sendlock.py)."""
+    with send_lock(store.path, prepared.plan.send_id):
+        return _deliver_plan(store, renderer, transport, prepared, now, dry_run, progress,
+                             max_failures, should_stop)
+
+
+def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
+                  prepared: Prepared, now: Callable[[], dt.datetime], dry_run: bool,
+                  progress: Progress | None, max_failures: int,
+                  should_stop: Callable[[], bool] | None) -> RunSummary:
     started = time.monotonic()
     plan = prepared.plan
     store.start_send(plan.send_id, plan.campaign.name, plan.period, now())
