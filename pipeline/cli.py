@@ -90,7 +90,7 @@ def handled() -> Iterator[None]:
     except SphereError as exc:
         fail(str(exc))
     except sqlite3.Error as exc:  # the database failed under a command (damage, a lock)
-        fail(str(db_error(next((s.path for s in _open_stores if s.path), None), exc)))
+        fail(str(db_error(next((s.origin for s in _open_stores if s.origin), None), exc)))
     finally:
         while _open_stores:
             _open_stores.pop().close()

@@ -89,7 +89,7 @@ class Unknown(Exception):
     """The request may have reached SendGrid, and we have no answer."""
 
 
-class Held(Exception):
+class Held(TransportError):
     """No request was made: the run's breaker had tripped."""
 
 

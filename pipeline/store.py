@@ -120,9 +120,11 @@ class StoredEvent:
 class Store:
     """The project's SQLite file. Every write is one short transaction."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | None,
+                 origin: Path | None = None) -> None:
         self.conn = conn
-        self.path = path
+        self.path = path  # None for an in-memory copy (a dry run)
+        self.origin = origin or path  # the file it holds, to name in error messages
 
     # ---- opening -------------------------------------------------------------------
     @classmethod
@@ -162,7 +164,7 @@ class Store:
                 finally:
                     src.close()
             refuse_lost_ledger(mem, path, new_ledger)
-            store = cls(mem, None)
+            store = cls(mem, None, origin=path)
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +195,7 @@ class Store:
         try:
             return backup(self.conn, target)
         except sqlite3.Error as exc:
-            raise db_error(self.path, exc) from None
+            raise db_error(self.origin, exc) from None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -47,12 +47,23 @@ def _damage_middle_pages(db: Path, seed: int = 13) -> None:
 def test_damaged_middle_pages_give_one_line_with_the_fix(project: Path, cli) -> None:
     assert cli("send", "monthly-sphere", project=project).exit_code == 0
     _damage_middle_pages(_db(project))
-    for args in (("status",), ("send", "monthly-sphere", "--no-ingest")):
+    for args in (("status",), ("send", "monthly-sphere", "--no-ingest"), ("ingest",),
+                 ("plan", "monthly-sphere")):
         line = _one_error_line(cli(*args, project=project))
         assert f"{_db(project)} is damaged (" in line
         assert "restore your latest backup" in line and "Backup and restore" in line
     # The send stopped before writing anything: the outbox holds the first run's 28.
     assert len(list((project / "var" / "outbox").glob("*.eml"))) == 28
+
+
+def test_a_damaged_header_gives_one_line_for_every_command(project: Path, cli) -> None:
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    db = _db(project)
+    with open(db, "r+b") as fh:
+        fh.write(random.Random(7).randbytes(100))  # the header: no longer SQLite's
+    for args in (("status",), ("plan", "monthly-sphere"), ("backup", str(db) + ".copy")):
+        line = _one_error_line(cli(*args, project=project))
+        assert line.startswith(f"Error: {db} is damaged (file is not a database)")
 
 
 def test_a_lock_held_by_another_process_gives_one_line(project: Path, cli,
