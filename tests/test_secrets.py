@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import load_config
 from pipeline.errors import redact, redact_url
 from pipeline.links import make_token, read_token
 from pipeline.store import Store
+from tests.conftest import NOW
 from tests.deliver_support import free_port
 
 KEY_A = "first-key-0123456789abcdef"
@@ -40,18 +42,34 @@ def test_credentials_in_the_api_host_are_never_printed(project: Path, cli,
     assert "HOSTPW" not in result.output and "user:" not in result.output
 
 
-def test_credentials_in_a_feed_url_are_never_stored_or_printed(project: Path, cli) -> None:
+def test_credentials_in_feed_urls_are_never_stored_or_printed(project: Path, cli) -> None:
     sources = project / "content_sources.yaml"
     sources.write_text(sources.read_text(encoding="utf-8").replace(
         "url: samples/feeds/maple-heights-gazette.xml",
         f"url: http://reader:FEEDPW@127.0.0.1:{free_port()}/feed.xml?token=TOKPW",
         1), encoding="utf-8")
-    printed = cli("ingest", project=project).output + cli("status", project=project).output
-    assert "FEEDPW" not in printed and "TOKPW" not in printed
+    printed = cli("ingest", project=project).output
     store = Store.open(project / "var" / "sphere.db")
     stored = " ".join(s.last_error or "" for s in store.feed_states())
+    # What status shows of a feed that moved to a URL with credentials, and of an error
+    # that quotes one (as a server's answer or an older Sphere may have stored it).
+    moved = "https://reader:FEEDPW@feeds.example/new.xml?api_key=TOKPW"
+    store.record_feed_success("harbor-point-herald", NOW, url=_url_of(project,
+                              "harbor-point-herald"), etag=None, last_modified=None,
+                              permanent_url=moved)
+    store.record_feed_failure("cedar-grove-notes", NOW, f"HTTP 500 from {moved}")
+    store.record_feed_failure("cedar-grove-notes", NOW, f"HTTP 500 from {moved}")
+    store.record_feed_failure("cedar-grove-notes", NOW, f"HTTP 500 from {moved}")
     store.close()
-    assert "FEEDPW" not in stored and "TOKPW" not in stored
+    status = cli("status", project=project).output
+    assert "moved permanently" in status and "https://***@feeds.example/new.xml?api_key=***" \
+        in status
+    for text in (printed, stored, status):
+        assert "FEEDPW" not in text and "TOKPW" not in text
+
+
+def _url_of(project: Path, name: str) -> str:
+    return next(s.url for s in load_config(project).sources if s.name == name)
 
 
 @pytest.mark.parametrize("variable, value, what", [
