@@ -16,9 +16,10 @@ from pathlib import Path
 from .errors import StoreError
 
 NEW_LEDGER_ENV = "SPHERE_NEW_LEDGER"
-# Written next to the database when the first send begins: a trace of sends that
-# survives the database itself, whatever the transport (SMTP and SendGrid leave no files).
-LEDGER_MARK = "ledger.started"
+# Written next to the database (sphere.db.started) when its first send begins: a trace
+# of sends that survives the database itself, whatever the transport (SMTP and SendGrid
+# leave no files behind).
+LEDGER_MARK = ".started"
 _FAMILY = ("", "-wal", "-shm", "-journal")  # the database and SQLite's companion files
 _BACKUP_SUFFIXES = (".db", ".sqlite", ".sqlite3", ".bak", ".backup")
 _DAMAGED = ("malformed", "not a database", "corrupt", "encrypted")
@@ -86,10 +87,14 @@ def traces_of_sends(conn: sqlite3.Connection, path: Path) -> list[str]:
             found.append(f"{sent} message(s) in {outbox}")
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name='apscheduler_jobs'").fetchone():
         found.append("the scheduler's job store in the database")
-    if (folder / LEDGER_MARK).exists():
-        found.append(f"{folder / LEDGER_MARK}")
+    mark = path.with_name(path.name + LEDGER_MARK)
+    if mark.exists():
+        found.append(str(mark))
+    # A copy of this database beside it (sphere-2026-12-01.db, sphere.db.bak), or
+    # anything in backups/ (where the README suggests `sphere backup` writes).
     family = {path.name + suffix for suffix in _FAMILY}
     backups = [p for p in folder.iterdir() if p.is_file() and p.name not in family and
+               p.name.lower().startswith(path.stem.lower()) and
                p.name.lower().endswith(_BACKUP_SUFFIXES)] if folder.is_dir() else []
     if (folder / "backups").is_dir():
         backups += [p for p in (folder / "backups").iterdir() if p.is_file()]
@@ -117,7 +122,7 @@ def refuse_lost_ledger(conn: sqlite3.Connection, path: Path, new_ledger: bool) -
 
 def mark_ledger(path: Path) -> None:
     """Leave the ledger mark next to the database (once)."""
-    mark = path.parent / LEDGER_MARK
+    mark = path.with_name(path.name + LEDGER_MARK)
     if not mark.exists():
         mark.write_text("This project's ledger (sphere.db) has recorded sends. If sphere.db "
                         "is lost, restore a backup (README: \"Backup and restore\").\n",

@@ -117,12 +117,23 @@ def test_a_lost_ledger_is_refused_without_outbox_files_too(project: Path, cli,
     for p in (project / "var" / "outbox").iterdir():
         p.unlink()
     _db(project).unlink()
-    assert (project / "var" / LEDGER_MARK).exists()
+    mark = project / "var" / f"sphere.db{LEDGER_MARK}"
+    assert mark.exists()
     line = _one_error_line(cli("status", project=project))
     assert "is empty or missing, but earlier sends left traces" in line
-    assert LEDGER_MARK in line
+    assert str(mark) in line
     monkeypatch.setenv("SPHERE_NEW_LEDGER", "1")
     assert cli("status", project=project).exit_code == 0
+
+
+def test_a_copy_beside_it_is_a_trace_but_another_projects_database_is_not(
+        tmp_path: Path) -> None:
+    (tmp_path / "other.db").write_bytes(b"x")  # not ours: a fresh ledger may start
+    Store.open(tmp_path / "sphere.db").close()
+    (tmp_path / "sphere.db").unlink()
+    (tmp_path / "sphere-2026-12-01.db").write_bytes(b"x")
+    with pytest.raises(Exception, match="backup"):
+        Store.open(tmp_path / "sphere.db")
 
 
 def test_the_job_store_table_is_a_trace(tmp_path: Path) -> None:
