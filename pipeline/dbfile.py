@@ -28,6 +28,12 @@ RESTORE_HINT = ("restore your latest backup: stop `sphere run` and `sphere webho
                 "\"Backup and restore\")")
 
 
+def damaged(path: Path | None, detail: str) -> StoreError:
+    """The error for a database SQLite finds damaged, with how to restore it."""
+    db = str(path) if path else "the database"
+    return StoreError(f"{db} is damaged ({detail})", RESTORE_HINT.format(db=db))
+
+
 def db_error(path: Path | None, exc: sqlite3.Error) -> StoreError:
     """One clear line, with the fix, for an SQLite failure on the project's database."""
     db = str(path) if path else "the database"
@@ -38,7 +44,7 @@ def db_error(path: Path | None, exc: sqlite3.Error) -> StoreError:
                           "wait for the other sphere command (or `sphere run`) to finish, "
                           "or stop it, then run this again")
     if any(word in lowered for word in _DAMAGED):
-        return StoreError(f"{db} is damaged ({text})", RESTORE_HINT.format(db=db))
+        return damaged(path, text)
     if "readonly" in lowered or "unable to open" in lowered:
         return StoreError(f"cannot write {db} ({text})",
                           "check that you own the folder and the file, and that they are "

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dbfile import backup, db_error, make_private, mark_ledger, refuse_lost_ledger
+from . import dbfile
 from .errors import StoreError
 from .links import link_keys
 from .migrations import MIGRATIONS
@@ -19,6 +19,7 @@ from .models import Article, Note, RenderedEmail
 # Seconds a command waits for another process's write to finish before it says the
 # database is locked (a send commits often, so a real wait is short).
 BUSY_TIMEOUT = 30.0
+
 
 def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.timezone.utc).isoformat() if moment else None
@@ -138,15 +139,19 @@ class Store:
         StoreError with the fix."""
         try:
             store = cls._connect(path, dry_run, new_ledger)
+        except sqlite3.Error as exc:
+            raise dbfile.db_error(path, exc) from None
+        try:
             if verify:
                 problem = store.conn.execute("PRAGMA quick_check(1)").fetchone()[0]
                 if problem != "ok":
-                    store.close()
-                    raise sqlite3.DatabaseError(f"database disk image is malformed: "
-                                                f"{problem}")
+                    raise dbfile.damaged(path, f"quick check: {problem}")
             store.migrate()
-        except sqlite3.Error as exc:
-            raise db_error(path, exc) from None
+        except BaseException as exc:
+            store.close()
+            if isinstance(exc, sqlite3.Error):
+                raise dbfile.db_error(path, exc) from None
+            raise
         return store
 
     @classmethod
@@ -163,19 +168,19 @@ class Store:
                     src.backup(mem)
                 finally:
                     src.close()
-            refuse_lost_ledger(mem, path, new_ledger)
+            dbfile.refuse_lost_ledger(mem, path, new_ledger)
             store = cls(mem, None, origin=path)
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                make_private(path)
+                dbfile.make_private(path)
             except OSError as exc:
                 raise StoreError(f"cannot create {path}: {exc.strerror}",
                                  "check the folder is writable, or set state_dir") from None
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT)
             try:
                 # Before anything writes to it: an empty file here may be a lost ledger.
-                refuse_lost_ledger(conn, path, new_ledger)
+                dbfile.refuse_lost_ledger(conn, path, new_ledger)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
             except BaseException:
@@ -193,9 +198,9 @@ class Store:
     def backup(self, target: Path) -> int:
         """Copy the database to `target` (SQLite's online backup); returns its size."""
         try:
-            return backup(self.conn, target)
+            return dbfile.backup(self.conn, target)
         except sqlite3.Error as exc:
-            raise db_error(self.origin, exc) from None
+            raise dbfile.db_error(self.origin, exc) from None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -355,7 +360,7 @@ class Store:
     def start_send(self, send_id: str, campaign: str, period: str, now: dt.datetime) -> None:
         """Record that a send began (idempotent: a resumed send keeps its first start)."""
         if self.path is not None:
-            mark_ledger(self.path)  # a trace of sends that outlives the database file
+            dbfile.mark_ledger(self.path)  # a trace of sends that outlives the database file
         with self.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO sends (id, campaign, period, started) "
                        "VALUES (?,?,?,?)", (send_id, campaign, period, _iso(now)))
