@@ -70,6 +70,22 @@ def _settle_row(tx: sqlite3.Connection, send_id: str, email: str, status: str,
                    (stamp, send_id, note_id))
 
 
+def _snapshot_source(path: Path) -> sqlite3.Connection:
+    """A read-only connection that sees every committed write, for a dry run's copy.
+
+    While another process (the webhook service, the daemon) has the database open, the
+    latest commits live in the -wal file: `immutable=1` would skip them and a dry run
+    would still list a contact unsubscribed seconds ago, so then we read through the WAL
+    like any reader. Without a -wal file everything is in the main file, and
+    `immutable=1` reads it without creating -wal/-shm files: a dry run touches nothing.
+    """
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    # as_uri() escapes a '?' or '#' in the folder name; Store.open words any error.
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True,
+                           timeout=BUSY_TIMEOUT)
+
+
 @dataclass(frozen=True)
 class FeedState:
     """What we remember about one feed between runs."""
@@ -161,11 +177,9 @@ class Store:
             # memory and let the run write there.
             mem = sqlite3.connect(":memory:", isolation_level=None)
             if path.exists():
-                # immutable=1: even a read-only open of a WAL database writes its -shm
-                # file; this one touches no byte on disk.
-                src = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+                src = _snapshot_source(path)
                 try:
-                    src.backup(mem)
+                    src.backup(mem)  # the backup API reads one consistent snapshot
                 finally:
                     src.close()
             dbfile.refuse_lost_ledger(mem, path, new_ledger)

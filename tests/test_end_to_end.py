@@ -216,3 +216,26 @@ def test_plan_agrees_with_send_after_a_period_was_sent(project: Path, cli) -> No
     assert "0 emails to send for monthly-sphere@2026-11-01T09:00, 28 already sent" in text
     doc = json.loads(cli("plan", "monthly-sphere", "--json", project=project).stdout)
     assert all(e["already_sent"] for e in doc["emails"])
+
+
+def test_plan_and_dry_run_see_an_unsubscribe_still_in_the_webhook_services_wal(
+        project: Path, cli) -> None:
+    import sqlite3
+    assert cli("ingest", project=project).exit_code == 0
+    db = project / "var/sphere.db"
+    # `sphere webhook serve` has the database open and has just recorded an unsubscribe;
+    # nothing has checkpointed it into the main file yet.
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        other.execute("PRAGMA wal_autocheckpoint=0")
+        who = next(iter(e for e, r in _contacts(project).items()
+                        if r["status"] == "subscribed" and "@" in e))
+        other.execute("INSERT INTO suppressions VALUES (?, 'unsubscribed', 'link', ?)",
+                      (who, NOW.isoformat()))
+        plan = cli("plan", "monthly-sphere", "--json", project=project)
+        skipped = {s["email"].lower(): s["reason"] for s in json.loads(plan.stdout)["skipped"]}
+        assert skipped.get(who, "").startswith("suppressed"), skipped
+        dry = cli("send", "monthly-sphere", "--dry-run", "--no-ingest", project=project)
+        assert "Would send 27," in dry.stdout, dry.stdout
+    finally:
+        other.close()

@@ -40,3 +40,27 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer than this Sphere"):
         Store.open(path)
+
+
+def test_a_dry_run_copy_sees_writes_still_in_another_process_wal(tmp_path: Path) -> None:
+    # The webhook service holds the database open in WAL mode; its unsubscribe is
+    # committed but not yet checkpointed into the main file.
+    path = tmp_path / "sphere.db"
+    Store.open(path).close()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA wal_autocheckpoint=0")
+    other.execute("INSERT INTO suppressions VALUES ('ann@example.com', 'unsubscribed', "
+                  "'link', '2026-11-22T18:00:00+00:00')")
+    assert (tmp_path / "sphere.db-wal").stat().st_size > 0
+    copy = Store.open(path, dry_run=True)
+    assert copy.suppressed() == frozenset({"ann@example.com"})
+    copy.close()
+    other.close()
+
+
+def test_a_dry_run_copy_of_a_closed_database_creates_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "sphere.db"
+    Store.open(path).close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    Store.open(path, dry_run=True).close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before == ["sphere.db"]
