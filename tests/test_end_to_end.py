@@ -177,6 +177,31 @@ def test_one_off_note_used_once(project: Path, cli, monkeypatch) -> None:
     assert b"new studio" not in dec.read_bytes()
 
 
+def test_notes_can_be_listed_edited_and_removed_until_used(project: Path, cli) -> None:
+    zoe, ann = "zoe.hartmann@example.com", "Congratulations on the new stduio!"
+    assert cli("note", "add", zoe, ann, project=project).exit_code == 0
+    assert cli("note", "add", zoe, "Say hi to Max.", project=project).exit_code == 0
+    listed = cli("note", "list", zoe, project=project)
+    assert listed.exit_code == 0 and "new stduio" in listed.stdout
+    assert "waiting for the next email" in listed.stdout
+    edited = cli("note", "edit", "1", "Congratulations on the **new studio**!",
+                 project=project)
+    assert edited.exit_code == 0, edited.output
+    assert cli("note", "remove", "2", project=project).exit_code == 0
+    assert "Say hi to Max" not in cli("note", "list", project=project).stdout
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    body = _messages(project)[zoe].get_body(("html",)).get_content()
+    assert "<strong>new studio</strong>" in body and "stduio" not in body
+    assert "Say hi to Max" not in body
+    used = cli("note", "list", project=project)
+    assert "used in monthly-sphere@2026-11-01T09:00" in used.stdout
+    again = cli("note", "edit", "1", "too late", project=project)
+    assert again.exit_code == 1 and "already sent in monthly-sphere@" in again.stderr
+    gone = cli("note", "remove", "1", project=project)
+    assert gone.exit_code == 1 and "cannot be changed" in gone.stderr
+    assert cli("note", "remove", "9", project=project).exit_code == 1
+
+
 def test_console_script_runs(project: Path) -> None:
     env = {**os.environ, "SPHERE_NOW": NOW.isoformat()}
     exe = Path(sys.executable).parent / "sphere"
