@@ -316,13 +316,19 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
 @click.option("--explain", is_flag=True, help="Also list each contact's best rejected "
               "candidates and why they lost (already sent, same story, source cap, stale, "
               "below threshold, section full).")
-def plan(campaign: str, project: Path, as_json: bool, explain: bool) -> None:
+@click.option("--no-ingest", is_flag=True, help="Use stored articles; do not fetch feeds "
+              "first (send fetches them, so the plan may then differ from the send).")
+def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: bool
+         ) -> None:
     """Show who would get what in CAMPAIGN, with the reason for every pick."""
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
-        if store.article_count() == 0:
-            run_ingest(config, store, clock()())
+        if not no_ingest or store.article_count() == 0:
+            # Like `send`: the plan is made from the articles the send would see. The
+            # fetch lands in the in-memory copy, so `plan` still changes nothing.
+            ingested = run_ingest(config, store, clock()())
+            err.print(f"ingest: {ingested.line()}", markup=False)
         prepared = prepare(config, store, config.campaign(campaign), clock()(),
                            explain=explain)
         p = prepared.plan

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .audience import AudienceLoad, load_audiences
+from .audience import AudienceLoad, email_key, load_audiences
 from .config import Config
 from .deliver import MAX_CONSECUTIVE_FAILURES, Transport
 from .dispatch import Job, dispatch
@@ -16,7 +16,7 @@ from .ingest import IngestSummary, ingest
 from .models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
 from .errors import Problem
 from .match import Matcher
-from .plan import build_plan, period_for, send_id_for
+from .plan import build_plan, period_for, send_id_for, skip_reason
 from .sales import load_sales
 from .sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
 from .render import DRIP_SUBJECTS, Renderer
@@ -235,16 +235,20 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
     reconcile_alerts(store, campaign.name, now)
     queue = [QueuedAlert(id=r[0], email=r[2], article_id=r[3], reason=r[5], note=r[6],
                          status=r[7]) for r in store.alerts(campaign.name)]
-    waiting = [q for q in queue if q.status in ("pending", "approved")]
+    # Every contact gets exactly one outcome: an approved alert is that person's email
+    # (never also "awaits approval"), a pending one holds them, the rest are matched.
+    approved = {q.email: q for q in queue if q.status == "approved"}
+    pending = frozenset(q.email for q in queue if q.status == "pending")
     declined: dict[str, frozenset[str]] = {}
     for q in queue:
         if q.status == "dropped":
             declined[q.email] = declined.get(q.email, frozenset()) | {q.article_id}
+    suppressed = store.suppressed()
     candidates, skipped = alert_candidates(
-        campaign, contacts, matcher, fresh, history, store.suppressed(),
-        store.last_sent(campaign.name), frozenset(q.email for q in waiting), now, declined)
+        campaign, tuple(c for c in contacts if email_key(c.email) not in approved), matcher,
+        fresh, history, suppressed, store.last_sent(campaign.name), pending, now, declined)
     notes = store.pending_notes()
-    by_email = {c.email.lower(): c for c in contacts}
+    by_email = {email_key(c.email): c for c in contacts}
     if not campaign.approval:
         emails = [alert_email(c.contact, c.article, c.reason, c.score, "",
                               notes.get(c.contact.email.lower(), ())) for c in candidates]
@@ -253,13 +257,14 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
                                        for c in candidates], now)
     articles = {a.id: a for a in stored}
     emails = []
-    for q in waiting:
+    for q in approved.values():
         contact = by_email.get(q.email)
-        if q.status != "approved":
-            continue  # reported by alert_candidates as awaiting approval
+        why = skip_reason(contact, suppressed) if contact else ""
         if contact is None or q.article_id not in articles:
             skipped.append(Skipped(q.email, f"alert {q.id}: contact or story no longer "
                                             "available"))
+        elif why:
+            skipped.append(Skipped(contact.email, why))
         else:
             emails.append(alert_email(contact, articles[q.article_id], q.reason, 0.0,
                                       q.note, notes.get(q.email, ())))

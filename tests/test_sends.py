@@ -98,6 +98,73 @@ def test_interest_alerts_wait_for_approval(project: Path, cli) -> None:
     assert all("Craft beer collaboration" not in line for line in jose)
 
 
+def _outcomes(line: str) -> tuple[int, dict[str, int]]:
+    """(sent, {skip reason: count}) from a send's 'Done: Sent N, M skipped (...)' line."""
+    sent = int(line.split("Sent ")[1].split(",")[0].split()[0])
+    reasons: dict[str, int] = {}
+    if " skipped (" in line:
+        rest, depth, end = line.split(" skipped (", 1)[1], 1, 0
+        for end, ch in enumerate(rest):  # to the parenthesis that closes the list
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                break
+        for part in rest[:end].split(", "):
+            count, reason = part.split(" ", 1)
+            reasons[reason] = int(count)
+    return sent, reasons
+
+
+def test_every_contact_gets_exactly_one_outcome_after_approving_and_dropping(
+        project: Path, cli) -> None:
+    first = cli("send", "interest-alerts", project=project)
+    contacts = sum(_outcomes(first.stdout.splitlines()[-1])[1].values())
+    queued = _outcomes(first.stdout.splitlines()[-1])[1]["new alert queued for approval "
+                                                         "(sphere approve)"]
+    assert cli("approve", "1", project=project).exit_code == 0
+    assert cli("approve", "--drop", "2", project=project).exit_code == 0
+    second = cli("send", "interest-alerts", project=project)
+    sent, reasons = _outcomes(second.stdout.splitlines()[-1])
+    assert sent == 1
+    assert sent + sum(reasons.values()) == contacts, second.stdout
+    # Only the alerts neither approved nor dropped are waiting.
+    assert reasons["an alert awaits your approval (sphere approve)"] == queued - 2
+    third = cli("send", "interest-alerts", project=project)
+    sent, reasons = _outcomes(third.stdout.splitlines()[-1])
+    assert sent + sum(reasons.values()) == contacts, third.stdout
+
+
+def test_plan_ingests_first_like_send(project: Path, cli, monkeypatch) -> None:
+    monkeypatch.setenv("SPHERE_NOW", "2026-11-10T18:00:00+00:00")
+    assert cli("ingest", project=project).exit_code == 0  # old news by the 22nd
+    feed = project / "samples/feeds/backyard-gardener.xml"
+    feed.write_text(feed.read_text(encoding="utf-8").replace("<item>", """<item>
+      <title>Winter mulch keeps garden beds alive</title>
+      <link>https://backyard-gardener.example/2026/11/winter-mulch</link>
+      <guid isPermaLink="false">backyard-gardener-2026-item-99</guid>
+      <pubDate>Sun, 22 Nov 2026 06:00:00 -0800</pubDate>
+      <category>Gardening</category>
+      <description>Mulch garden beds before the first hard frost.</description>
+    </item>
+    <item>""", 1), encoding="utf-8")
+    monkeypatch.setenv("SPHERE_NOW", "2026-11-22T18:00:00+00:00")
+    stale = cli("plan", "interest-alerts", "--json", "--no-ingest", project=project)
+    assert "Winter mulch" not in stale.stdout
+    fresh = cli("plan", "interest-alerts", "--json", project=project)
+    assert fresh.exit_code == 0, fresh.output
+    reasons = [s["reason"] for s in json.loads(fresh.stdout)["skipped"]]
+    assert any("queued for approval" in r for r in reasons), reasons
+    _no_approval(project)
+    titles = {p["title"] for e in json.loads(cli("plan", "interest-alerts", "--json",
+                                                 project=project).stdout)["emails"]
+              for p in e["picks"]}
+    assert "Winter mulch keeps garden beds alive" in titles
+    # plan changed nothing: the send still finds the story new.
+    sent = cli("send", "interest-alerts", project=project)
+    assert "Winter mulch" in "".join(m.get_body(("plain",)).get_content() for msgs in
+                                     _outbox(project, "interest-alerts").values()
+                                     for m in msgs), sent.output
+
+
 def test_interest_alerts_without_approval_are_throttled(project: Path, cli,
                                                         monkeypatch) -> None:
     _no_approval(project)
