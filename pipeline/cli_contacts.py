@@ -17,7 +17,7 @@ from .errors import ConfigError, Problem
 from .exports import TARGETS
 from .importer import import_contacts
 from .neighbourhoods import load_neighbourhoods
-from .report import render_html, report_from_store
+from .report import UNKNOWN, UNTRACKED_WHY, footnotes, render_html, report_from_store
 from .store import Store
 from .webhook import parse_events
 
@@ -132,6 +132,9 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
             return
         for s in result.sends:
             out.print(s.line(), markup=False)
+        for why in footnotes(result):
+            out.print(f"* {UNKNOWN} unknown: {why}" if why == UNTRACKED_WHY else f"* {why}",
+                      markup=False)
         if not result.sends:
             out.print("No sends recorded yet.")
         if result.stories:

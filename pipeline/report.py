@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .engagement import cold_contacts
+from .engagement import TRACKED_TRANSPORTS, cold_contacts
 from .store import LedgerRow, Store, StoredEvent
 
 METRICS: tuple[str, ...] = ("sent", "delivered", "opened", "clicked", "bounced",
@@ -29,28 +29,43 @@ CHART_SERIES: tuple[tuple[str, str], ...] = (("sent", "#9AA5B1"), ("delivered", 
                                              ("opened", "#E07A3F"), ("clicked", "#2E8B57"))
 
 
+UNKNOWN = "\u2014"  # an em dash: the figure cannot be known, which is not zero
+# Why a send's event figures are unknown: shown as a footnote in text and HTML, and as
+# each send's `unknown_why` in JSON.
+UNTRACKED_WHY = ("sent through the outbox or an SMTP relay, which report no deliveries, "
+                 "opens, clicks, bounces, unsubscribes or complaints (only SendGrid's Event "
+                 "Webhook does)")
+
+
 @dataclass(frozen=True)
 class SendStats:
-    """Unique contacts per metric for one send."""
+    """Unique contacts per metric for one send; an event metric is None (unknown) when
+    no email of the send went through a transport that reports events."""
 
     send_id: str
     campaign: str
     period: str
     sent: int = 0
-    delivered: int = 0
-    opened: int = 0
-    clicked: int = 0
-    bounced: int = 0
-    unsubscribed: int = 0
-    complained: int = 0
+    delivered: int | None = 0
+    opened: int | None = 0
+    clicked: int | None = 0
+    bounced: int | None = 0
+    unsubscribed: int | None = 0
+    complained: int | None = 0
+    tracked: int = 0  # emails sent through a transport that reports events
+    unknown_why: str = ""  # why the event figures are None, or cover only `tracked`
 
-    def count(self, metric: str) -> int:
-        """The figure for one of METRICS."""
-        return int(getattr(self, metric))
+    def count(self, metric: str) -> int | None:
+        """The figure for one of METRICS; None when it cannot be known."""
+        value = getattr(self, metric)
+        return None if value is None else int(value)
 
     def line(self) -> str:
-        """'monthly@2026-09-01T09:00: sent 10, delivered 9, opened 5, ...'."""
-        return f"{self.send_id}: " + ", ".join(f"{m} {self.count(m)}" for m in METRICS)
+        """'monthly@2026-09-01T09:00: sent 10, delivered 9, opened 5, ...' ('delivered —'
+        when unknown, with a footnote marker)."""
+        figures = ", ".join(f"{m} {UNKNOWN if self.count(m) is None else self.count(m)}"
+                            for m in METRICS)
+        return f"{self.send_id}: {figures}" + (" *" if self.unknown_why else "")
 
 
 @dataclass(frozen=True)
@@ -153,10 +168,13 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     clicks: dict[str, tuple[set[str], list[str]]] = {}
     activity: dict[str, dict[str, set[str]]] = {}
     last_active: dict[str, int] = {}
+    reported: set[str] = set()  # sends that some provider event belongs to
     for e in events:
         metric = _METRIC_OF.get(e.event)
         sid = _attribute(e, by_provider, sent_at)
         email = e.email.lower()
+        if sid:
+            reported.add(sid)
         # Only people the ledger says this send went to: an event naming a send its address
         # never received (a forged or misrouted webhook post) would inflate its figures.
         if metric is None or sid not in chosen or sid not in sent_to.get(email, ()):
@@ -169,10 +187,16 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
             people, raw = clicks.setdefault(url_key(e.url), (set(), []))
             people.add(email)
             raw.append(e.url)
-    stats = tuple(sorted(
-        (SendStats(sid, meta[sid][0], meta[sid][1],
-                   **{m: len(who.get((sid, m), ())) for m in METRICS}) for sid in chosen),
-        key=lambda s: (s.campaign, s.period, s.send_id)))
+    # A transport reports events if it is SendGrid's API, or if events came back for
+    # mail it carried (an SMTP relay run by SendGrid with the Event Webhook on).
+    reporting = TRACKED_TRANSPORTS | {row.transport for row in ledger
+                                      if row.send_id in reported and row.status == "sent"}
+    tracked: dict[str, int] = {}
+    for row in ledger:
+        if row.status == "sent" and row.transport in reporting:
+            tracked[row.send_id] = tracked.get(row.send_id, 0) + 1
+    stats = tuple(sorted((_send_stats(sid, meta[sid], who, tracked.get(sid, 0))
+                          for sid in chosen), key=lambda s: (s.campaign, s.period, s.send_id)))
     by_key = {url_key(u): t for u, t in titles.items()}
     stories = tuple(sorted(
         (StoryClicks(url=raw[0], title=by_key.get(key, ""), contacts=len(people),
@@ -191,6 +215,27 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
         for email in people)
     return Report(campaign=campaign, sends=stats, stories=stories, contacts=contacts,
                   cold_after_sends=cold_after_sends)
+
+
+def _send_stats(send_id: str, meta: tuple[str, str], who: dict[tuple[str, str], set[str]],
+                tracked: int) -> SendStats:
+    """One send's figures: event metrics unknown (None) when none of its emails went
+    through a transport that reports events, where a 0 would claim nobody opened it."""
+    sent = len(who.get((send_id, "sent"), ()))
+    known = tracked > 0 or sent == 0
+    figures = {m: len(who.get((send_id, m), ())) if known else None
+               for m in METRICS if m != "sent"}
+    why = "" if known else UNTRACKED_WHY
+    if known and 0 < tracked < sent:
+        why = (f"events cover only {tracked} of the {sent} emails; the others were "
+               f"{UNTRACKED_WHY}")
+    return SendStats(send_id, meta[0], meta[1], sent=sent, tracked=tracked, unknown_why=why,
+                     **figures)
+
+
+def footnotes(report: Report) -> list[str]:
+    """The distinct explanations behind unknown or partial figures, one line each."""
+    return list(dict.fromkeys(s.unknown_why for s in report.sends if s.unknown_why))
 
 
 def report_from_store(store: Store, campaign: str = "", cold_after_sends: int = 4) -> Report:
@@ -228,7 +273,7 @@ def chart_svg(campaign: str, sends: list[SendStats]) -> str:
     width, height, left, bottom, top = 800, 280, 44, 44, 36
     plot_w, plot_h = width - left - 16, height - bottom - top
     # Whole-number gridlines: four steps of ceil(peak / 4) people each.
-    step = -(-max([s.count(m) for s in sends for m, _ in CHART_SERIES] + [1]) // 4)
+    step = -(-max([s.count(m) or 0 for s in sends for m, _ in CHART_SERIES] + [1]) // 4)
     peak = step * 4
     slot = plot_w / max(len(sends), 1)
     bar = min(28.0, slot * 0.8 / len(CHART_SERIES))
@@ -249,6 +294,8 @@ def chart_svg(campaign: str, sends: list[SendStats]) -> str:
         x0 = left + slot * n + (slot - bar * len(CHART_SERIES)) / 2
         for k, (metric, colour) in enumerate(CHART_SERIES):
             value = s.count(metric)
+            if value is None:  # unknown is not zero: no bar at all
+                continue
             h = plot_h * value / peak
             parts.append(f'<rect class="bar bar-{metric}" x="{x0 + k * bar:.1f}" '
                          f'y="{top + plot_h - h:.1f}" width="{bar - 2:.1f}" height="{h:.1f}" '
@@ -285,6 +332,12 @@ th{font-size:13px;color:#555;overflow-wrap:normal}td.n,th.n{text-align:right;wid
 """
 
 
+def _figure_cell(value: int | None) -> str:
+    if value is None:
+        return f'<td class="n unknown" title="unknown">{UNKNOWN}</td>'
+    return f'<td class="n">{value}</td>'
+
+
 def render_html(report: Report, generated: dt.datetime) -> str:
     """A self-contained page: inline CSS and SVG, no scripts, nothing fetched."""
     esc = html.escape
@@ -304,9 +357,13 @@ def render_html(report: Report, generated: dt.datetime) -> str:
                    "".join(f'<th class="n">{_HEADINGS.get(m, m)}</th>' for m in METRICS) +
                    "</tr></thead><tbody>")
         for s in sends:
-            out.append(f"<tr><td>{esc(s.send_id)}</td>" +
-                       "".join(f'<td class="n">{s.count(m)}</td>' for m in METRICS) + "</tr>")
-        out.append("</tbody></table></section>")
+            mark = "<sup>*</sup>" if s.unknown_why else ""
+            out.append(f"<tr><td>{esc(s.send_id)}{mark}</td>" +
+                       "".join(_figure_cell(s.count(m)) for m in METRICS) + "</tr>")
+        out.append("</tbody></table>")
+        for why in dict.fromkeys(s.unknown_why for s in sends if s.unknown_why):
+            out.append(f'<p class="muted"><sup>*</sup> {UNKNOWN} unknown: {esc(why)}.</p>')
+        out.append("</section>")
     if not campaigns:
         out.append("<section><p>No sends recorded yet.</p></section>")
     out.append('<section><h2>Top clicked stories</h2><table><thead><tr><th>story</th>'

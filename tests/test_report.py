@@ -321,3 +321,24 @@ def test_new_commands_document_every_option() -> None:
         undocumented = [p.name for p in command.params
                         if isinstance(p, click.Option) and not p.help]
         assert not undocumented, (path, undocumented)
+
+
+def test_figures_no_transport_can_know_are_unknown_not_zero(project: Path, cli,
+                                                            tmp_path: Path) -> None:
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0  # to the outbox
+    result = cli("report", project=project)
+    assert result.exit_code == 0, result.output
+    send = "monthly-sphere@2026-11-01T09:00"
+    assert f"{send}: sent 28, delivered \u2014, opened \u2014, clicked \u2014, bounced " \
+           "\u2014, unsubscribed \u2014, complained \u2014 *" in result.stdout
+    assert "* \u2014 unknown: sent through the outbox or an SMTP relay" in result.stdout
+    doc = json.loads(cli("report", "--json", project=project).stdout)
+    (stats,) = doc["sends"]
+    assert stats["sent"] == 28 and stats["delivered"] is None and stats["opened"] is None
+    assert "outbox or an SMTP relay" in stats["unknown_why"]
+    page = tmp_path / "report.html"
+    assert cli("report", "--html", str(page), project=project).exit_code == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.count('<td class="n unknown" title="unknown">\u2014</td>') == 6
+    assert "\u2014 unknown: sent through the outbox" in text
+    assert 'class="bar bar-opened"' not in text  # no bar drawn for an unknown figure
