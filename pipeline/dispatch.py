@@ -150,10 +150,26 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                 # may have arrived since (the webhook service runs apart).
                 skipped.append(Skipped(email, SUPPRESSED))
             else:
-                batch.append(job.render())
+                rendered = _render(job, store, transport, send_id, message_id, now)
+                if isinstance(rendered, str):
+                    refused(email, rendered)
+                else:
+                    batch.append(rendered)
             if progress:
                 progress(done, total, email)
         return batch
+
+    def refused(email: str, error: str) -> None:
+        """A message that could not even be built: that contact's failure, nobody else's
+        (counted by the breaker like a failed request, so a template broken for everyone
+        still pauses the run)."""
+        nonlocal failed, paused
+        failed += 1
+        failures.append(f"{email}: {error}")
+        breaker.failed(failures[-1])
+        if breaker.is_set() and not paused:
+            paused = (f"{breaker.reason or 'stopped'}; fix the cause and run the same "
+                      "command again to resume")
 
     try:
         while True:
@@ -195,6 +211,22 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
             store.settle_many(send_id, outcomes(list(inflight)), now())
     return Dispatched(sent, already, failed, unknown, tuple(skipped), tuple(failures),
                       paused)
+
+
+def _render(job: Job, store: Store, transport: Transport, send_id: str,
+            message_id: Callable[[str], str], now: Callable[[], dt.datetime]
+            ) -> RenderedEmail | str:
+    """Render one message; when that fails (an address no header can carry, a template
+    error with this contact's data), record the failure in this contact's ledger row, so
+    it shows in `status` and the next run tries again, and return the reason."""
+    try:
+        return job.render()
+    except Exception as exc:  # noqa: BLE001 - one contact's data must not stop the send
+        error = f"not sent: the message could not be built: {type(exc).__name__}: {exc}"
+        if store.begin_delivery(send_id, job.email, message_id(job.email), transport.name,
+                                (), (), (), now()):
+            store.settle_delivery(send_id, job.email, "failed", now(), error=error)
+        return error
 
 
 def _settle_unknown(store: Store, transport: Transport, send_id: str, email: str,

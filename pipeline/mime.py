@@ -10,8 +10,12 @@ from __future__ import annotations
 import binascii
 import secrets
 from email.utils import formataddr
+from functools import lru_cache
+
+import idna
 
 CRLF = b"\r\n"
+ADDRESS_HEADERS = frozenset({"From", "To", "Reply-To"})
 
 
 _WORD_BYTES = 45  # 45 bytes -> 60 base64 chars: an encoded word stays under 75 (RFC 2047)
@@ -55,12 +59,42 @@ def _header_value(value: str) -> str:
     return value if len(value) < 70 else _fold_ascii(value)
 
 
+class AddressError(ValueError):
+    """An address that cannot be written on the wire (a domain IDNA refuses)."""
+
+
+@lru_cache(maxsize=65536)
+def wire_address(email: str) -> str:
+    """The address as it travels: an international domain in its IDNA ('xn--') form,
+    which every server and provider accepts. A non-ASCII local part stays UTF-8: only
+    a server offering SMTPUTF8 (RFC 6531) can carry it (see needs_smtputf8)."""
+    local, _, domain = email.strip().rpartition("@")
+    if domain.isascii():
+        return f"{local}@{domain}"
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise AddressError(f"{email}: the domain cannot be written in IDNA form ({exc})") \
+            from None
+    return f"{local}@{ascii_domain}"
+
+
+def needs_smtputf8(email: str) -> bool:
+    """True when the part before the @ has non-ASCII characters (RFC 6530 addresses)."""
+    return not email.rpartition("@")[0].isascii()
+
+
 def address(name: str, email: str) -> str:
-    """'Display Name <addr>' with the name quoted or encoded as needed."""
+    """'Display Name <addr>' with the name quoted or encoded as needed and the domain in
+    IDNA form; a non-ASCII local part is written as UTF-8 (RFC 6532)."""
+    email = wire_address(email)
     if not name:
         return email
     if name.isascii():
-        return formataddr((name, email))
+        # formataddr would IDNA-encode a non-ASCII local part into nonsense: quote the
+        # name ourselves then.
+        quoted = formataddr((name, "x@x")).rsplit(" <", 1)[0]
+        return f"{quoted} <{email}>"
     return f"{encoded_words(name)} <{email}>"
 
 
@@ -87,10 +121,13 @@ def build_alternative(headers: list[tuple[str, str]], text: str, html: str) -> b
     """The whole message: headers, then a text/plain and a text/html part (HTML last,
     so clients that can show it prefer it)."""
     boundary = f"=_sphere_{secrets.token_hex(12)}"
-    lines = [f"{name}: {_header_value(value)}" for name, value in headers]
+    # Address headers come ready from address(): their names are encoded already, and
+    # an address may only be UTF-8 as it is (RFC 6532), never in encoded words.
+    lines = [f"{name}: " + (" ".join(value.split()) if name in ADDRESS_HEADERS
+                            else _header_value(value)) for name, value in headers]
     lines += ["MIME-Version: 1.0",
               f'Content-Type: multipart/alternative; boundary="{boundary}"']
-    head = "\r\n".join(lines).encode("ascii") + CRLF + CRLF
+    head = "\r\n".join(lines).encode("utf-8") + CRLF + CRLF
     part = (f"--{boundary}\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii")
     # The HTML goes as base64: MJML output is full of '=' that quoted-printable would

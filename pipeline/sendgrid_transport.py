@@ -26,6 +26,7 @@ from sendgrid.helpers.mail import (
 from .config import Config, SendGridSettings
 from .deliver import Breaker, RetryPolicy, extra_headers
 from .errors import SphereError, TransportError, header_safe, redact, redact_url
+from .mime import needs_smtputf8, wire_address
 from .models import Delivery, RenderedEmail, Sender
 
 API_KEY_ENV = "SENDGRID_API_KEY"
@@ -179,7 +180,7 @@ def build_payload(email: RenderedEmail, sender: Sender, settings: SendGridSettin
     custom_args, the campaign as a category, the unsubscribe group and sandbox mode."""
     contact = email.contact
     mail = Mail(from_email=From(sender.email, sender.name or None),
-                to_emails=To(contact.email, contact.name or None),
+                to_emails=To(wire_address(contact.email), contact.name or None),
                 subject=email.subject, plain_text_content=email.text,
                 html_content=email.html)
     if sender.reply_to:
@@ -248,6 +249,12 @@ class SendGridTransport:
     def send(self, email: RenderedEmail) -> Delivery:
         """POST /v3/mail/send; 202 (200 in sandbox mode) means SendGrid took it."""
         to = email.contact.email
+        if needs_smtputf8(to):
+            # SendGrid accepts such a request and then drops the message as "invalid".
+            return Delivery(to, "failed", self.name, error=(
+                "SendGrid does not deliver to an address with non-ASCII characters before "
+                "the @; send it over SMTP through a relay that offers SMTPUTF8, or ask the "
+                "contact for another address"))
         try:
             payload = build_payload(email, self.sender, self.settings, self._send_at(email))
         except ValueError as exc:

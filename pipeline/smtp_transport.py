@@ -12,6 +12,7 @@ import threading
 from .config import SmtpSettings
 from .deliver import Breaker, RetryPolicy
 from .errors import TransportError, header_safe
+from .mime import AddressError, needs_smtputf8, wire_address
 from .models import Delivery, RenderedEmail, Sender
 
 USERNAME_ENV = "SMTP_USERNAME"
@@ -159,10 +160,13 @@ class SmtpTransport:
                 conn.close()
 
     # ---- sending -------------------------------------------------------------------
-    def _transaction(self, conn: smtplib.SMTP, rcpt: str, raw: bytes) -> None:
+    def _transaction(self, conn: smtplib.SMTP, rcpt: str, raw: bytes,
+                     smtputf8: bool = False) -> None:
         """MAIL, RCPT, DATA by hand, so we know whether the message itself went out: a
-        failure before the final dot is safe to retry, one after it is not."""
-        code, reply = conn.mail(self.sender.email)
+        failure before the final dot is safe to retry, one after it is not. `smtputf8`
+        asks for RFC 6531 (the caller checked the relay offers it)."""
+        code, reply = conn.mail(wire_address(self.sender.email),
+                                ["SMTPUTF8"] if smtputf8 else [])
         if code != 250:
             conn.rset()
             raise smtplib.SMTPSenderRefused(code, reply, self.sender.email)
@@ -200,13 +204,24 @@ class SmtpTransport:
 
     def _send(self, email: RenderedEmail) -> Delivery:
         to = email.contact.email
+        try:
+            rcpt = wire_address(to)  # an international domain travels as IDNA
+        except AddressError as exc:
+            return Delivery(to, "failed", self.name, error=str(exc))
+        utf8 = needs_smtputf8(to)
         last = ""
         for attempt in range(1, self.retry.attempts + 1):
             if attempt > 1 and not self.breaker.admit():
                 break
             try:
                 conn = self._connection()
-                self._transaction(conn, to, email.raw)
+                if utf8 and not conn.has_extn("smtputf8"):
+                    # Not this message's fault alone, but no retry will change it.
+                    return Delivery(to, "failed", self.name, error=(
+                        f"{self.settings.host} does not offer SMTPUTF8, which {to} needs "
+                        "(non-ASCII characters before the @); send through a relay that "
+                        "offers it, or ask the contact for another address"))
+                self._transaction(conn, rcpt, email.raw, utf8)
                 self._local.count += 1
                 self.breaker.succeeded()
                 return Delivery(to, "sent", self.name, provider_id=email.message_id)
@@ -215,7 +230,7 @@ class SmtpTransport:
                 self.breaker.failed(str(exc))
                 return Delivery(to, "unknown", self.name, error=str(exc))
             except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = exc.recipients[to]
+                code, reply = exc.recipients[rcpt]
                 text = reply.decode(errors="replace")
                 last = f"{to} refused: {code} {text}"
                 self.breaker.failed(last)

@@ -113,9 +113,10 @@ class Recorder:
 
 def smtp_server(recorder: Recorder, tls: ssl.SSLContext | None = None,
                 implicit: bool = False, auth: tuple[str, str] | None = None,
-                logins: list[str] | None = None) -> Controller:
+                logins: list[str] | None = None, smtputf8: bool = False) -> Controller:
     """A started aiosmtpd Controller on 127.0.0.1 (any free port); each AUTH attempt
-    appends its connection's id to `logins` (smtplib tries each mechanism offered)."""
+    appends its connection's id to `logins` (smtplib tries each mechanism offered);
+    `smtputf8` offers RFC 6531 (international addresses)."""
     def check(server: Any, session: Any, envelope: Any, mechanism: str,
               data: Any) -> AuthResult:
         if logins is not None and isinstance(data, LoginPassword):
@@ -124,7 +125,8 @@ def smtp_server(recorder: Recorder, tls: ssl.SSLContext | None = None,
             (data.login.decode(), data.password.decode()) == auth
         return AuthResult(success=ok, handled=False)
 
-    kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": free_port()}
+    kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": free_port(),
+                              "enable_SMTPUTF8": smtputf8}
     if implicit:
         kwargs["ssl_context"] = tls
     elif tls is not None:
