@@ -433,65 +433,6 @@ def note_add(email: str, text: str, project: Path) -> None:
         out.print(f"Note {note_id} queued for the next email to {email}.")
 
 
-@note.command("list", context_settings=CONTEXT)
-@click.argument("email", required=False)
-@project_option
-def note_list(email: str | None, project: Path) -> None:
-    """List one-off notes (of EMAIL, or everyone's): waiting, or used and by which send."""
-    with handled():
-        config = load(project)
-        store = open_store(config, dry_run=True)
-        rows = store.notes(email)
-        if not rows:
-            out.print(f"No notes{f' for {email}' if email else ''}.", markup=False)
-            return
-        # A line per note, not a table: a note is prose and must not be cut or folded.
-        for n in rows:
-            state = f"used in {n.used_send_id}" if n.used else "waiting for the next email"
-            text = " ".join(n.text.split())
-            out.print(f"{n.id}  {n.email}  (added {_when(n.created)}, {state}): {text}",
-                      markup=False)
-        out.print("Edit a waiting note: sphere note edit ID TEXT | remove: sphere note "
-                  "remove ID (used notes are history and stay as sent)", markup=False)
-
-
-def _unused_note(store: Store, note_id: int) -> None:
-    """Fail with the reason when note `note_id` is missing or already used."""
-    found = next((n for n in store.notes() if n.id == note_id), None)
-    if found is None:
-        fail(f"no note {note_id} (`sphere note list` shows them)")
-    elif found.used:
-        fail(f"note {note_id} was already sent in {found.used_send_id}; a sent note cannot "
-             "be changed (add a new one with `sphere note add`)")
-
-
-@note.command("edit", context_settings=CONTEXT)
-@click.argument("note_id", type=int)
-@click.argument("text")
-@project_option
-def note_edit(note_id: int, text: str, project: Path) -> None:
-    """Replace the text of waiting note NOTE_ID with TEXT (Markdown)."""
-    with handled():
-        store = open_store(load(project))
-        _unused_note(store, note_id)
-        if not store.edit_note(note_id, text):
-            fail(f"note {note_id} was used meanwhile; it can no longer be changed")
-        out.print(f"Note {note_id} updated.", markup=False)
-
-
-@note.command("remove", context_settings=CONTEXT)
-@click.argument("note_id", type=int)
-@project_option
-def note_remove(note_id: int, project: Path) -> None:
-    """Delete waiting note NOTE_ID so no email carries it."""
-    with handled():
-        store = open_store(load(project))
-        _unused_note(store, note_id)
-        if not store.remove_note(note_id):
-            fail(f"note {note_id} was used meanwhile; it can no longer be removed")
-        out.print(f"Note {note_id} removed.", markup=False)
-
-
 def _when(stamp: str | None) -> str:
     return stamp[:16].replace("T", " ") if stamp else ""
 
@@ -569,6 +510,7 @@ def status(project: Path) -> None:
                           "`sphere status` again)", markup=False)
         cli_schedule.print_next_runs(config, store)
         cli_contacts.print_cold(config, store)
+        cli_sends.print_drafts(store)
         suppressed = store.suppressed()
         reasons = ", ".join(f"{n} {r}" for r, n in store.suppression_counts().items())
         out.print(f"{store.article_count()} articles stored; {len(suppressed)} suppressed "

@@ -1,58 +1,215 @@
-"""`sphere approve`: the professional's review of interest alerts before they go (part of
-the CLI, registered on the `sphere` group by cli.py)."""
+"""`sphere approve` and `sphere note`: the professional's review of what goes out, before
+it goes: interest alerts, drafts of sends held with `approval: true`, and one-off notes
+(part of the CLI, registered on the `sphere` group by cli.py)."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import click
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
-    project_option
+from . import drafts
+from .cli import CONTEXT, _when, clock, err, fail, handled, load, main, note, open_store, \
+    out, project_option
+from .config import Config
+from .drafts import Draft
 from .runner import reconcile_alerts
+from .store import Store
+
+
+def _ids(tokens: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """Split `7 d3 D4` into alert ids [7] and draft ids [3, 4]."""
+    alerts, held = [], []
+    for token in tokens:
+        text = token.strip().lower()
+        if text.isdigit():
+            alerts.append(int(text))
+        elif text.startswith("d") and text[1:].isdigit():
+            held.append(int(text[1:]))
+        else:
+            fail(f"{token!r} is neither an alert id (a number) nor a draft id (d and a "
+                 "number); `sphere approve` lists them")
+    return alerts, held
 
 
 @main.command("approve", context_settings=CONTEXT)
-@click.argument("alert_ids", nargs=-1, type=int)
-@click.option("--all", "approve_all", is_flag=True, help="Approve every pending alert.")
-@click.option("--drop", is_flag=True, help="Drop the given alerts instead of approving.")
-@click.option("--note", help="Your note for the alert (replaces the default opening).")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "approve_all", is_flag=True,
+              help="Approve every pending alert and every pending draft.")
+@click.option("--drop", is_flag=True, help="Drop the given alerts or drafts (with "
+              "--contact: that person from the draft's send) instead of approving.")
+@click.option("--note", help="Your note: an alert's opening, or with --contact a personal "
+              "note for that person in the draft's send.")
+@click.option("--contact", "contact_email", help="Decide for this one person of the given "
+              "draft only.")
+@click.option("--show", is_flag=True, help="List who is in the given drafts, with their "
+              "stories and where each stands; decides nothing.")
 @project_option
-def approve(alert_ids: tuple[int, ...], approve_all: bool, drop: bool, note: str | None,
-            project: Path) -> None:
-    """List pending interest alerts, or approve (with an edited note) or drop them; approved
-    alerts go out with the next `sphere send` of their campaign (or the daemon's)."""
+def approve(ids: tuple[str, ...], approve_all: bool, drop: bool, note: str | None,
+            contact_email: str | None, show: bool, project: Path) -> None:
+    """List interest alerts and drafts (sends held by `approval: true`) waiting for you,
+    or approve or drop them: alert IDs are numbers, draft IDs d1, d2 ...; approved ones go
+    out with the next `sphere send` of their campaign or the daemon's next tick."""
     with handled():
         config = load(project)
         store = open_store(config)
         now = clock()()
-        campaigns = [c.name for c in config.campaigns if c.kind == "interest_alert"]
-        for name in campaigns:
-            for notice in reconcile_alerts(store, name, now):
+        alert_ids, draft_ids = _ids(ids)
+        if show:
+            for draft_id in draft_ids:
+                _show(config, store, _draft(store, draft_id), now)
+            return
+        campaigns = {c.name: c for c in config.campaigns if c.kind == "interest_alert"}
+        for name, campaign in campaigns.items():
+            for notice in reconcile_alerts(store, name, now,
+                                           dt.timedelta(days=campaign.approval_expires_days)):
                 err.print(notice, markup=False)
         rows = [r for r in store.alerts() if r[1] in campaigns]
         pending = {r[0]: r for r in rows if r[7] == "pending"}
-        if note is not None and (drop or len(alert_ids) != 1):
-            fail("--note edits one alert: give exactly one id, without --drop")
-        targets = list(pending) if approve_all else list(alert_ids)
-        if not targets:
+        if approve_all:
+            alert_ids = list(pending)
+            draft_ids = [d.id for d in drafts.load(store)
+                         if d.status == "pending" and not d.expired(now)]
+        if not alert_ids and not draft_ids:
+            if approve_all:
+                out.print("Nothing is waiting for approval.", markup=False)
+                return
             _list(store, rows)
+            _list_drafts(store, now)
             return
-        unknown = [i for i in targets if i not in pending]
-        if unknown:
-            fail(f"not pending: {', '.join(map(str, unknown))} (`sphere approve` lists the "
-                 "pending ones)")
-        status = "dropped" if drop else "approved"
-        for alert_id in targets:
-            store.decide_alert(alert_id, status, now, note)
-        verb = "Dropped" if drop else "Approved"
-        follow = "" if drop else "; they go out with the next `sphere send " + \
-            f"{pending[targets[0]][1]}` (or the daemon's next look)"
-        out.print(f"{verb} {len(targets)} alert(s){follow}.", markup=False)
+        if contact_email and (alert_ids or len(draft_ids) != 1):
+            fail("--contact decides for one person of one draft: give exactly one draft id")
+        if note is not None and not contact_email and (drop or draft_ids or
+                                                        len(alert_ids) != 1):
+            fail("--note edits one alert (one id, without --drop) or, with --contact, one "
+                 "person's email in a draft")
+        for draft_id in draft_ids:
+            _decide_draft(config, store, _draft(store, draft_id), now, drop, contact_email,
+                          note)
+        if alert_ids:
+            _decide_alerts(store, alert_ids, pending, drop, note, now)
 
 
-def _list(store, rows: list[tuple]) -> None:
+def _decide_alerts(store: Store, alert_ids: list[int], pending: dict[int, tuple],
+                   drop: bool, note: str | None, now: dt.datetime) -> None:
+    unknown = [i for i in alert_ids if i not in pending]
+    if unknown:
+        fail(f"not pending: {', '.join(map(str, unknown))} (`sphere approve` lists the "
+             "pending ones)")
+    status = "dropped" if drop else "approved"
+    for alert_id in alert_ids:
+        store.decide_alert(alert_id, status, now, note)
+    verb = "Dropped" if drop else "Approved"
+    follow = "" if drop else "; they go out with the next `sphere send " + \
+        f"{pending[alert_ids[0]][1]}` (or the daemon's next look)"
+    out.print(f"{verb} {len(alert_ids)} alert(s){follow}.", markup=False)
+
+
+def _draft(store: Store, draft_id: int) -> Draft:
+    found = drafts.load(store, draft_id=draft_id)
+    if not found:
+        fail(f"no draft d{draft_id} (`sphere approve` lists the drafts)")
+    return found[0]
+
+
+def _when_sent(config: Config, draft: Draft) -> str:
+    if draft.kind == "drip":
+        return "the daemon's next tick (`sphere run`, or `sphere run --once` now)"
+    return f"the next `sphere send {draft.name}` or the daemon's next tick"
+
+
+def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, drop: bool,
+                  contact_email: str | None, note: str | None) -> None:
+    """Approve or drop a whole draft, or one person of it."""
+    if draft.status == "dropped":
+        fail(f"draft d{draft.id} ({draft.send_id}) was dropped; nothing of it is sent")
+    if not drop and draft.expired(now):
+        fail(f"draft d{draft.id} ({draft.send_id}) expired unapproved on "
+             f"{draft.expires:%Y-%m-%d %H:%M} UTC; it is not sent late (the next period "
+             "makes a new draft)")
+    if contact_email:
+        if draft.recipient(contact_email) is None:
+            fail(f"{contact_email} is not in draft d{draft.id} (`sphere approve --show "
+                 f"d{draft.id}` lists who is)")
+        drafts.decide_recipient(store, draft.id, contact_email, now, approve=not drop,
+                                exclude=drop, note=note)
+        if drop:
+            out.print(f"Dropped {contact_email} from d{draft.id} ({draft.send_id}).",
+                      markup=False)
+        else:
+            out.print(f"Approved {contact_email} in d{draft.id} ({draft.send_id}); it goes "
+                      f"out with {_when_sent(config, draft)}.", markup=False)
+        return
+    drafts.decide(store, draft.id, "dropped" if drop else "approved", now)
+    if drop:
+        out.print(f"Dropped d{draft.id} ({draft.send_id}): nothing of it is sent.",
+                  markup=False)
+        return
+    going = sum(1 for r in draft.recipients if not r.excluded)
+    out.print(f"Approved d{draft.id} ({draft.send_id}, {going} people); it goes out with "
+              f"{_when_sent(config, draft)}.", markup=False)
+
+
+def _counts(store: Store, draft: Draft, now: dt.datetime) -> dict[str, int]:
+    """state -> people, with 'sent' from the ledger."""
+    ledger = store.ledger_status(draft.send_id)
+    counts: dict[str, int] = {}
+    for r in draft.recipients:
+        state = "sent" if ledger.get(r.email) == "sent" else draft.state(r, now)
+        counts[state] = counts.get(state, 0) + 1
+    return counts
+
+
+def _list_drafts(store: Store, now: dt.datetime) -> None:
+    """Drafts waiting, approved but not yet all sent, and expired unapproved."""
+    shown = 0
+    for draft in drafts.load(store):
+        counts = _counts(store, draft, now)
+        if draft.status == "dropped" or not (counts.get("held") or counts.get("approved")
+                                             or counts.get("expired")):
+            continue
+        if not shown:
+            out.print("Drafts (sends held for your approval):", markup=False)
+        shown += 1
+        if draft.expired(now):
+            state = f"EXPIRED unapproved on {draft.expires:%Y-%m-%d}: not sent"
+        elif draft.status == "approved":
+            state = "approved"
+        else:
+            state = f"waiting; expires {draft.expires:%Y-%m-%d %H:%M} UTC"
+        people = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        out.print(f"  d{draft.id}  {draft.send_id}  {len(draft.recipients)} people "
+                  f"({people}); held {draft.created:%Y-%m-%d %H:%M} UTC; {state}",
+                  markup=False)
+    if shown:
+        out.print("See who gets what: sphere approve --show d1 | approve: sphere approve d1 "
+                  "| one person: sphere approve d1 --contact EMAIL [--note TEXT] | drop: "
+                  "sphere approve --drop d1 [--contact EMAIL]", markup=False)
+    else:
+        out.print("No drafts waiting for approval.", markup=False)
+
+
+def _show(config: Config, store: Store, draft: Draft, now: dt.datetime) -> None:
+    """Every person of one draft: where they stand, their stories, their note."""
+    titles = {a.id: a.title for a in store.articles()}
+    titles.update({f"tip:{t.id}": f"tip: {t.title}" for t in config.tips})
+    ledger = store.ledger_status(draft.send_id)
+    out.print(f"d{draft.id}  {draft.send_id}: {draft.status}; expires "
+              f"{draft.expires:%Y-%m-%d %H:%M} UTC", markup=False)
+    for r in draft.recipients:
+        state = "sent" if ledger.get(r.email) == "sent" else draft.state(r, now)
+        out.print(f"  {r.email}: {state}" + (f" (note: {r.note})" if r.note else ""),
+                  markup=False)
+        for p in r.picks:
+            gone = " [dropped]" if p.key in r.dropped_items else ""
+            out.print(f"    {p.section:<13} {titles.get(p.key, p.key)}{gone}", markup=False)
+        if r.template:
+            out.print(f"    {'message':<13} {r.template}", markup=False)
+
+
+def _list(store: Store, rows: list[tuple]) -> None:
     titles = {a.id: a.title for a in store.articles()}
     pending = [r for r in rows if r[7] == "pending"]
     if not pending:
@@ -69,3 +226,81 @@ def _list(store, rows: list[tuple]) -> None:
     out.print(table)
     out.print("Approve: sphere approve ID [--note TEXT] | all: sphere approve --all | "
               "drop: sphere approve --drop ID", markup=False)
+
+
+def print_drafts(store: Store) -> None:
+    """For `sphere status`: drafts waiting for approval, and drafts that expired."""
+    now = clock()()
+    for draft in drafts.load(store):
+        counts = _counts(store, draft, now)
+        if draft.status == "dropped":
+            continue
+        if draft.expired(now) and counts.get("expired"):
+            out.print(f"[yellow]Draft d{draft.id} ({escape(draft.send_id)}) expired "
+                      f"unapproved on {draft.expires:%Y-%m-%d}[/]: {counts['expired']} "
+                      "email(s) not sent, and not sent late.")
+        elif counts.get("held"):
+            out.print(f"Draft d{draft.id} ({escape(draft.send_id)}): {counts['held']} "
+                      f"email(s) waiting for `sphere approve` until "
+                      f"{draft.expires:%Y-%m-%d %H:%M} UTC.")
+
+
+@note.command("list", context_settings=CONTEXT)
+@click.argument("email", required=False)
+@project_option
+def note_list(email: str | None, project: Path) -> None:
+    """List one-off notes (of EMAIL, or everyone's): waiting, or used and by which send."""
+    with handled():
+        config = load(project)
+        store = open_store(config, dry_run=True)
+        rows = store.notes(email)
+        if not rows:
+            out.print(f"No notes{f' for {email}' if email else ''}.", markup=False)
+            return
+        # A line per note, not a table: a note is prose and must not be cut or folded.
+        for n in rows:
+            state = f"used in {n.used_send_id}" if n.used else "waiting for the next email"
+            text = " ".join(n.text.split())
+            out.print(f"{n.id}  {n.email}  (added {_when(n.created)}, {state}): {text}",
+                      markup=False)
+        out.print("Edit a waiting note: sphere note edit ID TEXT | remove: sphere note "
+                  "remove ID (used notes are history and stay as sent)", markup=False)
+
+
+def _unused_note(store: Store, note_id: int) -> None:
+    """Fail with the reason when note `note_id` is missing or already used."""
+    found = next((n for n in store.notes() if n.id == note_id), None)
+    if found is None:
+        fail(f"no note {note_id} (`sphere note list` shows them)")
+    elif found.used:
+        fail(f"note {note_id} was already sent in {found.used_send_id}; a sent note cannot "
+             "be changed (add a new one with `sphere note add`)")
+
+
+@note.command("edit", context_settings=CONTEXT)
+@click.argument("note_id", type=int)
+@click.argument("text")
+@project_option
+def note_edit(note_id: int, text: str, project: Path) -> None:
+    """Replace the text of waiting note NOTE_ID with TEXT (Markdown)."""
+    with handled():
+        store = open_store(load(project))
+        _unused_note(store, note_id)
+        if not store.edit_note(note_id, text):
+            fail(f"note {note_id} was used meanwhile; it can no longer be changed")
+        out.print(f"Note {note_id} updated.", markup=False)
+
+
+@note.command("remove", context_settings=CONTEXT)
+@click.argument("note_id", type=int)
+@project_option
+def note_remove(note_id: int, project: Path) -> None:
+    """Delete waiting note NOTE_ID so no email carries it."""
+    with handled():
+        store = open_store(load(project))
+        _unused_note(store, note_id)
+        if not store.remove_note(note_id):
+            fail(f"note {note_id} was used meanwhile; it can no longer be removed")
+        out.print(f"Note {note_id} removed.", markup=False)
+
+

@@ -72,6 +72,8 @@ class Drip:
     anchor: str
     steps: tuple[DripStep, ...]
     line: int = 0
+    approval: bool = False  # each due message is held as a draft for `sphere approve`
+    approval_expires_days: int = 7  # a draft undecided this long is reported, not sent
 
 
 @dataclass(frozen=True)
@@ -423,10 +425,7 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         check.add(node, f"{p}threshold", f"must be a positive number, got {threshold!r}",
                   "e.g. `threshold: 2.5` (3 = the story is tagged with the interest)")
         threshold = Campaign.alert_threshold
-    approval = node.get("approval", False)
-    if not isinstance(approval, bool):
-        check.add(node, f"{p}approval", "must be true or false", "`approval: true`")
-        approval = False
+    approval, expires = _approval(node, p, check)
     return Campaign(
         name=name, kind=kind, audiences=targets, schedule=schedule,
         subject=check.text(node, "subject", p, required=True,
@@ -442,7 +441,21 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         sales_limit=check.integer(node, "sales_limit", p, 4, minimum=1) or 4,
         alert_threshold=float(threshold),
         alert_throttle_days=check.integer(node, "throttle_days", p, 14, minimum=0) or 0,
-        approval=approval)
+        approval=approval, approval_expires_days=expires)
+
+
+def _approval(node: LineDict, p: str, check: _Check) -> tuple[bool, int]:
+    """`approval: true` and `approval_expires: 7d` of a campaign or drip."""
+    approval = node.get("approval", False)
+    if not isinstance(approval, bool):
+        check.add(node, f"{p}approval", "must be true or false", "`approval: true`")
+        approval = False
+    raw = node.get("approval_expires", "7d")
+    days = parse_duration_days(str(raw))
+    if not days:
+        check.add(node, f"{p}approval_expires", f"bad duration {raw!r}",
+                  "a number and a unit: 3d, 1w (how long a draft may wait for approval)")
+    return approval, days or 7
 
 
 def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check,
@@ -488,8 +501,9 @@ def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check,
                                   after_days=days if after is not None else None,
                                   every_days=days if every is not None else None,
                                   subject=check.text(snode, "subject", sp)))
+        approval, expires = _approval(node, p, check)
         out.append(Drip(name=name, audiences=targets, anchor=anchor, steps=tuple(steps),
-                        line=node.line))
+                        line=node.line, approval=approval, approval_expires_days=expires))
     return tuple(out)
 
 

@@ -23,7 +23,7 @@ from .config import Config
 from .deliver import Transport
 from .errors import LockedError
 from .models import Contact, RunSummary
-from .runner import run_due, run_ingest
+from .runner import approved_items, run_due, run_ingest
 from .schedule import Calendar, Due, Referral, calendar, split_missed
 from .store import Store
 
@@ -95,6 +95,11 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
                 log.warning("ingest before sending: %s", report.line())
         summaries = run_due(config, store, transport, catch_up, lambda: now, dry_run,
                             should_stop=should_stop)
+    # Drafts approved since they fell due go out now (their time has come already).
+    approved = approved_items(config, store, now)
+    if approved and not should_stop():
+        summaries += run_due(config, store, transport, approved, lambda: now, dry_run,
+                             should_stop=should_stop)
     if not dry_run and not should_stop():
         store.set_meta(CHECKPOINT, now.isoformat())
     return TickReport((start, now), tuple(summaries), tuple(missed), cal.capped)

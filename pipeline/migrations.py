@@ -149,4 +149,38 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX alerts_status ON alerts(campaign, status);
     """,
+    # 6: drafts (issue #12): with `approval: true`, a due send of any campaign or drip is
+    # prepared and held until `sphere approve`; nothing held goes out unapproved. The
+    # per-recipient rows are what a review page edits: a personal note for this send,
+    # an exclusion, dropped stories.
+    """
+    CREATE TABLE drafts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        send_id TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,             -- the campaign or drip
+        kind TEXT NOT NULL CHECK (kind IN ('campaign', 'drip')),
+        period TEXT NOT NULL,
+        created TEXT NOT NULL,          -- when it fell due and was held
+        expires TEXT NOT NULL,          -- undecided after this: reported, never sent
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'approved', 'dropped')),
+        decided TEXT
+    );
+    CREATE TABLE draft_recipients (
+        draft_id INTEGER NOT NULL REFERENCES drafts(id),
+        email TEXT NOT NULL,
+        -- pending follows the draft's own decision, approved is this person's own
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'approved')),
+        picks TEXT NOT NULL DEFAULT '[]',         -- [{section, key, reason, score, general}]
+        template TEXT NOT NULL DEFAULT '',        -- a drip step's template
+        extra TEXT NOT NULL DEFAULT '{}',         -- a drip step's years, referral ...
+        note TEXT NOT NULL DEFAULT '',            -- a personal note for this send only
+        excluded INTEGER NOT NULL DEFAULT 0,      -- dropped from this send in review
+        dropped_items TEXT NOT NULL DEFAULT '[]', -- pick keys removed in review
+        created TEXT NOT NULL,
+        decided TEXT,
+        PRIMARY KEY (draft_id, email)
+    );
+    CREATE INDEX drafts_status ON drafts(status, name);
+    """,
 )

@@ -156,7 +156,10 @@ class Campaign:
     # whether the professional approves each before it goes
     alert_threshold: float = 2.5
     alert_throttle_days: int = 14
+    # Every kind: hold each due send as a draft for `sphere approve` (interest alerts
+    # queue each alert instead); an undecided draft expires after this many days.
     approval: bool = False
+    approval_expires_days: int = 7
 
 
 @dataclass(frozen=True)

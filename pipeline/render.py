@@ -224,7 +224,8 @@ class Renderer:
                              message_id=message_id, subject=ctx["subject"],
                              preheader=ctx["preheader"], html=body_html, text=body_text,
                              raw=raw, pick_keys=picks, clusters=clusters,
-                             note_ids=tuple(n.id for n in planned.notes))
+                             # id 0: a draft's personal note, no stored one-off note
+                             note_ids=tuple(n.id for n in planned.notes if n.id))
 
     def message_id(self, send_id: str, email: str) -> str:
         """Unique per (send, contact) and stable across retries of the same message."""

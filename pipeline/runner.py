@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from . import drafts
 from .audience import AudienceLoad, email_key, load_audiences
 from .config import Config
 from .deliver import MAX_CONSECUTIVE_FAILURES, Transport
@@ -122,7 +123,7 @@ def run_send(config: Config, store: Store, transport: Transport, campaign_name: 
     """The whole pipeline for one campaign, in order."""
     campaign = config.campaign(campaign_name)
     ingested = run_ingest(config, store, now()) if do_ingest else None
-    prepared = prepare(config, store, campaign, now(), period)
+    prepared = held(config, store, prepare(config, store, campaign, now(), period), now())
     renderer = Renderer(config.project, config.sender, store.secret())
     try:
         summary = deliver_plan(store, renderer, transport, prepared, now, dry_run, progress)
@@ -161,16 +162,63 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
         first = group[0]
         emails = frozenset(d.email.lower() for d in group)
         if first.kind == "campaign":
-            prepared = prepare(config, store, config.campaign(first.name), now(),
-                               period=first.period, only=emails)
+            campaign = config.campaign(first.name)
+            # A send held for approval is drafted whole when it first falls due, so the
+            # review covers everyone in it, whatever their time zone.
+            only = None if _drafted(campaign) else emails
+            prepared = held(config, store, prepare(config, store, campaign, now(),
+                                                   period=first.period, only=only), now())
         else:
             if everyone is None:
                 everyone = {c.email.lower(): c for c in load_audiences(
                     config.audience_files, config.audience_names, config.project).contacts}
-            prepared = _drip_plan(config, store, send_id, group, everyone)
+            prepared = held(config, store, _drip_plan(config, store, send_id, group,
+                                                      everyone), now())
         summaries.append(deliver_plan(store, renderer, transport, prepared, now, dry_run,
                                       progress, should_stop=should_stop))
     return summaries
+
+
+def _drafted(campaign: Campaign) -> bool:
+    """Held as a draft for approval (interest alerts queue each alert instead)."""
+    return campaign.approval and campaign.kind != "interest_alert"
+
+
+def held(config: Config, store: Store, prepared: Prepared, now: dt.datetime) -> Prepared:
+    """With `approval: true` (a campaign's, or a drip's), hold the plan as a draft and
+    keep only what was approved; otherwise the plan as it is."""
+    plan = prepared.plan
+    if plan.campaign.schedule:  # a campaign
+        if not _drafted(plan.campaign):
+            return prepared
+        draft = drafts.hold(store, plan, "campaign", plan.campaign.approval_expires_days,
+                            now)
+    else:  # a drip step (a referral update is asked for by hand: never held)
+        drip = next((d for d in config.drips if d.name == plan.campaign.name), None)
+        if drip is None or not drip.approval:
+            return prepared
+        draft = drafts.hold(store, plan, "drip", drip.approval_expires_days, now, True)
+    articles = {a.id: a for a in store.articles()}
+    tips = {t.id: t for t in config.tips}
+    return Prepared(drafts.held_plan(draft, plan, now, articles, tips), prepared.audience)
+
+
+def approved_items(config: Config, store: Store, now: dt.datetime) -> list[Due]:
+    """Calendar items for approved people of live drafts not yet sent: approving a send
+    whose time has come sends it at the next tick (`run_due` delivers them)."""
+    items = []
+    for draft in drafts.load(store):
+        ledger = store.ledger_status(draft.send_id)
+        waiting = [r for r in draft.recipients if draft.approved(r)
+                   and ledger.get(r.email) not in ("sent", "pending")]
+        known = draft.kind == "drip" or any(c.name == draft.name for c in config.campaigns)
+        if not waiting or not known:
+            continue
+        period = dt.datetime.fromisoformat(draft.period)
+        items += [Due(at=now, local=now, period=period, kind=draft.kind, name=draft.name,
+                      template=r.template, send_id=draft.send_id, email=r.email,
+                      extra=dict(r.extra)) for r in waiting]
+    return items
 
 
 def _drip_plan(config: Config, store: Store, send_id: str, group: list[Due],
@@ -232,7 +280,8 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
     # the rerun finds the same stories and the ledger sends each at most once.
     fresh = store.article_ids_since(now - ALERT_NEW_WITHIN)
     history = store.history()
-    reconcile_alerts(store, campaign.name, now)
+    reconcile_alerts(store, campaign.name, now,
+                     dt.timedelta(days=campaign.approval_expires_days))
     queue = [QueuedAlert(id=r[0], email=r[2], article_id=r[3], reason=r[5], note=r[6],
                          status=r[7]) for r in store.alerts(campaign.name)]
     # Every contact gets exactly one outcome: an approved alert is that person's email
@@ -274,7 +323,8 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
     return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
 
 
-def reconcile_alerts(store: Store, campaign: str, now: dt.datetime) -> list[str]:
+def reconcile_alerts(store: Store, campaign: str, now: dt.datetime,
+                     expiry: dt.timedelta = ALERT_EXPIRY) -> list[str]:
     """Settle the queue against what people received: an approved alert whose story this
     campaign delivered is sent; one whose story reached the person in another send first,
     or that waited over a week for approval, is dropped. Returns a line per drop."""
@@ -290,8 +340,8 @@ def reconcile_alerts(store: Store, campaign: str, now: dt.datetime) -> list[str]
             store.decide_alert(alert_id, "dropped", now)
             notices.append(f"alert {alert_id} for {email} dropped: they already received "
                            f"that story in {send_id}")
-        elif status == "pending" and dt.datetime.fromisoformat(created) < now - ALERT_EXPIRY:
+        elif status == "pending" and dt.datetime.fromisoformat(created) < now - expiry:
             store.decide_alert(alert_id, "dropped", now)
             notices.append(f"alert {alert_id} for {email} dropped: it waited more than "
-                           f"{ALERT_EXPIRY.days} days for approval and is no longer news")
+                           f"{expiry.days} days for approval and is no longer news")
     return notices
