@@ -604,7 +604,7 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
 
 # The scheduler's commands live in their own module; importing it registers them.
 from . import cli_schedule  # noqa: E402,F401
-from . import cli_sends  # noqa: E402,F401
+from . import cli_sends  # noqa: E402
 
 # `contacts import` and `report` (issue #9) live in their own module; importing it
 # registers them.

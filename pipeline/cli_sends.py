@@ -10,9 +10,10 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from . import drafts
-from .cli import CONTEXT, _when, clock, err, fail, handled, load, main, note, open_store, \
-    out, project_option
+from . import drafts, notes
+from .cli import CONTEXT, _when, clock, err, fail, handled, load, main, open_store, out, \
+    project_option
+from .cli import note as note_group
 from .config import Config
 from .drafts import Draft
 from .runner import reconcile_alerts
@@ -245,7 +246,7 @@ def print_drafts(store: Store) -> None:
                       f"{draft.expires:%Y-%m-%d %H:%M} UTC.")
 
 
-@note.command("list", context_settings=CONTEXT)
+@note_group.command("list", context_settings=CONTEXT)
 @click.argument("email", required=False)
 @project_option
 def note_list(email: str | None, project: Path) -> None:
@@ -253,7 +254,7 @@ def note_list(email: str | None, project: Path) -> None:
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
-        rows = store.notes(email)
+        rows = notes.notes(store, email)
         if not rows:
             out.print(f"No notes{f' for {email}' if email else ''}.", markup=False)
             return
@@ -269,7 +270,7 @@ def note_list(email: str | None, project: Path) -> None:
 
 def _unused_note(store: Store, note_id: int) -> None:
     """Fail with the reason when note `note_id` is missing or already used."""
-    found = next((n for n in store.notes() if n.id == note_id), None)
+    found = next((n for n in notes.notes(store) if n.id == note_id), None)
     if found is None:
         fail(f"no note {note_id} (`sphere note list` shows them)")
     elif found.used:
@@ -277,7 +278,7 @@ def _unused_note(store: Store, note_id: int) -> None:
              "be changed (add a new one with `sphere note add`)")
 
 
-@note.command("edit", context_settings=CONTEXT)
+@note_group.command("edit", context_settings=CONTEXT)
 @click.argument("note_id", type=int)
 @click.argument("text")
 @project_option
@@ -286,12 +287,12 @@ def note_edit(note_id: int, text: str, project: Path) -> None:
     with handled():
         store = open_store(load(project))
         _unused_note(store, note_id)
-        if not store.edit_note(note_id, text):
+        if not notes.edit_note(store, note_id, text):
             fail(f"note {note_id} was used meanwhile; it can no longer be changed")
         out.print(f"Note {note_id} updated.", markup=False)
 
 
-@note.command("remove", context_settings=CONTEXT)
+@note_group.command("remove", context_settings=CONTEXT)
 @click.argument("note_id", type=int)
 @project_option
 def note_remove(note_id: int, project: Path) -> None:
@@ -299,7 +300,7 @@ def note_remove(note_id: int, project: Path) -> None:
     with handled():
         store = open_store(load(project))
         _unused_note(store, note_id)
-        if not store.remove_note(note_id):
+        if not notes.remove_note(store, note_id):
             fail(f"note {note_id} was used meanwhile; it can no longer be removed")
         out.print(f"Note {note_id} removed.", markup=False)
 

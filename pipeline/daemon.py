@@ -80,7 +80,8 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
     # 1st still sends the 09:00 newsletter.
     start = dt.datetime.fromisoformat(saved) if saved else now - grace
     if start >= now:
-        return TickReport((start, now), (), (), ())
+        return TickReport((start, now), tuple(_send_approved(config, store, transport, now,
+                                                             dry_run, should_stop)), (), ())
     cal = project_calendar(config, store, start, now)
     catch_up, missed = split_missed(cal.due, now, grace)
     for d in missed:
@@ -95,14 +96,20 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
                 log.warning("ingest before sending: %s", report.line())
         summaries = run_due(config, store, transport, catch_up, lambda: now, dry_run,
                             should_stop=should_stop)
-    # Drafts approved since they fell due go out now (their time has come already).
-    approved = approved_items(config, store, now)
-    if approved and not should_stop():
-        summaries += run_due(config, store, transport, approved, lambda: now, dry_run,
-                             should_stop=should_stop)
+    summaries += _send_approved(config, store, transport, now, dry_run, should_stop)
     if not dry_run and not should_stop():
         store.set_meta(CHECKPOINT, now.isoformat())
     return TickReport((start, now), tuple(summaries), tuple(missed), cal.capped)
+
+
+def _send_approved(config: Config, store: Store, transport: Transport, now: dt.datetime,
+                   dry_run: bool, should_stop: Callable[[], bool]) -> list[RunSummary]:
+    """Drafts approved since they fell due go out now: their time has come already."""
+    approved = approved_items(config, store, now)
+    if not approved or should_stop():
+        return []
+    return run_due(config, store, transport, approved, lambda: now, dry_run,
+                   should_stop=should_stop)
 
 
 class ProjectLock:

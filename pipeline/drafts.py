@@ -93,7 +93,7 @@ class Draft:
 
 
 def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat()
+    return moment.astimezone(dt.UTC).isoformat()
 
 
 def _picks_json(picks: Iterable[Pick]) -> str:

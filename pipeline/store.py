@@ -121,18 +121,6 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
-class StoredNote:
-    """A one-off note as stored: unused until an email carrying it was sent."""
-
-    id: int
-    email: str
-    text: str
-    created: str
-    used: str | None  # when the email that carried it was sent
-    used_send_id: str | None
-
-
-@dataclass(frozen=True)
 class StoredEvent:
     """One provider event (SendGrid Event Webhook), as kept for reports."""
 
@@ -487,28 +475,6 @@ class Store:
             cur = tx.execute("INSERT INTO notes (email, text, created) VALUES (?,?,?)",
                              (email.lower(), text, _iso(now)))
         return int(cur.lastrowid or 0)
-
-    def notes(self, email: str | None = None) -> list[StoredNote]:
-        """Every one-off note (optionally for one address), oldest first."""
-        sql = "SELECT id, email, text, created, used, used_send_id FROM notes"
-        args: tuple[str, ...] = ()
-        if email:
-            sql, args = sql + " WHERE email=?", (email.lower(),)
-        return [StoredNote(*r) for r in self.conn.execute(sql + " ORDER BY id", args)]
-
-    def edit_note(self, note_id: int, text: str) -> bool:
-        """Replace an unused note's text; False if there is no such unused note (a used
-        note is what that email said: history, never rewritten)."""
-        with self.transaction() as tx:
-            cur = tx.execute("UPDATE notes SET text=? WHERE id=? AND used IS NULL",
-                             (text, note_id))
-        return cur.rowcount > 0
-
-    def remove_note(self, note_id: int) -> bool:
-        """Delete an unused note; False if there is no such unused note."""
-        with self.transaction() as tx:
-            cur = tx.execute("DELETE FROM notes WHERE id=? AND used IS NULL", (note_id,))
-        return cur.rowcount > 0
 
     def pending_notes(self) -> dict[str, tuple[Note, ...]]:
         """email -> unused one-off notes, oldest first."""
