@@ -28,7 +28,7 @@ from .errors import ConfigError, SphereError, redact, redact_url
 from .preview import write_preview
 from .render import KIND_TEMPLATES, Renderer, TemplateError
 from .resources import bundled
-from .runner import prepare, run_ingest, run_send, skipped_line
+from .runner import held, prepare, run_ingest, run_send, skipped_line
 from .models import PlannedEmail, RunSummary
 from .sendgrid_transport import (
     SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env, local_time_rule,
@@ -329,8 +329,9 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: 
             # fetch lands in the in-memory copy, so `plan` still changes nothing.
             ingested = run_ingest(config, store, clock()())
             err.print(f"ingest: {ingested.line()}", markup=False)
-        prepared = prepare(config, store, config.campaign(campaign), clock()(),
-                           explain=explain)
+        # As `send` would: a send held for approval shows who is held and who approved.
+        prepared = held(config, store, prepare(config, store, config.campaign(campaign),
+                                               clock()(), explain=explain), clock()())
         p = prepared.plan
         # Agree with `send`: people this period already reached are not sent again.
         done = {e for e, status in store.ledger_status(p.send_id).items() if status == "sent"}

@@ -170,3 +170,11 @@ def test_a_bad_approval_expiry_is_a_check_error(project: Path, cli, value: str) 
     result = cli("check", project=project)
     assert result.exit_code == 1
     assert "campaigns.monthly-sphere.approval_expires: bad duration" in result.stderr
+
+
+def test_plan_agrees_with_send_about_held_emails(project: Path, cli) -> None:
+    _approval(project, "monthly-sphere")
+    plan = cli("plan", "monthly-sphere", project=project)
+    assert "0 emails to send" in plan.stdout
+    assert "28 held for your approval" in plan.stdout
+    assert not (project / "var/outbox").exists()  # plan changed nothing
