@@ -25,6 +25,7 @@ from .config import Config, load_config
 from .dbfile import db_error
 from .deliver import DryRunTransport, OutboxTransport, Transport
 from .errors import ConfigError, SphereError, redact, redact_url
+from .mime import address_problem
 from .preview import write_preview
 from .render import KIND_TEMPLATES, Renderer, TemplateError
 from .resources import bundled
@@ -157,6 +158,10 @@ def check(project: Path) -> None:
         for p in loaded.problems:
             (err if p.severity == "error" else out).print(
                 f"{'warning: ' if p.severity != 'error' else ''}{p}", markup=False)
+        for c in loaded.contacts:  # an address the configured transport cannot carry
+            problem = address_problem(c.email, config.transport)
+            if problem:
+                out.print(f"warning: {c.origin}: email: {problem}", markup=False)
         template_errors = check_templates(config)
         for line in template_errors:
             err.print(line, markup=False)

@@ -84,6 +84,19 @@ def needs_smtputf8(email: str) -> bool:
     return not email.rpartition("@")[0].isascii()
 
 
+def address_problem(email: str, transport: str) -> str:
+    """Why `transport` cannot carry this address, or '' (for `sphere check`)."""
+    try:
+        wire_address(email)
+    except AddressError as exc:
+        return str(exc)
+    if needs_smtputf8(email) and transport == "sendgrid":
+        return (f"{email!r} has non-ASCII characters before the @, which SendGrid does not "
+                "deliver (send it over SMTP through a relay that offers SMTPUTF8, or ask "
+                "the contact for another address)")
+    return ""
+
+
 def address(name: str, email: str) -> str:
     """'Display Name <addr>' with the name quoted or encoded as needed and the domain in
     IDNA form; a non-ASCII local part is written as UTF-8 (RFC 6532)."""

@@ -98,6 +98,20 @@ def test_smtp_without_smtputf8_fails_that_contact_only(project: Path, cli) -> No
     assert "outcome unknown" not in result.stdout + again.stdout
 
 
+def test_check_warns_with_file_and_line_when_the_transport_cannot_deliver(
+        project: Path, cli) -> None:
+    _international(project)
+    path = project / "campaigns.yaml"
+    path.write_text(path.read_text().replace("transport: outbox", "transport: sendgrid"))
+    result = cli("check", project=project)
+    assert result.exit_code == 0, result.output
+    line = next(i for i, row in enumerate((project / "audiences/sphere.csv").read_text(
+        encoding="utf-8").splitlines(), 1) if row.startswith(UTF8))
+    assert f"warning: audiences/sphere.csv:{line}: email: '{UTF8}' has non-ASCII " \
+           "characters before the @, which SendGrid does not deliver" in result.stdout
+    assert IDN not in result.stdout  # an IDNA domain travels everywhere
+
+
 def test_sendgrid_gets_the_idna_domain_and_refuses_no_one_else(project: Path, cli,
                                                               monkeypatch) -> None:
     _international(project)
