@@ -155,7 +155,7 @@ def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, 
 
 def _counts(store: Store, draft: Draft, now: dt.datetime) -> dict[str, int]:
     """state -> people, with 'sent' from the ledger."""
-    ledger = store.ledger_status(draft.send_id)
+    ledger = drafts.sent_to(store, draft)
     counts: dict[str, int] = {}
     for r in draft.recipients:
         state = "sent" if ledger.get(r.email) == "sent" else draft.state(r, now)
@@ -196,7 +196,7 @@ def _show(config: Config, store: Store, draft: Draft, now: dt.datetime) -> None:
     """Every person of one draft: where they stand, their stories, their note."""
     titles = {a.id: a.title for a in store.articles()}
     titles.update({f"tip:{t.id}": f"tip: {t.title}" for t in config.tips})
-    ledger = store.ledger_status(draft.send_id)
+    ledger = drafts.sent_to(store, draft)
     out.print(f"d{draft.id}  {draft.send_id}: {draft.status}; expires "
               f"{draft.expires:%Y-%m-%d %H:%M} UTC", markup=False)
     for r in draft.recipients:

@@ -151,6 +151,23 @@ def load(store: Store, draft_id: int | None = None, send_id: str | None = None
     return out
 
 
+def with_approved_unsent(store: Store) -> list[Draft]:
+    """Drafts with someone approved whose email has not gone out yet: what the daemon's
+    tick sends (one query, so a tick does not read every draft ever held)."""
+    ids = [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT d.id FROM drafts d JOIN draft_recipients r ON r.draft_id = d.id "
+        "WHERE d.status != 'dropped' AND r.excluded = 0 "
+        "AND (r.status = 'approved' OR (d.status = 'approved' AND r.created <= d.decided)) "
+        "AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.send_id = d.send_id "
+        "AND lower(x.email) = r.email AND x.status IN ('sent', 'pending')) ORDER BY d.id")]
+    return [d for i in ids for d in load(store, draft_id=i)]
+
+
+def sent_to(store: Store, draft: Draft) -> dict[str, str]:
+    """email (lower-cased, as drafts keep it) -> ledger status, for one draft's send."""
+    return {e.lower(): s for e, s in store.ledger_status(draft.send_id).items()}
+
+
 def decide(store: Store, draft_id: int, status: str, now: dt.datetime) -> None:
     """Approve or drop a whole draft."""
     with store.transaction() as tx:

@@ -60,7 +60,8 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
                                            period)
         audience = AudienceLoad(audience.contacts, audience.problems + sales_problems)
     elif campaign.kind == "interest_alert":
-        plan = _alert_plan(config, store, campaign, audience.contacts, now, period)
+        plan = _alert_plan(config, store, campaign, audience.contacts, now, period,
+                           partial=only is not None)
     else:
         plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
                           store.history(), store.suppressed(), store.pending_notes(),
@@ -207,8 +208,8 @@ def approved_items(config: Config, store: Store, now: dt.datetime) -> list[Due]:
     """Calendar items for approved people of live drafts not yet sent: approving a send
     whose time has come sends it at the next tick (`run_due` delivers them)."""
     items = []
-    for draft in drafts.load(store):
-        ledger = store.ledger_status(draft.send_id)
+    for draft in drafts.with_approved_unsent(store):
+        ledger = drafts.sent_to(store, draft)
         waiting = [r for r in draft.recipients if draft.approved(r)
                    and ledger.get(r.email) not in ("sent", "pending")]
         known = draft.kind == "drip" or any(c.name == draft.name for c in config.campaigns)
@@ -269,9 +270,10 @@ def _sales_plan(config: Config, store: Store, campaign: Campaign,
 
 def _alert_plan(config: Config, store: Store, campaign: Campaign,
                 contacts: tuple[Contact, ...], now: dt.datetime,
-                period: dt.datetime | None) -> Plan:
+                period: dt.datetime | None, partial: bool = False) -> Plan:
     """Interest alerts: new stories above the threshold; with `approval`, queued for
-    `sphere approve` and sent once approved."""
+    `sphere approve` and sent once approved. `partial`: `contacts` is part of the
+    audience (the daemon's due group), so an approved alert of someone else waits."""
     send_id, label = _period(config, campaign, now, period)
     stored = store.articles()
     matcher = Matcher(stored, now, campaign.max_age_days, dict(config.synonyms),
@@ -309,6 +311,8 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
     for q in approved.values():
         contact = by_email.get(q.email)
         why = skip_reason(contact, suppressed) if contact else ""
+        if contact is None and partial:
+            continue  # not in this group: their own group's send takes it
         if contact is None or q.article_id not in articles:
             skipped.append(Skipped(q.email, f"alert {q.id}: contact or story no longer "
                                             "available"))
