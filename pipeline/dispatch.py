@@ -184,7 +184,14 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                 finished, _ = wait(list(inflight), timeout=None if idle else 0,
                                    return_when=FIRST_COMPLETED)
                 rows = outcomes(finished)
-            batch = [] if paused else fill(window - len(inflight))
+            try:
+                batch = [] if paused else fill(window - len(inflight))
+            except BaseException:
+                # Ctrl-C or a store error while rendering: what already came back from
+                # the network is settled first, never left 'unknown' to resolve by hand.
+                if rows:
+                    store.settle_many(send_id, rows, now())
+                raise
             if rows or batch:
                 # One transaction settles what finished and begins what comes next;
                 # each new message goes to a worker only after its row is committed.

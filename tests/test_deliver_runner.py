@@ -155,3 +155,42 @@ def test_a_bad_key_stops_at_the_first_401_across_workers(project: Path,
     assert summary.paused.startswith("stopped: SendGrid 401")
     assert 1 <= standin.requests <= workers, standin.requests
     assert summary.sent == 0 and summary.failed <= workers
+
+
+def test_an_interruption_while_rendering_settles_what_the_relay_already_took(
+        project: Path) -> None:
+    """Ctrl-C (or any crash) while the next message renders: the messages the relay has
+    already answered for are recorded as sent, none is left 'unknown' to resolve."""
+    import pytest
+
+    from pipeline.config import SmtpSettings
+    from pipeline.render import Renderer
+    from pipeline.smtp_transport import SmtpTransport
+    from tests.deliver_support import Recorder, smtp_server
+
+    s = sample(project)
+    fourth = s.prepared.plan.emails[3].contact.email
+
+    class Interrupted(Renderer):
+        def render(self, plan, planned, now, extra=None, template=""):
+            if planned.contact.email == fourth:
+                raise KeyboardInterrupt
+            return super().render(plan, planned, now, extra, template)
+
+    recorder = Recorder()
+    server = smtp_server(recorder)
+    renderer = Interrupted(s.config.project, s.config.sender, s.store.secret())
+    transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=server.port,
+                                           security="none", timeout=5, workers=1),
+                              s.config.sender, retry=FAST)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            deliver_plan(s.store, renderer, transport, s.prepared, lambda: NOW, False)
+    finally:
+        transport.close()
+        server.stop()
+    ledger = s.store.ledger_status(s.prepared.plan.send_id)
+    took = {to[0] for _, to, _ in recorder.messages}
+    assert took and {e for e, st in ledger.items() if st == "sent"} == took
+    # Begun but never handed to the relay: certainly not sent, so the next run sends them.
+    assert set(ledger.values()) <= {"sent", "failed"} and not s.store.pending_deliveries()
