@@ -16,6 +16,7 @@ from .cli import CONTEXT, _when, clock, err, fail, handled, load, main, open_sto
 from .cli import note as note_group
 from .config import Config
 from .drafts import Draft
+from .plan import period_for, send_id_for
 from .runner import reconcile_alerts
 from .store import Store
 
@@ -115,9 +116,17 @@ def _draft(store: Store, draft_id: int) -> Draft:
     return found[0]
 
 
-def _when_sent(config: Config, draft: Draft) -> str:
-    if draft.kind == "drip":
-        return "the daemon's next tick (`sphere run`, or `sphere run --once` now)"
+def _when_sent(config: Config, draft: Draft, now: dt.datetime) -> str:
+    """What sends an approved draft: `sphere send` reaches only its campaign's current
+    period; the daemon's tick sends any approved draft."""
+    tick = "the daemon's next tick (`sphere run`, or `sphere run --once` now)"
+    campaign = next((c for c in config.campaigns if c.name == draft.name), None)
+    if draft.kind == "drip" or campaign is None:
+        return tick
+    current = send_id_for(campaign, period_for(campaign.schedule, now,
+                                               config.sender.timezone))
+    if current != draft.send_id:
+        return tick
     return f"the next `sphere send {draft.name}` or the daemon's next tick"
 
 
@@ -141,7 +150,7 @@ def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, 
                       markup=False)
         else:
             out.print(f"Approved {contact_email} in d{draft.id} ({draft.send_id}); it goes "
-                      f"out with {_when_sent(config, draft)}.", markup=False)
+                      f"out with {_when_sent(config, draft, now)}.", markup=False)
         return
     drafts.decide(store, draft.id, "dropped" if drop else "approved", now)
     if drop:
@@ -150,7 +159,7 @@ def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, 
         return
     going = sum(1 for r in draft.recipients if not r.excluded)
     out.print(f"Approved d{draft.id} ({draft.send_id}, {going} people); it goes out with "
-              f"{_when_sent(config, draft)}.", markup=False)
+              f"{_when_sent(config, draft, now)}.", markup=False)
 
 
 def _counts(store: Store, draft: Draft, now: dt.datetime) -> dict[str, int]:

@@ -178,3 +178,16 @@ def test_plan_agrees_with_send_about_held_emails(project: Path, cli) -> None:
     assert "0 emails to send" in plan.stdout
     assert "28 held for your approval" in plan.stdout
     assert not (project / "var/outbox").exists()  # plan changed nothing
+
+
+def test_approve_all_covers_drafts_and_alerts(project: Path, cli) -> None:
+    _approval(project, "monthly-sphere")
+    assert cli("send", "monthly-sphere", project=project).exit_code == 0
+    assert cli("send", "interest-alerts", project=project).exit_code == 0
+    result = cli("approve", "--all", project=project)
+    assert result.exit_code == 0, result.output
+    assert "Approved d1" in result.stdout and "alert(s)" in result.stdout
+    assert "Sent 28," in cli("send", "monthly-sphere", project=project).stdout
+    assert "Nothing is waiting" in cli("approve", "--all", project=project).stdout
+    bad = cli("approve", "x9", project=project)
+    assert bad.exit_code == 1 and "neither an alert id" in bad.stderr
