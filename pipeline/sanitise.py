@@ -19,9 +19,14 @@ SUMMARY_TEXT_MAX = 420
 SUMMARY_HTML_MAX = 4000
 MAX_URL = 2000  # longer links are tracking soup or attacks; no article needs one
 _SPACE_RE = re.compile(r"\s+")
+# Bidirectional controls (embeddings, overrides, isolates and the LRM/RLM/ALM marks) make
+# "gpj.exe" read as "exe.jpg" or turn a headline around; a feed has no honest use for
+# them in text we mail, and the script of the letters shows its own direction without.
+_BIDI = "\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+_BIDI_RE = re.compile(f"[{_BIDI}]")
 _ENTITY_RE = re.compile(r"&(?:#[0-9]+|#x[0-9a-f]+|[a-z][a-z0-9]*);", re.I)
 _TAG_LIKE_RE = re.compile(r"<[/!?a-zA-Z][^>]*>?")
-_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f<>\"`\\]")
+_UNSAFE_URL_CHARS = re.compile(r"[\x00-\x20\x7f<>\"`\\" + _BIDI + "]")
 # A script scheme anywhere in a URL is an attack that a relative-link resolution turned
 # into something that merely looks harmless; no article needs one.
 _SCRIPT_SCHEME_RE = re.compile(r"(?:java|vb|live)script:", re.I)
@@ -36,6 +41,11 @@ _TRACKER_RE = re.compile(
 _HREF_RE = re.compile(r'href="([^"]*)"')
 # Block-level closing tags become spaces so "one.</p><p>Two" reads "one. Two" as text.
 _BLOCK_END_RE = re.compile(r"<\s*(?:br|/p|/div|/li|/h[1-6]|/blockquote|/tr|/td)\b[^>]*>", re.I)
+
+
+def strip_bidi(text: str) -> str:
+    """`text` without bidirectional control characters (U+202A-E, U+2066-9, LRM, RLM, ALM)."""
+    return _BIDI_RE.sub("", text)
 
 
 def _absolute_links(cleaned: str, base: str) -> str:
@@ -54,6 +64,8 @@ def clean_html(fragment: str, base: str = "") -> str:
     cleaned = nh3.clean(fragment or "", tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
                         url_schemes=URL_SCHEMES, link_rel="noopener noreferrer",
                         strip_comments=True)
+    # After cleaning: nh3 turns `&#x202E;` into the character itself.
+    cleaned = strip_bidi(cleaned)
     cleaned = _absolute_links(cleaned, base)
     if len(cleaned) > SUMMARY_HTML_MAX:
         # Too long to trim safely as markup: fall back to escaped plain text.
@@ -74,12 +86,13 @@ def to_text(fragment: str) -> str:
             break
     else:
         text = _TAG_LIKE_RE.sub("", text)
-    return _SPACE_RE.sub(" ", text.replace("\x00", "")).strip()
+    # Bidi controls go last: an entity (`&#x202E;`) becomes one only when decoded.
+    return _SPACE_RE.sub(" ", strip_bidi(text.replace("\x00", ""))).strip()
 
 
 def plain_to_html(text: str) -> str:
     """A text/plain field as escaped HTML paragraphs (blank lines separate them)."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text or "") if p.strip()]
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", strip_bidi(text or "")) if p.strip()]
     return "".join(f"<p>{html.escape(_SPACE_RE.sub(' ', p))}</p>" for p in paragraphs)
 
 

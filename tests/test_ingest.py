@@ -296,3 +296,36 @@ def test_ingest_shows_a_progress_bar_on_terminals_and_a_summary_line(
     screen.truncate(0)
     cli("ingest", "--quiet", project=project)
     assert "Fetching feeds" not in screen.getvalue()
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_bidi_controls_never_leave_a_feed() -> None:
+    # A right-to-left override turns "Open house at gnp.exe" into what looks like a
+    # harmless title; literal or as an entity, no bidi control survives sanitising.
+    body = ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+            "<title>t</title><link>https://feeds.test/</link><item>"
+            "<title>Open house \u202eexe.gnp&#x202E; &#8238;today\u2066</title>"
+            "<link>https://feeds.test/a</link><category>gar\u200fden</category>"
+            "<description><![CDATA[<p>Prices \u202erose&#x202d; <a href='/x' "
+            "title='a\u202eb'>more</a>\u061c</p>]]></description></item>"
+            "<item><title>Plain \u2067one</title><link>https://feeds.test/b</link>"
+            "<description type='text/plain'>plain\u202e text</description></item>"
+            "<item><title>Bad link</title><link>https://feeds.test/\u202ecod.exe</link>"
+            "</item></channel></rss>").encode()
+    parsed = parse_feed(Source(name="bidi", url="https://feeds.test/feed.xml",
+                               kind="market"), body, None, NOW)
+    assert not parsed.error
+    first, plain, bad = parsed.articles
+    for article in parsed.articles:
+        for value in (article.title, article.summary_html, article.summary_text,
+                      article.url, *article.topics):
+            assert not any(ch in value for ch in BIDI), (value, article)
+    assert first.title == "Open house exe.gnp today"
+    assert first.summary_text == "Prices rose more"
+    assert first.topics == ("garden",)
+    assert "plain text" in plain.summary_text
+    assert bad.url == ""  # a link with a bidi control hides where it goes
+    assert to_text("a\u202eb&#x2067;c") == "abc"
+    assert clean_html("<p>a&#8238;b</p>") == "<p>ab</p>"
