@@ -4,12 +4,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from .csvsafe import unguard
 from .errors import Problem
 from .models import RELATIONSHIPS, STATUSES, Contact
 from .yamlfile import LineDict, LineList, load_yaml
@@ -37,6 +39,15 @@ def normalise_email(raw: str) -> str:
     """Validate syntax only (no DNS) and return the address with a lower-cased domain."""
     info = validate_email(raw.strip(), check_deliverability=False)
     return info.normalized
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break and control character made a space, spaces folded:
+    what a name must be before it goes anywhere near a header (To:, Subject:)."""
+    return " ".join(_CONTROL_RE.sub(" ", text).split())
 
 
 def email_key(email: str) -> str:
@@ -93,10 +104,12 @@ def _contact_from_row(row: dict[str, str], audience: str, shown: str, line: int,
     interests = interests_raw if isinstance(interests_raw, list) else str(interests_raw).split(";")
     return Contact(
         email=email,
-        first_name=(row.get("first_name") or "").strip(),
-        last_name=(row.get("last_name") or "").strip(),
-        neighbourhood=(row.get("neighbourhood") or "").strip(),
-        interests=tuple(dict.fromkeys(i.strip().lower() for i in interests if str(i).strip())),
+        # One line each: a name reaches the To: header and a subject line.
+        first_name=one_line(row.get("first_name") or ""),
+        last_name=one_line(row.get("last_name") or ""),
+        neighbourhood=one_line(row.get("neighbourhood") or ""),
+        interests=tuple(dict.fromkeys(one_line(str(i)).lower() for i in interests
+                                      if one_line(str(i)))),
         relationship=relationship,
         closing_date=closing,
         timezone=tz,
@@ -120,7 +133,7 @@ def _read_csv(path: Path, shown: str, problems: list[Problem]) -> list[tuple[int
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows: list[tuple[int, dict]] = []
     try:
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        header = [unguard(h).strip().lower() for h in (reader.fieldnames or [])]
         if "email" not in header:
             problems.append(Problem(shown, 1, "email", "no `email` column in the header row",
                                     f"the first row must name the columns; known: "
@@ -138,7 +151,8 @@ def _read_csv(path: Path, shown: str, problems: list[Problem]) -> list[tuple[int
                                         "row skipped", "quote cells that contain commas",
                                         "warning"))
             elif any((v or "").strip() for v in row.values()):
-                rows.append((start, row))
+                # A cell Sphere wrote as '=... (so no spreadsheet runs it) reads as =...
+                rows.append((start, {k: unguard(v or "") for k, v in row.items()}))
             start = reader.line_num + 1
     except csv.Error as exc:
         problems.append(Problem(shown, reader.line_num, "", f"CSV syntax error: {exc}",

@@ -3,14 +3,16 @@ the `sphere` group by cli.py."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
-    project_option
+    project_option, quiet_option
 from .config import AUDIENCES_DIR, Config
 from .engagement import cold_contacts
 from .errors import ConfigError, Problem
@@ -39,6 +41,27 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
+class _ImportBar:
+    """A terminal progress bar for an import: megabytes of the export read, then rows of
+    the audience written (the library reports both through its `progress` callback)."""
+
+    def __init__(self, label: str) -> None:
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
+                            console=err, transient=True)
+        self.label = label
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        amount = (f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB" if stage == "read"
+                  else f"{done:,}/{total:,} rows")
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(
+                f"Reading {self.label}" if stage == "read" else "Writing the audience",
+                total=total, amount=amount)
+        self.bar.update(self.tasks[stage], completed=done, total=total, amount=amount)
+
+
 @main.group(context_settings=CONTEXT)
 def contacts() -> None:
     """Bring contacts in from a CRM or address book."""
@@ -55,8 +78,9 @@ def contacts() -> None:
               help=f"YAML of streets and ZIP codes per neighbourhood [default: "
                    f"{DEFAULT_NEIGHBOURHOODS} in the project, if present].")
 @project_option
+@quiet_option
 def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
-               hoods_file: Path | None, project: Path) -> None:
+               hoods_file: Path | None, project: Path, quiet: bool) -> None:
     """Import a CSV (Google, Outlook, Follow Up Boss, any spreadsheet) or vCard FILE."""
     with handled():
         config = load(project)
@@ -69,13 +93,16 @@ def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
             hoods = load_neighbourhoods(hoods_path)
         # Read the suppressions from an in-memory copy: an import never writes the database.
         store = open_store(config, dry_run=True)
-        report = import_contacts(file, config.project / AUDIENCES_DIR, audience,
-                                 overrides=_overrides(maps), neighbourhoods=hoods,
-                                 suppressed=store.suppressed(), dry_run=dry_run,
-                                 shown=str(file),
-                                 known_hoods=tuple(sorted({s.neighbourhood for s in
-                                                           config.sources
-                                                           if s.neighbourhood})))
+        # A bar on a terminal only (a pipe or a log gets the summary lines alone).
+        bar = None if quiet or not err.is_terminal else _ImportBar(file.name)
+        with bar.bar if bar else nullcontext():
+            report = import_contacts(file, config.project / AUDIENCES_DIR, audience,
+                                     overrides=_overrides(maps), neighbourhoods=hoods,
+                                     suppressed=store.suppressed(), dry_run=dry_run,
+                                     shown=str(file), progress=bar,
+                                     known_hoods=tuple(sorted({s.neighbourhood for s in
+                                                               config.sources
+                                                               if s.neighbourhood})))
         out.print(("Dry run: " if dry_run else "") + report.line(), markup=False)
         if report.columns:
             out.print("columns: " + ", ".join(f"{c!r} -> {f}" for c, f in report.columns),
@@ -84,8 +111,13 @@ def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
             out.print(f"read as {report.encoding} (the file is not UTF-8)", markup=False)
         for line in report.skipped:
             out.print(f"  skipped: {line}", markup=False)
+        if report.skipped_more:
+            out.print(f"  ... and {report.skipped_more} more skipped rows not listed",
+                      markup=False)
         for line in report.notes:
             out.print(f"  note: {line}", markup=False)
+        if report.notes_more:
+            out.print(f"  ... and {report.notes_more} more notes not listed", markup=False)
         if report.unchanged:
             out.print(f"  {report.unchanged} already in the audience with nothing new",
                       markup=False)

@@ -2,14 +2,19 @@
 spreadsheets, vCard) read into Records: encodings, delimiters, header spellings."""
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
-from .audience import FIELDS
+from .audience import FIELDS, one_line
 from .errors import ConfigError, Problem
-from .vcard import parse_vcards
+from .vcard import iter_vcards
 
 # Fields a column can feed: the audience's own, plus the parts we derive them from.
 TARGETS: tuple[str, ...] = FIELDS + ("name", "street", "zip", "opt_out", "subscribed",
@@ -66,8 +71,9 @@ _FALLBACKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("neighbourhood", re.compile(r"neighbou?rhood")),
 )
 _LOOKS_LIKE_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|<[^@\s<>]+@[^@\s<>]+>")
-# One cell with several addresses: Google writes "a@x.com ::: b@x.com".
-_EMAIL_SPLIT_RE = re.compile(r"\s*(?::::|;|,(?![^<]*>))\s*")
+# "Name <address>": a display name (quoted strings and anything but quotes and angle
+# brackets), one bracketed address, nothing after it.
+_ANGLE_RE = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"|[^"<>])*<([^<>]*)>\s*', re.S)
 # Excel's "sep=;" first line names the delimiter.
 _SEP_LINE_RE = re.compile(r"^\ufeff?sep=(.)\s*$", re.I)
 _PARTICLES = frozenset({"van", "von", "der", "den", "de", "del", "della", "da", "di", "du",
@@ -118,6 +124,48 @@ def decode(data: bytes) -> tuple[str, str]:
         return data.decode("cp1252"), "Windows-1252"
     except UnicodeDecodeError:
         return data.decode("latin-1"), "Latin-1"
+
+
+# Bytes Windows-1252 leaves undefined: a file holding one is read as Latin-1 instead.
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+CHUNK = 1 << 20
+MAX_LINE = 1 << 20  # characters; a longer line is not a contact export
+
+
+def detect_encoding(path: Path) -> tuple[str, str]:
+    """(codec, name) of a file as `decode` would read it, found reading 1 MB at a time."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+        if start in (b"\xff\xfe", b"\xfe\xff"):
+            return "utf-16", "UTF-16"
+        handle.seek(0)
+        utf8 = codecs.getincrementaldecoder("utf-8")()
+        is_utf8, is_cp1252 = True, True
+        while chunk := handle.read(CHUNK):
+            if is_utf8:
+                try:
+                    utf8.decode(chunk)
+                except UnicodeDecodeError:
+                    is_utf8 = False
+            is_cp1252 = is_cp1252 and not _CP1252_UNDEFINED.search(chunk)
+        if is_utf8:
+            try:
+                utf8.decode(b"", final=True)  # a file cut inside a character
+            except UnicodeDecodeError:
+                is_utf8 = False
+    if is_utf8:
+        return "utf-8-sig", "UTF-8"
+    return ("cp1252", "Windows-1252") if is_cp1252 else ("latin-1", "Latin-1")
+
+
+def text_lines(handle: IO[str], shown: str) -> Iterator[str]:
+    """The lines of a text file opened with newline="", each at most MAX_LINE long."""
+    while line := handle.readline(MAX_LINE):
+        if len(line) == MAX_LINE and not line.endswith(("\n", "\r")):
+            raise ConfigError([Problem(shown, 0, "", f"a line longer than {MAX_LINE:,} "
+                                       "characters: not a contact export",
+                                       "export the contacts again as CSV")])
+        yield line
 
 
 def _delimiter(text: str) -> str:
@@ -227,39 +275,64 @@ def map_columns(header: list[str], overrides: dict[str, str], shown: str,
 
 def read_csv(text: str, shown: str, overrides: dict[str, str]
              ) -> tuple[list[Record], tuple[tuple[str, str], ...]]:
-    """Records of a CSV export and the (column, field) mapping used."""
-    first_line = text.split("\n", 1)[0]
-    sep = _SEP_LINE_RE.match(first_line.rstrip("\r"))
+    """Records of a CSV export held in memory and the (column, field) mapping used."""
+    records, mapping = read_csv_lines(io.StringIO(text, newline=""), shown, overrides)
+    return list(records), mapping
+
+
+def read_csv_lines(lines: Iterable[str], shown: str, overrides: dict[str, str]
+                   ) -> tuple[Iterator[Record], tuple[tuple[str, str], ...]]:
+    """Records of a CSV export, read as they are pulled, and the mapping used.
+
+    `lines` are the file's lines with their line ends (a text file opened with
+    newline=""). Only a sample is read ahead: the first SAMPLE_BYTES (for the delimiter)
+    and the rows up to 50 past the header (for columns known by their contents); the
+    rest is read one row at a time, so a file of any size takes the same memory."""
+    lines = iter(lines)
+    ahead: list[str] = []
+    size = 0
+    for line in lines:
+        ahead.append(line)
+        size += len(line)
+        if size >= SAMPLE_BYTES:
+            break
+    sep = _SEP_LINE_RE.match(ahead[0].rstrip("\r\n")) if ahead else None
     skip = 1 if sep else 0
-    delim = sep.group(1) if sep else _delimiter(text)
-    body = text.split("\n", 1)[1] if sep and "\n" in text else ("" if sep else text)
+    delim = sep.group(1) if sep else _delimiter("".join(ahead))
     # strict: a stray quote is an error with a line number, not 300 rows in one cell.
-    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delim, strict=True)
-    raw: list[tuple[int, int, list[str]]] = []  # (spreadsheet row, first line, cells)
+    reader = csv.reader(itertools.chain(ahead[skip:], lines), delimiter=delim, strict=True)
+    rows = _rows(reader, shown, skip)
+    head = list(itertools.islice(rows, HEADER_SEARCH_ROWS))
+    if not head:
+        raise ConfigError([Problem(shown, 1, "", "the file is empty",
+                                   "export the contacts again, with a header row")])
+    # The header is the first row naming an email column: LinkedIn and some CRMs put a
+    # few lines of notes above it.
+    top = next((i for i, (_, _, cells) in enumerate(head)
+                if any(ALIASES.get(_norm(c)) == "email" for c in cells)), 0)
+    header = [c.strip().lstrip("\ufeff") for c in head[top][2]]
+    after = head[top + 1:]
+    after += itertools.islice(rows, max(0, 50 - len(after)))
+    fields = map_columns(header, overrides, shown, [cells for _, _, cells in after[:50]])
+    records = (_record(cells, fields, f"row {n}", line)
+               for n, line, cells in itertools.chain(after, rows))
+    mapping = tuple((h, f) for h, f in zip(header, fields) if f)
+    return records, mapping
+
+
+def _rows(reader: Any, shown: str, skip: int) -> Iterator[tuple[int, int, list[str]]]:
+    """(spreadsheet row, first line, cells) of each non-empty row."""
     row_no, start = skip, 1 + skip
     try:
         for cells in reader:
             row_no += 1
             if any(c.strip() for c in cells):
-                raw.append((row_no, start, cells))
+                yield row_no, start, cells
             start = reader.line_num + 1 + skip
     except csv.Error as exc:
         raise ConfigError([Problem(shown, reader.line_num + skip, "", f"CSV syntax error: "
                                    f"{exc}", "close the quote that opens on or before this "
                                    "line, then import again")]) from None
-    if not raw:
-        raise ConfigError([Problem(shown, 1, "", "the file is empty",
-                                   "export the contacts again, with a header row")])
-    # The header is the first row naming an email column: LinkedIn and some CRMs put a
-    # few lines of notes above it.
-    top = next((i for i, (_, _, cells) in enumerate(raw[:HEADER_SEARCH_ROWS])
-                if any(ALIASES.get(_norm(c)) == "email" for c in cells)), 0)
-    header = [c.strip().lstrip("\ufeff") for c in raw[top][2]]
-    fields = map_columns(header, overrides, shown,
-                         [cells for _, _, cells in raw[top + 1:top + 51]])
-    records = [_record(cells, fields, f"row {n}", line) for n, line, cells in raw[top + 1:]]
-    mapping = tuple((h, f) for h, f in zip(header, fields) if f)
-    return records, mapping
 
 
 def _record(cells: list[str], fields: list[str | None], where: str, line: int) -> Record:
@@ -277,28 +350,61 @@ def _record(cells: list[str], fields: list[str | None], where: str, line: int) -
     status = "unsubscribed" if opted_out else first("status")
     if not first_name and not last_name and first("name"):
         first_name, last_name = split_name(first("name"))
-    emails = tuple(e for cell in got.get("email", []) for e in _EMAIL_SPLIT_RE.split(cell)
-                   if e)
+    emails = tuple(e for cell in got.get("email", []) for e in split_addresses(cell))
+    # Names on one line: they go into the To: header of every email.
     return Record(where=where, line=line, emails=emails,
-                  first_name=first_name, last_name=last_name,
-                  neighbourhood=first("neighbourhood"),
+                  first_name=one_line(first_name), last_name=one_line(last_name),
+                  neighbourhood=one_line(first("neighbourhood")),
                   interests=split_tags(got.get("interests", [])),
                   relationship=first("relationship"), closing_date=first("closing_date"),
                   timezone=first("timezone"), note="\n".join(got.get("note", [])),
                   status=status, street=first("street"), zip=first("zip"))
 
 
+def split_addresses(cell: str) -> list[str]:
+    """The addresses of one cell: Google writes "a@x.com ::: b@x.com", others use ';' or
+    ','; a separator inside a quoted name or angle brackets is part of the address."""
+    parts, start, quoted, angle, i = [], 0, False, False, 0
+    while i < len(cell):
+        ch = cell[i]
+        if ch == "\\" and quoted:
+            i += 2
+            continue
+        if ch == '"' and not angle:
+            quoted = not quoted
+        elif ch in "<>" and not quoted:
+            angle = ch == "<"
+        elif not quoted and not angle and (ch in ";," or cell.startswith(":::", i)):
+            parts.append(cell[start:i])
+            i += 3 if ch == ":" else 1
+            start = i
+            continue
+        i += 1
+    parts.append(cell[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def angle_address(value: str) -> str | None:
+    """The address of 'Name <address>', or None when the value is not that shape
+    (two bracketed parts, text after the '>', an unclosed quote)."""
+    m = _ANGLE_RE.fullmatch(value)
+    return m.group(1).strip() if m else None
+
+
 def read_vcf(text: str) -> list[Record]:
-    """Records of a vCard file."""
-    records = []
-    for card in parse_vcards(text):
+    """Records of a vCard file held in memory."""
+    return list(read_vcf_lines(text.splitlines()))
+
+
+def read_vcf_lines(lines: Iterable[str]) -> Iterator[Record]:
+    """Records of a vCard file's lines, read as they are pulled."""
+    for card in iter_vcards(lines):
         first, last = card.first_name, card.last_name
         if not first and not last:
             first, last = split_name(card.full_name)
-        records.append(Record(where=f"card {card.number}", line=card.line, emails=card.emails,
-                              first_name=first, last_name=last,
-                              # CATEGORIES are split already; a comma left in one
-                              # was escaped on purpose.
-                              interests=split_tags(list(card.categories), _NO_SPLIT_RE),
-                              note=card.note, street=card.street, zip=card.postal_code))
-    return records
+        yield Record(where=f"card {card.number}", line=card.line, emails=card.emails,
+                     first_name=one_line(first), last_name=one_line(last),
+                     # CATEGORIES are split already; a comma left in one was escaped
+                     # on purpose.
+                     interests=split_tags(list(card.categories), _NO_SPLIT_RE),
+                     note=card.note, street=card.street, zip=card.postal_code)

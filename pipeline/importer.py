@@ -8,19 +8,23 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
-import tempfile
+import itertools
+import json
+import sqlite3
 import unicodedata
 import zoneinfo
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from pathlib import Path
 
 from email_validator import EmailNotValidError
 
 from .audience import FIELDS, email_key, normalise_email
+from .csvsafe import AtomicCsv, remove_stale_temps, unguard
 from .errors import ConfigError, Problem, SphereError
-from .exports import Record, decode, read_csv, read_vcf
+from .exports import (Record, angle_address, detect_encoding, read_csv_lines,
+                      read_vcf_lines, text_lines)
 from .models import RELATIONSHIPS
 from .neighbourhoods import Neighbourhoods
 
@@ -46,6 +50,12 @@ RELATIONSHIP_TAGS: dict[str, str] = {
 }
 UNSUBSCRIBED_WORDS = frozenset({"unsubscribed", "unsubscribe", "opted out", "opt-out",
                                 "optout", "do not email", "dnc", "no email"})
+# Report lines kept of each kind; a million-row export with a note on every row is
+# counted beyond this, not held (nor printed) line by line.
+LINES_KEPT = 10_000
+PROGRESS_EVERY = 2_000  # records between two progress reports
+# (stage, done, total): "read" counts bytes of the export, "write" the rows placed.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -62,16 +72,36 @@ class ImportReport:
     columns: tuple[tuple[str, str], ...]  # (column, field) as mapped; empty for vCard
     encoding: str
     dry_run: bool
+    skipped_more: int = 0  # skipped records beyond the LINES_KEPT listed
+    notes_more: int = 0  # notes beyond the LINES_KEPT listed
 
     def line(self) -> str:
         """'imported 412, updated 37, skipped 9: row 14 'bob@' invalid email, ...'."""
-        head = (f"imported {self.imported}, updated {self.updated}, "
-                f"skipped {len(self.skipped)}")
-        if not self.skipped:
+        total = len(self.skipped) + self.skipped_more
+        head = f"imported {self.imported}, updated {self.updated}, skipped {total}"
+        if not total:
             return head
         shown = ", ".join(self.skipped[:3])
-        more = f", and {len(self.skipped) - 3} more below" if len(self.skipped) > 3 else ""
+        more = f", and {total - 3} more below" if total > 3 else ""
         return f"{head}: {shown}{more}"
+
+
+class _Lines(list[str]):
+    """Report lines: the first LINES_KEPT are kept, the rest only counted."""
+
+    more = 0
+
+    def append(self, line: str) -> None:
+        """Keep the line, or count it once LINES_KEPT are kept."""
+        if len(self) < LINES_KEPT:
+            super().append(line)
+        else:
+            self.more += 1
+
+    def extend(self, lines: Iterable[str]) -> None:
+        """append() each line."""
+        for line in lines:
+            self.append(line)
 
 
 @dataclass
@@ -81,8 +111,8 @@ class _Merge:
     imported: int = 0
     updated: int = 0
     unchanged: int = 0
-    skipped: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    skipped: _Lines = field(default_factory=_Lines)
+    notes: _Lines = field(default_factory=_Lines)
 
 
 def _fold(text: str) -> str:
@@ -144,8 +174,15 @@ def _pick_email(rec: Record, tally: _Merge) -> str | None:
         tally.skipped.append(f"{rec.where} missing email")
         return None
     for i, raw in enumerate(rec.emails):
-        if "<" in raw and ">" in raw:  # "Ann Lee <ann@example.com>"
-            raw = parseaddr(raw)[1] or raw
+        if "<" in raw or ">" in raw:  # "Ann Lee <ann@example.com>"
+            # The address is the one in the brackets, or none: a display name may hold
+            # anything ('"x\r\nBcc: z@evil.example" <trudy@example.com>' is Trudy's).
+            inner = angle_address(raw)
+            if inner is None:
+                tally.skipped.append(f"{rec.where} {raw!r} is not one address in angle "
+                                     "brackets; row refused (write Name <address>)")
+                return None
+            raw = inner
         if raw.lower().startswith("mailto:"):
             raw = raw[7:]
         try:
@@ -193,59 +230,108 @@ def merge_contact(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
     return merged
 
 
-def _read_audience(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and raw rows of an existing audience CSV, every row kept as written."""
+def _existing(path: Path, stack: ExitStack) -> tuple[list[str], Iterator[dict[str, str]]]:
+    """Header and rows (read as they are pulled) of an existing audience CSV, every row
+    kept as written; the file stays open until `stack` closes."""
     if not path.exists():
-        return list(FIELDS), []
-    text, _ = decode(path.read_bytes())
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+        return list(FIELDS), iter(())
+    codec, _ = detect_encoding(path)
+    text = stack.enter_context(path.open(encoding=codec, newline=""))
+    reader = csv.DictReader(text_lines(text, str(path)))
     try:
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows = [{k: (v or "") for k, v in row.items() if k is not None} for row in reader]
+        header = [unguard(h).strip().lower() for h in (reader.fieldnames or [])]
     except csv.Error as exc:
-        raise ConfigError([Problem(str(path), reader.line_num, "", f"CSV syntax error: {exc}",
-                                   "fix the audience file (or `sphere check`) first")]) from None
+        raise _syntax(path, reader.line_num, exc) from None
+    reader.fieldnames = header
     if header and "email" not in header:
         raise ConfigError([Problem(str(path), 1, "email", "no `email` column",
                                    "the audience's first row must name its columns")])
     extra = [h for h in header if h and h not in FIELDS]
-    return list(FIELDS) + extra, rows
+
+    def rows() -> Iterator[dict[str, str]]:
+        try:
+            for row in reader:
+                yield {k: unguard(v or "") for k, v in row.items() if k is not None}
+        except csv.Error as exc:
+            raise _syntax(path, reader.line_num, exc) from None
+    return list(FIELDS) + extra, rows()
 
 
-def write_atomic(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
-    """Write the CSV to `path` atomically (temp file, fsync, os.replace)."""
-    # A crash leaves the old file or the new one, never half of one.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore",
-                                    lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: row.get(k, "") for k in header} for row in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must reach the disk too
-    finally:
-        os.close(dir_fd)
+def _syntax(path: Path, line: int, exc: csv.Error) -> ConfigError:
+    return ConfigError([Problem(str(path), line, "", f"CSV syntax error: {exc}",
+                                "fix the audience file (or `sphere check`) first")])
+
+
+class _Scratch:
+    """The import's rows by address, in a temporary SQLite database on disk.
+
+    A 1.6-million-row export is merged without holding it in memory: SQLite keeps a few
+    MB of pages in memory and the rest in a file it deletes as it opens it, so even a
+    killed import leaves nothing behind."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("", isolation_level=None)  # "": a private temp file
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -16000"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.execute("CREATE TABLE incoming (seq INTEGER PRIMARY KEY, key TEXT NOT NULL "
+                        "UNIQUE, place TEXT NOT NULL, taken INTEGER NOT NULL DEFAULT 0, "
+                        "row TEXT NOT NULL)")
+        self.db.execute("BEGIN")
+        self.count = 0
+
+    def add(self, key: str, place: str, row: dict[str, str]) -> str | None:
+        """Store a row; None, or the place of the earlier row with the same address."""
+        try:
+            self.db.execute("INSERT INTO incoming (key, place, row) VALUES (?, ?, ?)",
+                            (key, place, json.dumps(row)))
+        except sqlite3.IntegrityError:
+            return str(self.db.execute("SELECT place FROM incoming WHERE key = ?",
+                                       (key,)).fetchone()[0])
+        self.count += 1
+        return None
+
+    def take(self, key: str) -> tuple[str, dict[str, str]] | None:
+        """(place, row) of the address, once: the rows of contacts already in the file."""
+        found = self.db.execute("SELECT seq, place, row FROM incoming WHERE key = ? AND "
+                                "taken = 0", (key,)).fetchone()
+        if found is None:
+            return None
+        self.db.execute("UPDATE incoming SET taken = 1 WHERE seq = ?", (found[0],))
+        return found[1], json.loads(found[2])
+
+    def rest(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """(place, row) of the rows not taken, in the export's order: new contacts."""
+        for place, row in self.db.execute("SELECT place, row FROM incoming WHERE taken = 0 "
+                                          "ORDER BY seq"):
+            yield place, json.loads(row)
+
+    def close(self) -> None:
+        """Drop the database (SQLite deletes its file)."""
+        self.db.close()
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What an import checks each record against."""
+
+    neighbourhoods: Neighbourhoods | None
+    suppressed: frozenset[str]
+    canonical: dict[str, str]  # folded neighbourhood -> the feeds' spelling
 
 
 def import_contacts(source: Path, audience_dir: Path, audience: str, *,
                     overrides: dict[str, str] | None = None,
                     neighbourhoods: Neighbourhoods | None = None,
                     suppressed: frozenset[str] = frozenset(), dry_run: bool = False,
-                    shown: str = "", known_hoods: tuple[str, ...] = ()) -> ImportReport:
-    """Read an export, validate it and merge it into audiences/AUDIENCE.csv."""
+                    shown: str = "", known_hoods: tuple[str, ...] = (),
+                    progress: Progress | None = None) -> ImportReport:
+    """Read an export, validate it and merge it into audiences/AUDIENCE.csv.
+
+    The export is read a row at a time and the audience is rewritten as a stream, so
+    memory does not grow with either; `progress` hears how far it got."""
     # Neighbourhoods the feeds cover, by folded name: 'maple heights' is written as the
     # feeds spell it, and one no feed covers is pointed out.
-    canonical = {_fold(h): h for h in known_hoods if h}
+    options = _Options(neighbourhoods, suppressed, {_fold(h): h for h in known_hoods if h})
     shown = shown or str(source)
     if not source.is_file():
         raise SphereError(f"{shown}: no such file", "give the path of a .csv or .vcf export")
@@ -253,71 +339,124 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
                                                         ).exists():
         raise SphereError(f"audience {audience!r} is a YAML file; import writes CSV",
                           "import into a new audience name, or convert the YAML to CSV")
-    data = source.read_bytes()
-    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # zip (xlsx) or OLE (xls)
-        raise SphereError(f"{shown} is a spreadsheet workbook, not CSV",
-                          "save it as CSV first (Excel: File > Save As > CSV UTF-8; Google "
-                          "Sheets: File > Download > CSV)")
-    text, encoding = decode(data)
-    is_vcf = source.suffix.lower() in (".vcf", ".vcard") or \
-        text.lstrip()[:11].upper() == "BEGIN:VCARD"
-    if is_vcf:
-        records, columns = read_vcf(text), ()
-    else:
-        records, columns = read_csv(text, shown, overrides or {})
+    with source.open("rb") as probe:
+        if probe.read(4) in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):  # zip (xlsx), OLE (xls)
+            raise SphereError(f"{shown} is a spreadsheet workbook, not CSV",
+                              "save it as CSV first (Excel: File > Save As > CSV UTF-8; "
+                              "Google Sheets: File > Download > CSV)")
+    codec, encoding = detect_encoding(source)
     target = audience_dir / f"{audience}.csv"
-    header, rows = _read_audience(target)
-    index = {email_key(r.get("email", "")): i for i, r in enumerate(rows)
-             if r.get("email", "").strip()}
     tally = _Merge()
-    seen: dict[str, str] = {}
-    for rec in records:
-        email = _pick_email(rec, tally)
-        if email is None:
-            continue
-        key = email_key(email)
-        if key in seen:
-            tally.skipped.append(f"{rec.where} {email!r} duplicate of {seen[key]}")
-            continue
-        seen[key] = rec.where
-        new = _row_from(rec, email, neighbourhoods, tally.notes)
-        hood = new["neighbourhood"]
-        if hood and canonical:
-            new["neighbourhood"] = canonical.get(_fold(hood), hood)
-            if _fold(hood) not in canonical:
-                tally.notes.append(f"{rec.where} {email!r}: no feed covers neighbourhood "
-                                   f"{hood!r} (feeds cover: {', '.join(sorted(canonical.values()))})")
-        if not new["first_name"] and not new["last_name"]:
-            tally.notes.append(f"{rec.where} {email!r}: no name (emails greet them "
-                               "without one)")
-        if key in suppressed:
-            new["status"] = "unsubscribed"
-        if key in index:
-            old = rows[index[key]]
-            merged = merge_contact(old, new)
-            if (old.get("status") or "").strip().lower() == "unsubscribed":
-                tally.notes.append(f"{rec.where} {email!r}: unsubscribed; stays unsubscribed")
-            elif key in suppressed:
-                tally.notes.append(f"{rec.where} {email!r}: on the suppression list; marked "
-                                   "unsubscribed")
-            if merged != old:
-                rows[index[key]] = merged
-                tally.updated += 1
-                changed = [k for k in FIELDS if merged.get(k, "") != old.get(k, "")]
-                tally.notes.append(f"{rec.where} {email!r}: updated {', '.join(changed)}")
-            else:
-                tally.unchanged += 1
+    if not dry_run:
+        for stale in remove_stale_temps(audience_dir):
+            tally.notes.append(f"removed {stale.name}, left by an import that was stopped")
+    report = (lambda stage, done, total: None) if progress is None else progress
+    with ExitStack() as stack:
+        raw = stack.enter_context(source.open("rb"))
+        text = stack.enter_context(io.TextIOWrapper(raw, encoding=codec, newline=""))
+        lines = text_lines(text, shown)
+        ahead = []
+        for line in lines:  # up to the first line that says something
+            ahead.append(line)
+            if line.strip():
+                break
+        lines = itertools.chain(ahead, lines)
+        columns: tuple[tuple[str, str], ...] = ()
+        if source.suffix.lower() in (".vcf", ".vcard") or \
+                "".join(ahead).lstrip()[:11].upper() == "BEGIN:VCARD":
+            records: Iterator[Record] = read_vcf_lines(lines)
         else:
-            new["status"] = new["status"] or "subscribed"
-            if key in suppressed:
-                tally.notes.append(f"{rec.where} {email!r}: on the suppression list; "
-                                   "added as unsubscribed")
-            index[key] = len(rows)
-            rows.append(new)
-            tally.imported += 1
-    if not dry_run and (tally.imported or tally.updated or not target.exists()):
-        write_atomic(target, header, rows)
+            records, columns = read_csv_lines(lines, shown, overrides or {})
+        scratch = _Scratch()
+        stack.callback(scratch.close)
+        size = source.stat().st_size
+        for n, rec in enumerate(records, 1):
+            _collect(rec, scratch, tally, options)
+            if n % PROGRESS_EVERY == 0:
+                report("read", raw.tell(), size)
+        report("read", size, size)
+        _write(target, scratch, tally, options, dry_run, report)
     return ImportReport(audience=audience, target=target, imported=tally.imported,
                         updated=tally.updated, unchanged=tally.unchanged,
                         skipped=tuple(tally.skipped), notes=tuple(tally.notes),
-                        columns=columns, encoding=encoding, dry_run=dry_run)
+                        columns=columns, encoding=encoding, dry_run=dry_run,
+                        skipped_more=tally.skipped.more, notes_more=tally.notes.more)
+
+
+def _collect(rec: Record, scratch: _Scratch, tally: _Merge, options: _Options) -> None:
+    """Validate one record and keep its row in the scratch database (or skip it)."""
+    email = _pick_email(rec, tally)
+    if email is None:
+        return
+    key = email_key(email)
+    notes: list[str] = []  # the row's own notes, dropped with it if it is a repeat
+    new = _row_from(rec, email, options.neighbourhoods, notes)
+    hood, canonical = new["neighbourhood"], options.canonical
+    if hood and canonical:
+        new["neighbourhood"] = canonical.get(_fold(hood), hood)
+        if _fold(hood) not in canonical:
+            notes.append(f"{rec.where} {email!r}: no feed covers neighbourhood {hood!r} "
+                         f"(feeds cover: {', '.join(sorted(canonical.values()))})")
+    if not new["first_name"] and not new["last_name"]:
+        notes.append(f"{rec.where} {email!r}: no name (emails greet them without one)")
+    if key in options.suppressed:
+        new["status"] = "unsubscribed"
+    earlier = scratch.add(key, rec.where, new)
+    if earlier is not None:
+        tally.skipped.append(f"{rec.where} {email!r} duplicate of {earlier}")
+        return
+    tally.notes.extend(notes)
+
+
+def _write(target: Path, scratch: _Scratch, tally: _Merge, options: _Options,
+           dry_run: bool, report: Progress) -> None:
+    """Stream the audience file into its new version: the contacts it has, merged with
+    the import, then the new ones; replace it if anything changed (unless dry_run)."""
+    existed = target.exists()
+    placed = 0
+    with ExitStack() as stack:
+        header, rows = _existing(target, stack)
+        out = None if dry_run else stack.enter_context(AtomicCsv(target, header))
+        for old in rows:
+            key = email_key(old.get("email", ""))
+            found = scratch.take(key) if key else None
+            if found is not None:
+                old = _merge_one(old, *found, key, tally, options)
+                placed += 1
+                if placed % PROGRESS_EVERY == 0:
+                    report("write", placed, scratch.count)
+            if out is not None:
+                out.write(old)
+        for place, new in scratch.rest():
+            new["status"] = new["status"] or "subscribed"
+            if email_key(new["email"]) in options.suppressed:
+                tally.notes.append(f"{place} {new['email']!r}: on the suppression list; "
+                                   "added as unsubscribed")
+            tally.imported += 1
+            if out is not None:
+                out.write(new)
+            placed += 1
+            if placed % PROGRESS_EVERY == 0:
+                report("write", placed, scratch.count)
+        report("write", scratch.count, scratch.count)
+        if out is not None and (tally.imported or tally.updated or not existed):
+            out.commit()
+
+
+def _merge_one(old: dict[str, str], place: str, new: dict[str, str], key: str,
+               tally: _Merge, options: _Options) -> dict[str, str]:
+    """An existing contact's row merged with its import row, counted and noted."""
+    email = new["email"]
+    merged = merge_contact(old, new)
+    if (old.get("status") or "").strip().lower() == "unsubscribed":
+        tally.notes.append(f"{place} {email!r}: unsubscribed; stays unsubscribed")
+    elif key in options.suppressed:
+        tally.notes.append(f"{place} {email!r}: on the suppression list; marked "
+                           "unsubscribed")
+    if merged != old:
+        tally.updated += 1
+        changed = [k for k in FIELDS if merged.get(k, "") != old.get(k, "")]
+        tally.notes.append(f"{place} {email!r}: updated {', '.join(changed)}")
+    else:
+        tally.unchanged += 1
+    return merged

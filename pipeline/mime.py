@@ -101,6 +101,7 @@ def address(name: str, email: str) -> str:
     """'Display Name <addr>' with the name quoted or encoded as needed and the domain in
     IDNA form; a non-ASCII local part is written as UTF-8 (RFC 6532)."""
     email = wire_address(email)
+    name = " ".join(name.split())  # a line break in a name must not start a header
     if not name:
         return email
     if name.isascii():

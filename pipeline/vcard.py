@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import quopri
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 # "item1.EMAIL;TYPE=INTERNET,pref:..." -> group, name, params, value (Apple and Google
@@ -72,25 +73,29 @@ def _params(raw: str) -> dict[str, list[str]]:
     return params
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
+def _logical_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     """Unfold continuation lines (RFC 6350 3.2) and 2.1 quoted-printable soft breaks."""
-    out: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
     qp_open = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if out and (qp_open or (line[:1] in (" ", "\t"))):
-            prev_no, prev = out[-1]
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if pending and (qp_open or (line[:1] in (" ", "\t"))):
+            prev_no, prev = pending
             if qp_open:
                 # A soft line break: the '=' goes, the next line follows as it is.
-                out[-1] = (prev_no, prev[:-1] + line if prev.endswith("=") else prev + line)
+                pending = (prev_no, prev[:-1] + line if prev.endswith("=") else prev + line)
             else:
-                out[-1] = (prev_no, prev + line[1:])
+                pending = (prev_no, prev + line[1:])
         elif line.strip():
-            out.append((number, line))
+            if pending:
+                yield pending
+            pending = (number, line)
         else:
             continue
-        last = out[-1][1]
+        last = pending[1]
         qp_open = "QUOTED-PRINTABLE" in last.split(":", 1)[0].upper() and last.endswith("=")
-    return out
+    if pending:
+        yield pending
 
 
 def _decode(value: str, params: dict[str, list[str]]) -> str:
@@ -106,9 +111,14 @@ def _decode(value: str, params: dict[str, list[str]]) -> str:
 
 def parse_vcards(text: str) -> list[Card]:
     """Every card in a .vcf file, in order; unknown properties are ignored."""
-    cards: list[Card] = []
+    return list(iter_vcards(text.splitlines()))
+
+
+def iter_vcards(lines: Iterable[str]) -> Iterator[Card]:
+    """The cards of a .vcf file's lines, each as soon as its END:VCARD is read."""
+    count = 0
     fields: dict | None = None
-    for line_no, line in _logical_lines(text):
+    for line_no, line in _logical_lines(lines):
         m = _PROP_RE.match(line)
         if not m:
             continue
@@ -119,7 +129,8 @@ def parse_vcards(text: str) -> list[Card]:
         if fields is None:
             continue
         if name == "END":
-            cards.append(_card(len(cards) + 1, fields))
+            count += 1
+            yield _card(count, fields)
             fields = None
             continue
         value = _decode(value, params)
@@ -142,7 +153,6 @@ def parse_vcards(text: str) -> list[Card]:
             fields["street"], fields["postal_code"] = parts[2], parts[5]
         elif name == "NOTE":
             fields["note"] = _unescape(value).strip()
-    return cards
 
 
 def _card(number: int, fields: dict) -> Card:
