@@ -22,6 +22,7 @@ FORMULA_START = frozenset("=+-@\t\r\n")
 # ("=+1 555 0100" -> #NULL!) and a save from Excel would lose the number.
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)?\Z")
 GUARD = "'"
+_NOTEWORTHY = FORMULA_START | {GUARD}  # first characters worth a closer look
 # A temp file is ".NAME.PID.RANDOM.tmp": the next run can tell whether its writer lives.
 _TEMP_RE = re.compile(r"^\.(?P<name>.+\.csv)\.(?:(?P<pid>\d+)\.)?[^.]+\.tmp$")
 
@@ -35,7 +36,9 @@ def guard(value: str) -> str:
     """The cell as written: a formula-like value gets a leading apostrophe (OWASP)."""
     # A value that already starts with apostrophes before a formula character gets one
     # more, so `unguard` gives back exactly what was written: the round trip is lossless.
-    return GUARD + value if value and _formula_like(value) else value
+    if not value or value[0] not in _NOTEWORTHY:  # nearly every cell: one set lookup
+        return value
+    return GUARD + value if _formula_like(value) else value
 
 
 def unguard(value: str) -> str:

@@ -71,6 +71,8 @@ _FALLBACKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("neighbourhood", re.compile(r"neighbou?rhood")),
 )
 _LOOKS_LIKE_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|<[^@\s<>]+@[^@\s<>]+>")
+# One cell with several addresses: Google writes "a@x.com ::: b@x.com".
+_EMAIL_SPLIT_RE = re.compile(r"\s*(?::::|;|,)\s*")
 # "Name <address>": a display name (quoted strings and anything but quotes and angle
 # brackets), one bracketed address, nothing after it.
 _ANGLE_RE = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"|[^"<>])*<([^<>]*)>\s*', re.S)
@@ -364,6 +366,8 @@ def _record(cells: list[str], fields: list[str | None], where: str, line: int) -
 def split_addresses(cell: str) -> list[str]:
     """The addresses of one cell: Google writes "a@x.com ::: b@x.com", others use ';' or
     ','; a separator inside a quoted name or angle brackets is part of the address."""
+    if '"' not in cell and "<" not in cell:  # the usual cell: no name to read around
+        return [p for p in _EMAIL_SPLIT_RE.split(cell.strip()) if p]
     parts, start, quoted, angle, i = [], 0, False, False, 0
     while i < len(cell):
         ch = cell[i]

@@ -9,7 +9,7 @@ import csv
 import datetime as dt
 import io
 import itertools
-import json
+import marshal
 import sqlite3
 import unicodedata
 import zoneinfo
@@ -267,7 +267,8 @@ class _Scratch:
 
     A 1.6-million-row export is merged without holding it in memory: SQLite keeps a few
     MB of pages in memory and the rest in a file it deletes as it opens it, so even a
-    killed import leaves nothing behind."""
+    killed import leaves nothing behind. Rows are stored with marshal: the database
+    lives and dies with this process, and marshal is three times faster than JSON."""
 
     def __init__(self) -> None:
         self.db = sqlite3.connect("", isolation_level=None)  # "": a private temp file
@@ -275,7 +276,7 @@ class _Scratch:
             self.db.execute(f"PRAGMA {pragma}")
         self.db.execute("CREATE TABLE incoming (seq INTEGER PRIMARY KEY, key TEXT NOT NULL "
                         "UNIQUE, place TEXT NOT NULL, taken INTEGER NOT NULL DEFAULT 0, "
-                        "row TEXT NOT NULL)")
+                        "row BLOB NOT NULL)")
         self.db.execute("BEGIN")
         self.count = 0
 
@@ -283,7 +284,7 @@ class _Scratch:
         """Store a row; None, or the place of the earlier row with the same address."""
         try:
             self.db.execute("INSERT INTO incoming (key, place, row) VALUES (?, ?, ?)",
-                            (key, place, json.dumps(row)))
+                            (key, place, marshal.dumps(row)))
         except sqlite3.IntegrityError:
             return str(self.db.execute("SELECT place FROM incoming WHERE key = ?",
                                        (key,)).fetchone()[0])
@@ -297,13 +298,13 @@ class _Scratch:
         if found is None:
             return None
         self.db.execute("UPDATE incoming SET taken = 1 WHERE seq = ?", (found[0],))
-        return found[1], json.loads(found[2])
+        return found[1], marshal.loads(found[2])
 
     def rest(self) -> Iterator[tuple[str, dict[str, str]]]:
         """(place, row) of the rows not taken, in the export's order: new contacts."""
         for place, row in self.db.execute("SELECT place, row FROM incoming WHERE taken = 0 "
                                           "ORDER BY seq"):
-            yield place, json.loads(row)
+            yield place, marshal.loads(row)
 
     def close(self) -> None:
         """Drop the database (SQLite deletes its file)."""
