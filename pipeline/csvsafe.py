@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 # OWASP's CSV injection list: a cell starting with one of these is a formula (or DDE
 # command) in Excel, LibreOffice or Google Sheets. A line feed is added: some
@@ -64,7 +65,7 @@ def _new_file_mode() -> int:
 
 def remove_stale_temps(directory: Path) -> list[Path]:
     """Delete the hidden temp files of CSV writes whose process is gone; the ones removed."""
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for path in directory.iterdir():
@@ -140,7 +141,7 @@ class AtomicCsv:
             self._handle.close()
         self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> AtomicCsv:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,

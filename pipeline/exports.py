@@ -75,7 +75,7 @@ _LOOKS_LIKE_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$|<[^@\s<>]+@[^@
 _EMAIL_SPLIT_RE = re.compile(r"\s*(?::::|;|,)\s*")
 # "Name <address>": a display name (quoted strings and anything but quotes and angle
 # brackets), one bracketed address, nothing after it.
-_ANGLE_RE = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"|[^"<>])*<([^<>]*)>\s*', re.S)
+_ANGLE_RE = re.compile(r'\s*(?:"(?:[^"\\]|\\.)*"|[^"<>])*<([^<>]*)>\s*', re.DOTALL)
 # Excel's "sep=;" first line names the delimiter.
 _SEP_LINE_RE = re.compile(r"^\ufeff?sep=(.)\s*$", re.I)
 _PARTICLES = frozenset({"van", "von", "der", "den", "de", "del", "della", "da", "di", "du",

@@ -23,8 +23,14 @@ from email_validator import EmailNotValidError
 from .audience import FIELDS, email_key, normalise_email
 from .csvsafe import AtomicCsv, remove_stale_temps, unguard
 from .errors import ConfigError, Problem, SphereError
-from .exports import (Record, angle_address, detect_encoding, read_csv_lines,
-                      read_vcf_lines, text_lines)
+from .exports import (
+    Record,
+    angle_address,
+    detect_encoding,
+    read_csv_lines,
+    read_vcf_lines,
+    text_lines,
+)
 from .models import RELATIONSHIPS
 from .neighbourhoods import Neighbourhoods
 
