@@ -162,10 +162,12 @@ def detect_encoding(path: Path) -> tuple[str, str]:
 
 def text_lines(handle: IO[str], shown: str) -> Iterator[str]:
     """The lines of a text file opened with newline="", each at most MAX_LINE long."""
+    number = 0
     while line := handle.readline(MAX_LINE):
+        number += 1
         if len(line) == MAX_LINE and not line.endswith(("\n", "\r")):
-            raise ConfigError([Problem(shown, 0, "", f"a line longer than {MAX_LINE:,} "
-                                       "characters: not a contact export",
+            raise ConfigError([Problem(shown, number, "", f"a line longer than "
+                                       f"{MAX_LINE:,} characters: not a contact export",
                                        "export the contacts again as CSV")])
         yield line
 

@@ -320,3 +320,35 @@ def test_report_lines_are_capped_and_counted(project: Path, cli, tmp_path: Path,
     assert "... and 3 more skipped rows not listed" in result.output
     assert "... and 15 more notes not listed" in result.output  # 20 "no name" notes
     assert result.output.count("  note: ") == 5
+
+
+def test_a_terminal_shows_a_progress_bar(project: Path, cli, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import pipeline.cli_contacts
+    screen = io.StringIO()
+    monkeypatch.setattr(pipeline.cli_contacts, "err",
+                        Console(file=screen, force_terminal=True, width=100))
+    export = _write(tmp_path / "x.csv", [["Email"]] + [[f"c{i}@example.com"] for i in range(50)])
+    result = cli("contacts", "import", str(export), "--audience", "bar", project=project)
+    assert result.exit_code == 0, result.output
+    assert "Reading x.csv" in screen.getvalue() and "Writing the audience" in screen.getvalue()
+    assert "50/50 rows" in screen.getvalue()
+    assert "Reading" not in result.stdout  # the bar goes to the terminal, not the output
+    screen.truncate(0)
+    screen.seek(0)
+    cli("contacts", "import", str(export), "--audience", "bar", "--quiet", project=project)
+    assert screen.getvalue() == ""
+
+
+def test_a_line_of_a_million_characters_is_refused_with_its_line(project: Path, cli,
+                                                                  tmp_path: Path) -> None:
+    export = tmp_path / "x.csv"
+    export.write_text("Email,Notes\na@example.com,hi\nb@example.com," + "x" * 1_100_000 + "\n")
+    result = cli("contacts", "import", str(export), "--audience", "long", project=project)
+    assert result.exit_code == 1
+    assert f"{export}:3: a line longer than 1,048,576 characters" in result.output
+    assert not (project / "audiences" / "long.csv").exists()
