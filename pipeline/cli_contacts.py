@@ -6,10 +6,10 @@ import json
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
     project_option, quiet_option
@@ -46,11 +46,13 @@ class _ImportBar:
     the audience written (the library reports both through its `progress` callback)."""
 
     def __init__(self, label: str) -> None:
+        # Here, not at the top: only an import on a terminal needs rich's progress.
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                             TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
                             console=err, transient=True)
         self.label = label
-        self.tasks: dict[str, TaskID] = {}
+        self.tasks: dict[str, Any] = {}  # stage -> rich TaskID
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         amount = (f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB" if stage == "read"
