@@ -17,7 +17,9 @@ from .models import RELATIONSHIPS, STATUSES, Contact
 from .yamlfile import LineDict, LineList, load_yaml
 
 FIELDS = ("email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
-          "closing_date", "timezone", "note", "status")
+          "closing_date", "timezone", "note", "private_note", "status")
+# `note` is printed in that person's emails; `private_note` (a CRM's Notes) is the
+# professional's own and is never read into a Contact, so no template can print it.
 # Date columns a drip may anchor on; other dates live in `extra` fields later.
 DATE_FIELDS = ("closing_date",)
 

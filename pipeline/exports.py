@@ -36,7 +36,10 @@ ALIASES: dict[str, str] = {
                      "leadstatus"), "relationship"),
     **dict.fromkeys(("closingdate", "closedate", "closed", "purchasedate"), "closing_date"),
     **dict.fromkeys(("timezone", "tz", "timezoneiana"), "timezone"),
-    **dict.fromkeys(("note", "notes", "background", "personalnote"), "note"),
+    # A CRM's notes are the professional's private notes ("Met at open house"): only a
+    # column headed exactly `note` (Sphere's own) or mapped with --map is ever emailed.
+    **dict.fromkeys(("note", "notes", "background", "personalnote", "privatenote",
+                     "privatenotes"), "private_note"),
     **dict.fromkeys(("status", "subscription", "emailstatus"), "status"),
     # Yes/true (or any date, for Mailchimp's UNSUB_TIME) means the person opted out ...
     **dict.fromkeys(("emailoptout", "optout", "optedout", "donotemail", "unsubscribed",
@@ -101,7 +104,8 @@ class Record:
     relationship: str = ""
     closing_date: str = ""
     timezone: str = ""
-    note: str = ""
+    note: str = ""  # emailed: only from a `note` column or --map COLUMN=note
+    private_note: str = ""  # a CRM's notes: kept, never emailed
     status: str = ""
     street: str = ""
     zip: str = ""
@@ -253,6 +257,8 @@ def map_columns(header: list[str], overrides: dict[str, str], shown: str,
     for h in header:
         key = _norm(h)
         target = ALIASES.get(key)
+        if target == "private_note" and h.strip() == "note":
+            target = "note"  # Sphere's own audience column
         if target is None and "mail" in key and not any(w in key for w in _NOT_EMAIL) \
                 and _EXTRA_EMAIL_RE.match(key):
             target = "email"
@@ -362,7 +368,8 @@ def _record(cells: list[str], fields: list[str | None], where: str, line: int) -
                   interests=split_tags(got.get("interests", [])),
                   relationship=first("relationship"), closing_date=first("closing_date"),
                   timezone=first("timezone"), note="\n".join(got.get("note", [])),
-                  status=status, street=first("street"), zip=first("zip"))
+                  private_note="\n".join(got.get("private_note", [])), status=status,
+                  street=first("street"), zip=first("zip"))
 
 
 def split_addresses(cell: str) -> list[str]:
@@ -413,4 +420,4 @@ def read_vcf_lines(lines: Iterable[str]) -> Iterator[Record]:
                      # CATEGORIES are split already; a comma left in one was escaped
                      # on purpose.
                      interests=split_tags(list(card.categories), _NO_SPLIT_RE),
-                     note=card.note, street=card.street, zip=card.postal_code)
+                     private_note=card.note, street=card.street, zip=card.postal_code)

@@ -171,7 +171,7 @@ def _row_from(rec: Record, email: str, hoods: Neighbourhoods | None,
     return {"email": email, "first_name": rec.first_name, "last_name": rec.last_name,
             "neighbourhood": hood, "interests": ";".join(interests),
             "relationship": relationship, "closing_date": closing, "timezone": tz,
-            "note": rec.note, "status": status}
+            "note": rec.note, "private_note": rec.private_note, "status": status}
 
 
 def _pick_email(rec: Record, tally: _Merge) -> str | None:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import email as email_lib
 import shutil
+from email import policy
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,7 @@ def test_every_export_merges_into_one_audience(crm: Path, cli) -> None:
     assert len(got) == 5 + 2 + 3 + 2 + 3 + 4
     header = audience.read_text(encoding="utf-8").splitlines()[0]
     assert header == "email,first_name,last_name,neighbourhood,interests,relationship," \
-                     "closing_date,timezone,note,status"
+                     "closing_date,timezone,note,private_note,status"
     # The unsubscribed contact came back in two exports and is still unsubscribed, with
     # her note; the import only filled her empty interests.
     emily = got["emily.tran@example.org"]
@@ -89,7 +91,9 @@ def test_every_export_merges_into_one_audience(crm: Path, cli) -> None:
             marcus["relationship"]) == ("Bell", "Maple Heights", "golf;wine lovers", "sphere")
     priya = got["priya.raman@example.org"]
     assert priya["neighbourhood"] == "Maple Heights"  # ZIP+4 98001-4417
-    assert priya["note"] == "Met at the open house on Elm.\nTwo kids, one in kindergarten."
+    # A CRM's Notes are private: kept for the agent, never in an email.
+    assert (priya["note"], priya["private_note"]) == (
+        "", "Met at the open house on Elm.\nTwo kids, one in kindergarten.")
     assert got["kim.lee@example.net"]["neighbourhood"] == "Cedar Grove"
     jose = got["jose.mueller@example.com"]
     assert (jose["first_name"], jose["last_name"], jose["neighbourhood"], jose["interests"]) \
@@ -106,11 +110,11 @@ def test_every_export_merges_into_one_audience(crm: Path, cli) -> None:
     assert got["prince@example.com"]["first_name"] == "Prince"
     liam = got["liam@example.ie"]
     assert (liam["neighbourhood"], liam["interests"]) == ("Harbor Point", "kayaking;craft beer")
-    assert liam["note"] == ("Sold his condo in 2019; wants a garden next time.\n"
+    assert liam["private_note"] == ("Sold his condo in 2019; wants a garden next time.\n"
                             "Call after 5pm on weekdays.")
     assert got["soren@example.dk"]["interests"] == "philosophy, ethics;running"
     juergen = got["juergen@example.de"]
-    assert (juergen["first_name"], juergen["last_name"], juergen["note"]) == (
+    assert (juergen["first_name"], juergen["last_name"], juergen["private_note"]) == (
         "Jürgen", "Müller", "Likes the farmers market and the harbour.")
     assert got["maya@example.com"]["neighbourhood"] == "Maple Heights"
     assert got["harold.example.com"]["last_name"] == "Osei"  # a bad row is kept as it was
@@ -229,8 +233,9 @@ def test_decode_falls_back_to_cp1252_and_reads_boms() -> None:
 def test_semicolon_export_with_quoted_newlines() -> None:
     text = 'Name;E-mail Address;Notes\n"Ng, Lan";lan@example.com;"two\nlines; one cell"\n'
     records, columns = read_csv(text, "x.csv", {})
-    assert columns == (("Name", "name"), ("E-mail Address", "email"), ("Notes", "note"))
-    assert (records[0].first_name, records[0].last_name, records[0].note) == (
+    assert columns == (("Name", "name"), ("E-mail Address", "email"),
+                       ("Notes", "private_note"))
+    assert (records[0].first_name, records[0].last_name, records[0].private_note) == (
         "Lan", "Ng", "two\nlines; one cell")
 
 
@@ -345,3 +350,34 @@ def test_a_workbook_is_refused_with_the_fix(crm: Path, cli, tmp_path: Path) -> N
     result = cli("contacts", "import", str(workbook), "--audience", "x", project=crm)
     assert result.exit_code == 1
     assert "is a spreadsheet workbook, not CSV" in result.output and "CSV UTF-8" in result.output
+
+
+def test_crm_notes_are_private_and_never_emailed(project: Path, cli, tmp_path: Path) -> None:
+    """Issue 12.3: a Google `Notes` cell lands in `private_note`, which no email prints;
+    only Sphere's own `note` column, or a column mapped to it, is ever emailed."""
+    export = tmp_path / "google.csv"
+    export.write_text(
+        "Name,Given Name,Family Name,Notes,Group Membership,E-mail 1 - Value,Greeting\n"
+        "Ruth Ames,Ruth,Ames,Met at open house; tight budget,Gardening,ruth@example.com,"
+        "Enjoy the new garden!\n", encoding="utf-8")
+    result = cli("contacts", "import", str(export), "--audience", "sphere",
+                 "--map", "Greeting=note", project=project)
+    assert result.exit_code == 0, result.output
+    ruth = rows(project, "sphere")["ruth@example.com"]
+    assert (ruth["note"], ruth["private_note"]) == ("Enjoy the new garden!",
+                                                     "Met at open house; tight budget")
+    assert "private_note" in (project / "audiences" / "sphere.csv").read_text(
+        encoding="utf-8").splitlines()[0]
+    check = cli("check", project=project)
+    assert check.exit_code == 0, check.output
+    assert "unknown column" not in check.output
+    sent = cli("send", "monthly-sphere", project=project)
+    assert sent.exit_code == 0, sent.output
+    bodies = {}
+    for p in (project / "var" / "outbox").rglob("*.eml"):
+        msg = email_lib.message_from_bytes(p.read_bytes(), policy=policy.default)
+        bodies[str(msg["To"])] = "".join(part.get_content() for part in msg.walk()
+                                         if part.get_content_maintype() == "text")
+    assert bodies and all("tight budget" not in b for b in bodies.values())
+    ruths = next(b for to, b in bodies.items() if "ruth@example.com" in to)
+    assert "Enjoy the new garden!" in ruths and "Met at open house" not in ruths
