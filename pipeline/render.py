@@ -8,6 +8,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import html
+import re
+import zoneinfo
 from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
@@ -80,6 +82,29 @@ def check_subject(text: str, sender: Sender, extra: Mapping[str, Any] | None = N
     return None
 
 
+def _landing(period: str, now: dt.datetime, zone: str) -> dt.datetime:
+    """When the email reaches the reader, in their zone: now, or a scheduled time ahead
+    (SendGrid's send_at)."""
+    at = dt.datetime.fromisoformat(period)
+    tz = zoneinfo.ZoneInfo(zone)
+    local_now = now.astimezone(tz)
+    if at.tzinfo is None:
+        return max(at, local_now.replace(tzinfo=None))
+    return max(at.astimezone(tz), local_now)
+
+
+def without_greeting(text: str, first_name: str) -> str:
+    """A note without its own opening "Ruth," or "Hi Ruth,": the email greets by name."""
+    if not first_name or not text:
+        return text
+    found = re.match(r"\s*(?:(?:hi|hello|hey|dear)\s+)?" + re.escape(first_name)
+                     + r"\s*(?:[,!:]|\s[-\u2013\u2014])\s*", text, re.IGNORECASE)
+    if found is None or not text[found.end():].strip():
+        return text
+    rest = text[found.end():]
+    return rest[0].upper() + rest[1:]
+
+
 @lru_cache(maxsize=4096)
 def note_html(text: str) -> Markup:
     """A personal note written in Markdown, as safe HTML (raw HTML is escaped)."""
@@ -97,6 +122,7 @@ class CompiledTemplate:
     name: str
     html: jinja2.Template
     text: jinja2.Template
+    html_source: str = ""  # the compiled HTML, for `sphere check` to analyse
 
 
 class Renderer:
@@ -109,15 +135,17 @@ class Renderer:
         loader = jinja2.FileSystemLoader(dirs)
         # Compile pass: partials and brand, with delimiters that leave the runtime
         # {{ }} / {% %} untouched for the per-email pass.
-        self._compile_env = jinja2.Environment(
+        self.compile_env = jinja2.Environment(
             loader=loader, block_start_string="[%", block_end_string="%]",
             variable_start_string="[[", variable_end_string="]]",
             comment_start_string="[#", comment_end_string="#]",
             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-        self._html_env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined)
-        self._text_env = jinja2.Environment(loader=loader, autoescape=False,
-                                            undefined=jinja2.ChainableUndefined,
-                                            keep_trailing_newline=True)
+        # Strict like the subjects: a misspelled name stops the send (and `sphere check`
+        # names the file and line) instead of greeting 10,000 people with "Hi ,".
+        self.html_env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        self.text_env = jinja2.Environment(loader=loader, autoescape=False,
+                                           undefined=jinja2.StrictUndefined,
+                                           keep_trailing_newline=True)
         self._strings = STRINGS
         self._compiled: dict[str, CompiledTemplate] = {}
         self._domain = sender.email.rsplit("@", 1)[-1] or "localhost"
@@ -126,7 +154,7 @@ class Renderer:
     def compile_mjml(self, name: str) -> str:
         """The template's MJML with partials and brand resolved (runtime Jinja left in)."""
         try:
-            return self._compile_env.get_template(f"{name}.mjml").render(
+            return self.compile_env.get_template(f"{name}.mjml").render(
                 brand=self.sender.brand, sender=self.sender)
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(f"template {exc.name!r} not found",
@@ -147,15 +175,16 @@ class Renderer:
                                 "check the MJML tags are closed and nested as documented") \
                 from exc
         try:
-            html_template = self._html_env.from_string(compiled_html)
-            text_template = self._text_env.get_template(f"{name}.txt")
+            html_template = self.html_env.from_string(compiled_html)
+            text_template = self.text_env.get_template(f"{name}.txt")
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(f"template {exc.name!r} not found",
                                 "every email template needs a .txt twin") from exc
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"templates/{exc.filename or name}:{exc.lineno}: {exc.message}",
                                 "fix the Jinja tag") from exc
-        self._compiled[name] = CompiledTemplate(name, html_template, text_template)
+        self._compiled[name] = CompiledTemplate(name, html_template, text_template,
+                                                compiled_html)
         return self._compiled[name]
 
     @lru_cache(maxsize=64)
@@ -167,7 +196,7 @@ class Renderer:
                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Everything a template may use for one contact."""
         c = planned.contact
-        period = dt.datetime.fromisoformat(plan.period)
+        landing = _landing(plan.period, now, c.timezone or self.sender.timezone)
         unsub_https, unsub_mailto = unsubscribe_links(self.sender, self.secret, c.email)
         sections = []
         for key, title in SECTION_TITLES.items():
@@ -175,19 +204,24 @@ class Renderer:
             if picks:
                 sections.append({"key": key, "title": title, "picks": picks})
         tip = next((p.tip for p in planned.picks if p.tip), None)
+        # `month` and `year` name when the email lands in the reader's own calendar (a
+        # late or catch-up send says December in December), never a stale period's.
         base = {"contact": c, "first_name": c.first_name or "there", "sender": self.sender,
-                "campaign": plan.campaign, "month": f"{period:%B}", "year": period.year,
-                "now": now, **planned.extra, **(extra or {})}
-        # An interest alert opens with its own (possibly edited) note.
-        intro = str(base.get("intro") or plan.campaign.intro)
+                "campaign": plan.campaign, "month": f"{landing:%B}", "year": landing.year,
+                "now": now, "sign_off": "", **planned.extra, **(extra or {})}
+        # An interest alert opens with its own (possibly edited) note. Every built-in
+        # email already says "Hi Ruth,", so a note that opens "Ruth, ..." loses the name.
+        intro = without_greeting(str(base.get("intro") or plan.campaign.intro), c.first_name)
+        note = without_greeting(c.note, c.first_name)
+        one_off = [without_greeting(n.text, c.first_name) for n in planned.notes]
         subject = self._render_string(plan.campaign.subject, base, "subject")
         preheader = self._render_string(plan.campaign.preheader, base, "preheader") if \
             plan.campaign.preheader else "; ".join(
                 p.article.title for p in planned.picks[:2] if p.article)
         return {**base, "subject": subject, "preheader": preheader,
                 "intro_html": note_html(intro), "intro_text": intro,
-                "note_html": note_html(c.note), "note_text": c.note,
-                "one_off": [{"html": note_html(n.text), "text": n.text} for n in planned.notes],
+                "note_html": note_html(note), "note_text": note,
+                "one_off": [{"html": note_html(t), "text": t} for t in one_off],
                 "sections": sections, "tip": tip, "brand": self.sender.brand,
                 "unsubscribe_url": unsub_https or unsub_mailto,
                 "unsubscribe_links": (unsub_https, unsub_mailto),

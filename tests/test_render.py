@@ -14,7 +14,8 @@ from pipeline.config import load_config
 from pipeline.models import (
     Article, Campaign, Contact, Note, Pick, Plan, PlannedEmail, Sale, SectionSizes, Tip,
 )
-from pipeline.render import Renderer
+from pipeline.render import Renderer, without_greeting
+from pipeline.sends import plan_recent_sales
 from tests.conftest import NOW, REPO
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -65,7 +66,7 @@ def _extra(name: str) -> dict:
                            2.5, 6, "https://img.example/birch.jpg", "Two offers"),
                       Sale("88 Pier Street", "Harbor Point", 640000, dt.date(2026, 10, 30), 2,
                            2, 21)),
-            "years": 3, "referral": {"name": "Sam Ortiz", "status": "listed"}}
+            "own_sales": 1, "years": 3, "referral": {"name": "Sam Ortiz", "status": "listed"}}
 
 
 @pytest.fixture
@@ -169,3 +170,54 @@ def test_project_template_overrides_builtin(tmp_path: Path) -> None:
     r = Renderer(config.project, config.sender, "s")
     plan = _plan("newsletter")
     assert "Custom footer here." in r.render(plan, plan.emails[0], NOW).html
+
+
+RUTH = Contact(email="ruth@example.com", first_name="Ruth", last_name="Ames",
+               neighbourhood="Cedar Grove", interests=("gardening",),
+               note="Thanks again for sending the Garcias my way!", audience="sphere")
+
+
+def test_a_note_that_opens_with_the_name_is_not_greeted_twice(renderer: Renderer) -> None:
+    """Issue 12.13: `approve 1 --note "Ruth, ..."` reads "Hi Ruth, / This is right by
+    your place", not "Hi Ruth, / Ruth, this is ..."."""
+    plan = _plan("interest_alert", RUTH,
+                 notes=(Note(3, RUTH.email, "Hi Ruth! Congrats on the new job."),))
+    e = renderer.render(plan, plan.emails[0], NOW,
+                        {"intro": "Ruth, this is right by your place."})
+    assert e.text.count("Ruth") == 1, e.text  # the greeting only
+    for body in (e.text, e.html):
+        assert "Hi Ruth," in body and "Ruth, this" not in body and "Hi Ruth!" not in body
+        assert "This is right by your place." in body
+        assert "Congrats on the new job." in body
+    assert without_greeting("Ruthless pricing, again", "Ruth") == "Ruthless pricing, again"
+    assert without_greeting("dear ruth — see below", "Ruth") == "See below"
+
+
+def test_standing_note_only_in_periodic_letters(renderer: Renderer) -> None:
+    """Issue 12.13: a referral source's standing note is not appended to an update about
+    another referral (nor any event-specific drip); newsletters keep it."""
+    for name in ("referral_update", "referral_thank_you", "thank_you", "interest_alert"):
+        e = _render(renderer, name, _plan(name, RUTH))
+        assert "Garcias" not in e.text and "Garcias" not in e.html, name
+    for name in ("newsletter", "recent_sales"):
+        e = _render(renderer, name, _plan(name, RUTH))
+        assert "Garcias" in e.text and "Garcias" in e.html, name
+
+
+def test_recent_sales_heading_states_only_what_is_true(renderer: Renderer) -> None:
+    """Issue 12.11: no "starting with <their neighbourhood>" when no sale is there, and
+    the month named is the month the email lands in, not a stale period's."""
+    sales = _extra("recent_sales")["sales"]
+    campaign = Campaign(name="recent-sales", kind="recent_sales", audiences=("sphere",),
+                        schedule="0 9 15 */2 *", subject="Sold near you",
+                        sales_window_days=None)
+    december = dt.datetime(2026, 12, 2, 18, 0, tzinfo=dt.timezone.utc)
+    plan = plan_recent_sales(campaign, (RUTH, ZOE), sales, (TIP,), {}, frozenset(), {},
+                             december, "recent-sales@2026-11-15T09:00",
+                             "2026-11-15T09:00:00-08:00")
+    ruth, zoe = (renderer.render(plan, p, december) for p in plan.emails)
+    for body in (ruth.text, ruth.html):
+        assert "Recently sold, starting" not in body and "Recently sold" in body
+        assert "November" not in body
+    assert "December 2026" in ruth.html
+    assert "== Recently sold, starting with Maple Heights ==" in zoe.text
