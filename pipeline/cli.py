@@ -27,7 +27,8 @@ from .deliver import DryRunTransport, OutboxTransport, Transport
 from .errors import ConfigError, SphereError, redact, redact_url
 from .mime import address_problem
 from .preview import write_preview
-from .render import KIND_TEMPLATES, Renderer, TemplateError
+from .render import Renderer
+from .templatecheck import check_templates
 from .resources import bundled
 from .runner import held, prepare, run_ingest, run_send, skipped_line
 from .models import PlannedEmail, RunSummary
@@ -162,7 +163,7 @@ def check(project: Path) -> None:
             problem = address_problem(c.email, config.transport)
             if problem:
                 out.print(f"warning: {c.origin}: email: {problem}", markup=False)
-        template_errors = check_templates(config)
+        template_errors = [str(p) for p in check_templates(config)]
         for line in template_errors:
             err.print(line, markup=False)
         if loaded.errors or template_errors:
@@ -196,23 +197,6 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
                       "(update content_sources.yaml)", markup=False)
         if summary.failed and not summary.fetched and not summary.not_modified:
             sys.exit(1)
-
-
-def check_templates(config: Config) -> list[str]:
-    """Compile every template a campaign or drip step uses; one line per problem."""
-    renderer = Renderer(config.project, config.sender, "check")
-    used = {c.template or KIND_TEMPLATES[c.kind]: f"campaigns.{c.name}" for c in config.campaigns}
-    for drip in config.drips:
-        for i, step in enumerate(drip.steps):
-            used.setdefault(step.template, f"drips.{drip.name}.steps[{i}].template")
-    used.setdefault("referral_update", "sphere referral update")
-    problems = []
-    for name, where in used.items():
-        try:
-            renderer.template(name)
-        except TemplateError as exc:
-            problems.append(f"{where}: {exc}")
-    return problems
 
 
 def _sales_json(planned: PlannedEmail) -> dict:

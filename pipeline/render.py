@@ -23,6 +23,7 @@ import nh3
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from markupsafe import escape as escape_markup
 
 from .errors import SphereError
 from .links import unsubscribe_links
@@ -163,17 +164,21 @@ class Renderer:
             raise TemplateError(f"templates/{exc.filename or name}:{exc.lineno}: {exc.message}",
                                 "fix the [% %] / [[ ]] tag") from exc
 
-    def template(self, name: str) -> CompiledTemplate:
-        """Compile a template kind once: MJML -> HTML -> Jinja template, plus its text twin."""
-        if name in self._compiled:
-            return self._compiled[name]
+    def html_source(self, name: str) -> str:
+        """The template's compiled HTML: the runtime Jinja source of its HTML part."""
         source = self.compile_mjml(name)
         try:
-            compiled_html = mjml.mjml2html(source)
+            return str(mjml.mjml2html(source))
         except Exception as exc:  # mrml raises its own error types
             raise TemplateError(f"templates/{name}.mjml: MJML error: {exc}",
                                 "check the MJML tags are closed and nested as documented") \
                 from exc
+
+    def template(self, name: str) -> CompiledTemplate:
+        """Compile a template kind once: MJML -> HTML -> Jinja template, plus its text twin."""
+        if name in self._compiled:
+            return self._compiled[name]
+        compiled_html = self.html_source(name)
         try:
             html_template = self.html_env.from_string(compiled_html)
             text_template = self.text_env.get_template(f"{name}.txt")
@@ -181,8 +186,9 @@ class Renderer:
             raise TemplateError(f"template {exc.name!r} not found",
                                 "every email template needs a .txt twin") from exc
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"templates/{exc.filename or name}:{exc.lineno}: {exc.message}",
-                                "fix the Jinja tag") from exc
+            raise TemplateError(f"templates/{exc.name or name}:{exc.lineno}: {exc.message}",
+                                "fix the Jinja tag; `sphere check` names the source line") \
+                from exc
         self._compiled[name] = CompiledTemplate(name, html_template, text_template,
                                                 compiled_html)
         return self._compiled[name]
@@ -242,8 +248,22 @@ class Renderer:
         compiled = self.template(template or planned.template or campaign.template
                                  or KIND_TEMPLATES[campaign.kind])
         ctx = self.context(plan, planned, now, extra)
-        body_html = compiled.html.render(ctx)
-        body_text = compiled.text.render(ctx)
+        try:
+            body_html = compiled.html.render(ctx)
+            body_text = compiled.text.render(ctx)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"templates/{compiled.name}: {exc} (email to "
+                                f"{planned.contact.email})", "run `sphere check`, which "
+                                "names the file and line") from exc
+        missing = footer_missing(ctx["unsubscribe_url"], self.sender.postal_address,
+                                 body_html, body_text)
+        if missing:
+            # Whatever a project's templates say, no email goes without these.
+            raise TemplateError(f"templates/{compiled.name}: the email to "
+                                f"{planned.contact.email} has no {' and no '.join(missing)}"
+                                "; nothing is sent without both", "run `sphere check`, "
+                                "then put {{ unsubscribe_url }} and {{ sender.postal_address "
+                                "}} back in your footer")
         if len(body_html.encode("utf-8")) > MAX_HTML_BYTES:
             raise TemplateError(f"email to {planned.contact.email} is "
                                 f"{len(body_html.encode()) // 1024} KB of HTML; Gmail clips "
@@ -287,6 +307,27 @@ class Renderer:
         # Encoded bodies keep every line on the wire under 998 octets whatever the
         # template does.
         return build_alternative(headers, text, body_html)
+
+
+def footer_missing(url: str, postal: str, body_html: str, body_text: str) -> list[str]:
+    """What the legal footer lacks: the unsubscribe link and the postal address, in the
+    HTML (as a link, escaped as Jinja escapes) and the text ('' skips that part). Cheap
+    enough for every email; `sphere check` also verifies they are visible."""
+    missing = []
+    link, address = str(escape_markup(url)), str(escape_markup(postal))
+    if body_html and f'href="{link}"' not in body_html or \
+            body_text and url not in body_text:
+        missing.append("unsubscribe link")
+    if body_html and not _contains(body_html, address) or \
+            body_text and not _contains(body_text, postal):
+        missing.append("postal address")
+    return missing
+
+
+def _contains(text: str, part: str) -> bool:
+    # Squashing whitespace costs a split of the whole email: only when the plain search
+    # fails (a template may wrap the address over lines).
+    return part in text or " ".join(part.split()) in " ".join(text.split())
 
 
 def escape(text: str) -> str:

@@ -15,7 +15,7 @@ from .dispatch import Job, dispatch
 from .engagement import cold_contacts, hold_cold
 from .ingest import IngestSummary, ingest
 from .models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
-from .errors import Problem
+from .errors import ConfigError, Problem
 from .match import Matcher
 from .plan import build_plan, period_for, send_id_for, skip_reason
 from .sales import load_sales
@@ -24,6 +24,7 @@ from .render import DRIP_SUBJECTS, Renderer
 from .schedule import Due, hold_capped
 from .sendlock import send_lock
 from .store import Store
+from .templatecheck import check_templates
 
 # An article ingested this recently is "new" for interest alerts.
 ALERT_NEW_WITHIN = dt.timedelta(days=3)
@@ -126,11 +127,20 @@ def run_send(config: Config, store: Store, transport: Transport, campaign_name: 
     ingested = run_ingest(config, store, now()) if do_ingest else None
     prepared = held(config, store, prepare(config, store, campaign, now(), period), now())
     renderer = Renderer(config.project, config.sender, store.secret())
+    refuse_bad_templates(config, renderer, [f"campaigns.{campaign.name}"])
     try:
         summary = deliver_plan(store, renderer, transport, prepared, now, dry_run, progress)
     finally:
         transport.close()
     return ingested, summary
+
+
+def refuse_bad_templates(config: Config, renderer: Renderer, uses: list[str]) -> None:
+    """Send nothing when a template in use is broken: an undefined name, or an email
+    without its unsubscribe link or postal address (the same check as `sphere check`)."""
+    problems = check_templates(config, renderer, uses)
+    if problems:
+        raise ConfigError(problems)
 
 
 def skipped_line(skipped: tuple[Skipped, ...]) -> str:
@@ -155,6 +165,9 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
     if not groups:
         return []
     renderer = Renderer(config.project, config.sender, store.secret())
+    refuse_bad_templates(config, renderer, [
+        f"campaigns.{g[0].name}" if g[0].kind == "campaign" else g[0].template
+        for g in groups.values()])
     everyone: dict[str, Contact] | None = None  # read only if a drip is due
     summaries = []
     for send_id, group in groups.items():
