@@ -26,9 +26,9 @@ from .dbfile import db_error
 from .deliver import DryRunTransport, OutboxTransport, Transport
 from .errors import ConfigError, SphereError, redact, redact_url
 from .mime import address_problem
-from .preview import write_preview
+from .preview import REFERRAL_UPDATE, drip_plans, find_drip, write_preview
 from .render import Renderer
-from .templatecheck import check_templates
+from .templatecheck import check_templates, template_listing
 from .resources import bundled
 from .runner import held, prepare, run_ingest, run_send, skipped_line
 from .models import PlannedEmail, RunSummary
@@ -378,18 +378,31 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: 
 @click.option("--contact", "contact_email", help="Only this contact.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the HTML files [default: var/preview/CAMPAIGN].")
-def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Path | None
-            ) -> None:
-    """Write each email of CAMPAIGN as HTML plus an index.html gallery; sends nothing."""
+@click.option("--step", type=int, help="For a drip: only this step (1 is the first).")
+def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Path | None,
+            step: int | None) -> None:
+    """Write each email of CAMPAIGN (or of a drip's steps) as HTML plus an index.html
+    gallery; sends nothing."""
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
-        if store.article_count() == 0:
-            run_ingest(config, store, clock()())
         now = clock()()
-        prepared = prepare(config, store, config.campaign(campaign), now)
         renderer = Renderer(config.project, config.sender, store.secret())
         target = out_dir or config.state_dir / "preview" / campaign
+        drip = find_drip(config, campaign) or (REFERRAL_UPDATE if campaign ==
+                                               REFERRAL_UPDATE.name else None)
+        if drip is not None:
+            for number, s, plan in drip_plans(config, store, drip, step, now):
+                index = write_preview(plan, renderer, now,
+                                      target / f"step-{number}-{s.template}", contact_email)
+                out.print(f"Step {number} ({s.template}): wrote {index.count} email(s) and "
+                          f"{index.path}", markup=False)
+            return
+        if step is not None:
+            fail(f"--step is for drips; {campaign} is a campaign")
+        if store.article_count() == 0:
+            run_ingest(config, store, now)
+        prepared = prepare(config, store, config.campaign(campaign), now)
         if contact_email and not any(e.contact.email.lower() == contact_email.lower()
                                      for e in prepared.plan.emails):
             why = next((s.reason for s in prepared.plan.skipped
@@ -398,6 +411,25 @@ def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Pa
                  " (not in the campaign's audience; check the spelling)"))
         index = write_preview(prepared.plan, renderer, now, target, contact_email)
         out.print(f"Done: wrote {index.count} email(s) and {index.path}", markup=False)
+
+
+@main.command("templates", context_settings=CONTEXT)
+@project_option
+def templates_cmd(project: Path) -> None:
+    """List the built-in templates, which ones your project overrides, and who uses them."""
+    with handled():
+        config = load(project)
+        listing = template_listing(config)
+        out.print("Templates (a file of the same name in templates/ overrides a built-in "
+                  "one):", markup=False)
+        for t in listing:
+            state = "yours" if not t.built_in else "overridden" if t.overridden else "built-in"
+            used = ", ".join(t.used_by) or ("partial" if t.name.startswith("partials/")
+                                            else "not used")
+            out.print(f"  {t.name:<30} {state:<11} {used}", markup=False)
+        out.print(f"The built-in files are in {bundled('templates')}: copy one into "
+                  f"{config.project / 'templates'} to change it; `sphere check` then "
+                  "verifies it.", markup=False)
 
 
 @main.group(context_settings=CONTEXT)

@@ -6,8 +6,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .models import Plan
+from .audience import email_key, load_audiences
+from .config import Config, Drip, DripStep
+from .errors import ConfigError, Problem
+from .models import Contact, Plan, PlannedEmail, Skipped
 from .render import Renderer, escape
+from .schedule import _anniversary
+from .store import Store
+from .templatecheck import drip_campaign
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -58,3 +64,73 @@ i{{color:#666}}</style></head><body>
     index = folder / "index.html"
     index.write_text(page, encoding="utf-8")
     return PreviewIndex(index, len(rows))
+
+
+SAMPLE_REFERRAL = "Alex Sample"  # named in a referral drip's preview when none is recorded
+# `sphere referral update` sends this one-step drip of its own.
+REFERRAL_UPDATE = Drip(name="referral-update", audiences=(), anchor="referral_received",
+                       steps=(DripStep(template="referral_update", after_days=0),))
+
+
+def find_drip(config: Config, name: str) -> Drip | None:
+    """The drip called `name`, if there is one."""
+    return next((d for d in config.drips if d.name == name), None)
+
+
+def drip_plans(config: Config, store: Store, drip: Drip, step: int | None,
+               now: dt.datetime) -> list[tuple[int, DripStep, Plan]]:
+    """(step number from 1, step, plan) for each step of a drip (or step `step` only):
+    every contact the drip would reach, with the extras the daemon gives them (years,
+    the referral). A referral drip with no referral recorded shows a sample one."""
+    if step is not None and not 1 <= step <= len(drip.steps):
+        raise ConfigError([Problem("campaigns.yaml", drip.line, f"drips.{drip.name}",
+                                   f"no step {step}", f"steps are 1 to {len(drip.steps)}")])
+    contacts = [c for c in load_audiences(config.audience_files, drip.audiences or
+                                          config.audience_names, config.project).contacts]
+    notes = store.pending_notes()
+    out = []
+    for number, s in enumerate(drip.steps, 1):
+        if step is not None and number != step:
+            continue
+        emails, skipped = [], []
+        for contact, extra in _recipients(drip, s, contacts, store, now):
+            if not contact.subscribed:
+                skipped.append(Skipped(contact.email, "unsubscribed"))
+                continue
+            emails.append(PlannedEmail(contact, (), notes.get(email_key(contact.email), ()),
+                                       template=s.template, extra=extra))
+        campaign = drip_campaign(drip.name, drip.audiences, s.template, s.subject)
+        out.append((number, s, Plan(campaign, f"{drip.name}/{s.template}@preview",
+                                    now.isoformat(), tuple(emails), tuple(skipped))))
+    return out
+
+
+def _recipients(drip: Drip, step: DripStep, contacts: list[Contact], store: Store,
+                now: dt.datetime) -> list[tuple[Contact, dict]]:
+    if drip.anchor == "referral_received":
+        by_email = {email_key(c.email): c for c in contacts}
+        found = [(by_email[email_key(r[1])], {"referral": {"id": r[0], "name": r[2],
+                                                           "status": r[4]}})
+                 for r in store.referrals() if email_key(r[1]) in by_email]
+        if found or not contacts:
+            return found
+        return [(contacts[0], {"referral": {"id": 0, "name": SAMPLE_REFERRAL,
+                                            "status": "received"}})]
+    out = []
+    for c in contacts:
+        anchor = getattr(c, drip.anchor, None)
+        if isinstance(anchor, dt.date):
+            out.append((c, _repeat(anchor, step, now.date())))
+    return out
+
+
+def _repeat(anchor: dt.date, step: DripStep, today: dt.date) -> dict:
+    """A repeating step's count at its next occurrence (as schedule.drip_due gives it)."""
+    if step.after_days is not None:
+        return {}
+    every = step.every_days or 365
+    k = 1
+    while (_anniversary(anchor, k) if every == 365 else
+           anchor + dt.timedelta(days=every * k)) < today:
+        k += 1
+    return {"years": k} if every == 365 else {"times": k}

@@ -225,6 +225,33 @@ def _sources(env: jinja2.Environment, name: str, config: Config
     return out
 
 
+@dataclass(frozen=True)
+class TemplateFile:
+    """One template file for `sphere templates`."""
+
+    name: str  # "newsletter.mjml", "partials/footer.mjml"
+    built_in: bool
+    overridden: bool  # the project's own file replaces the built-in
+    used_by: tuple[str, ...]  # campaigns and drip steps that render it (emails only)
+
+
+def template_listing(config: Config) -> list[TemplateFile]:
+    """Every built-in template and every template of the project's own."""
+    users: dict[str, list[str]] = {}
+    for use in template_uses(config):
+        for ext in ("mjml", "txt"):
+            users.setdefault(f"{use.template}.{ext}", []).append(use.where)
+    root, mine = bundled("templates"), config.project / "templates"
+    names = {p.relative_to(root).as_posix() for p in root.rglob("*.*")
+             if p.suffix in (".mjml", ".txt") and p.name != "README.txt"}
+    own = {p.relative_to(mine).as_posix() for p in mine.rglob("*.*")
+           if p.suffix in (".mjml", ".txt") and p.name != "README.txt"} \
+        if mine.is_dir() else set()
+    return [TemplateFile(n, n in names, n in names and is_override(config.project, n),
+                         tuple(dict.fromkeys(users.get(n, ()))))
+            for n in sorted(names) + sorted(own - names)]
+
+
 def is_override(project: Path, name: str) -> bool:
     """True when the project's templates/NAME replaces the built-in with its own text (a
     project copied from the sample holds identical copies, which change nothing)."""

@@ -128,3 +128,47 @@ def test_every_email_is_guarded_even_without_the_preflight(project: Path) -> Non
 def test_the_sample_project_passes(project: Path, cli) -> None:
     result = cli("check", project=project)
     assert result.exit_code == 0, result.stderr
+
+
+def test_sphere_templates_lists_builtins_and_overrides(tmp_path: Path, cli) -> None:
+    """Issue 12.10: the README `sphere init` writes points at `sphere templates`."""
+    project = tmp_path / "mine"
+    assert cli("init", str(project)).exit_code == 0
+    assert "`sphere templates`" in (project / "templates" / "README.txt").read_text()
+    (project / "templates" / "partials").mkdir()
+    (project / "templates" / "partials" / "footer.mjml").write_text("<mj-section/>\n")
+    result = cli("templates", project=project)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()
+             if line.startswith("  ")}
+    assert lines["newsletter.mjml"] == ["built-in", "campaigns.monthly-sphere"]
+    assert lines["partials/footer.mjml"][0] == "overridden"
+    assert lines["thank_you.txt"] == ["built-in", "drips.after-closing.steps[0].template"]
+    assert lines["referral_update.mjml"][0] == "built-in"
+
+
+def test_preview_a_drip_and_each_step(project: Path, cli) -> None:
+    """Issue 12.10: `sphere preview after-closing` (a drip) was "no such campaign"."""
+    result = cli("preview", "after-closing", project=project)
+    assert result.exit_code == 0, result.output
+    folder = project / "var" / "preview" / "after-closing"
+    steps = sorted(p.name for p in folder.iterdir())
+    assert steps == ["step-1-thank_you", "step-2-settling_in", "step-3-home_anniversary"]
+    zoe = (folder / "step-3-home_anniversary" / "zoe.hartmann_example.com.txt").read_text()
+    assert "years ago you got the keys in Maple Heights" in zoe  # closed 2021-05-14
+    assert "Unsubscribe: https://" in zoe
+    one = cli("preview", "after-closing", "--step", "2", "--out", str(project / "p2"),
+              project=project)
+    assert one.exit_code == 0 and [p.name for p in (project / "p2").iterdir()] == \
+        ["step-2-settling_in"]
+    bad = cli("preview", "after-closing", "--step", "4", project=project)
+    assert bad.exit_code == 1 and "no step 4 (steps are 1 to 3)" in bad.stderr
+    # A referral drip shows the referrals recorded, else a sample one.
+    sample = cli("preview", "referral-thanks", project=project)
+    assert sample.exit_code == 0 and "wrote 1 email(s)" in sample.output
+    assert cli("referral", "add", "--by", "zoe.hartmann@example.com", "--name",
+               "the Garcias", project=project).exit_code == 0
+    cli("preview", "referral-thanks", project=project)
+    page = (project / "var" / "preview" / "referral-thanks" / "step-1-referral_thank_you" /
+            "zoe.hartmann_example.com.txt").read_text()
+    assert "Thank you for introducing me to the Garcias" in page
