@@ -24,14 +24,16 @@ from .audience import load_audiences
 from .config import Config, load_config
 from .dbfile import db_error
 from .deliver import DryRunTransport, OutboxTransport, Transport
-from .errors import ConfigError, SphereError, redact, redact_url
+from .errors import ConfigError, Problem, SphereError, redact, redact_url
 from .mime import address_problem
 from .preview import REFERRAL_UPDATE, drip_plans, find_drip, write_preview
 from .render import Renderer
 from .templatecheck import check_templates, template_listing
 from .resources import bundled
 from .runner import held, prepare, run_ingest, run_send, skipped_line
-from .models import PlannedEmail, RunSummary
+from .models import Contact, PlannedEmail, RunSummary
+from .neighbourhoods import feed_warnings, sales_warning
+from .sales import load_sales
 from .sendgrid_transport import (
     SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env, local_time_rule,
 )
@@ -156,7 +158,8 @@ def check(project: Path) -> None:
         config = load(project)
         names = config.audience_names
         loaded = load_audiences(config.audience_files, names, config.project)
-        for p in loaded.problems:
+        for p in loaded.problems + tuple(coverage_warnings(config, loaded.contacts,
+                                                          clock()())):
             (err if p.severity == "error" else out).print(
                 f"{'warning: ' if p.severity != 'error' else ''}{p}", markup=False)
         for c in loaded.contacts:  # an address the configured transport cannot carry
@@ -197,6 +200,23 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
                       "(update content_sources.yaml)", markup=False)
         if summary.failed and not summary.fetched and not summary.not_modified:
             sys.exit(1)
+
+
+def coverage_warnings(config: Config, contacts: tuple[Contact, ...], now: dt.datetime
+                      ) -> list[Problem]:
+    """Neighbourhoods no feed covers, and recent-sales mailers with no sale near anyone."""
+    out = feed_warnings(contacts, config.sources)
+    for c in config.campaigns:
+        if c.kind != "recent_sales" or not c.sales_file:
+            continue
+        sales, _ = load_sales(config.project / c.sales_file, c.sales_file)
+        since = (now - dt.timedelta(days=c.sales_window_days)).date() \
+            if c.sales_window_days else dt.date.min
+        warning = sales_warning(c.name, c.sales_file, [s for s in sales if s.sold_date >= since],
+                                [p for p in contacts if p.audience in c.audiences])
+        if warning:
+            out.append(warning)
+    return out
 
 
 def _sales_json(planned: PlannedEmail) -> dict:

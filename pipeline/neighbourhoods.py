@@ -5,11 +5,14 @@
 """
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, Problem
+from .models import Contact, Sale, Source
 from .yamlfile import LineDict, LineList, load_yaml
 
 # Street-type abbreviations, so "12 Birch Ln." matches "Birch Lane".
@@ -93,3 +96,46 @@ def load_neighbourhoods(path: Path, shown: str = "") -> Neighbourhoods:
     if errors:
         raise ConfigError(errors)
     return Neighbourhoods(streets=tuple(streets), zips=tuple(zips))
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    spelled = {k.lower(): k for k in known}
+    near = difflib.get_close_matches(name.lower(), list(spelled), 1, 0.75)
+    return f"did you mean {spelled[near[0]]!r}? " if near else ""
+
+
+def feed_warnings(contacts: Iterable[Contact], sources: Iterable[Source]) -> list[Problem]:
+    """A warning per neighbourhood of a contact that no neighbourhood feed covers (matched
+    as the matcher does, ignoring case): a misspelled one silently gets no local news."""
+    covered = {s.neighbourhood for s in sources if s.kind == "neighbourhood" and s.neighbourhood}
+    folded = {c.lower() for c in covered}
+    missing: dict[str, list[Contact]] = {}
+    for c in contacts:
+        if c.neighbourhood and c.neighbourhood.lower() not in folded:
+            missing.setdefault(c.neighbourhood.lower(), []).append(c)
+    out = []
+    for people in missing.values():
+        first = people[0]
+        file, _, line = first.origin.rpartition(":")
+        others = f" and {len(people) - 1} other contact(s)" if len(people) > 1 else ""
+        out.append(Problem(file or first.origin, int(line) if line.isdigit() else 0,
+                           "neighbourhood", f"{first.neighbourhood!r} matches no "
+                           f"neighbourhood feed{others}: no neighbourhood news for them",
+                           f"{_did_you_mean(first.neighbourhood, covered)}spell it as "
+                           "content_sources.yaml does, or add a feed for it", "warning"))
+    return out
+
+
+def sales_warning(campaign: str, shown: str, sales: Iterable[Sale],
+                  contacts: Iterable[Contact]) -> Problem | None:
+    """A warning when no sale of a recent-sales mailer is in any of its contacts'
+    neighbourhoods: every email would show only sales from elsewhere."""
+    hoods = {c.neighbourhood for c in contacts if c.neighbourhood}
+    sold = sorted({s.neighbourhood for s in sales if s.neighbourhood})
+    if not sold or {h.lower() for h in hoods} & {s.lower() for s in sold}:
+        return None
+    hints = "".join(_did_you_mean(s, hoods) for s in sold)
+    return Problem(shown, 0, "neighbourhood", f"no sale is in any contact's neighbourhood "
+                   f"(sales in {', '.join(sold)}), so every {campaign} email shows only "
+                   "sales from elsewhere", f"{hints}check the spelling, or add sales near "
+                   "your contacts", "warning")

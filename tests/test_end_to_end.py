@@ -264,3 +264,26 @@ def test_plan_and_dry_run_see_an_unsubscribe_still_in_the_webhook_services_wal(
         assert "Would send 27," in dry.stdout, dry.stdout
     finally:
         other.close()
+
+
+def test_check_warns_when_a_neighbourhood_gets_nothing(project: Path, cli) -> None:
+    """Issue 12.11: a misspelled neighbourhood silently got no neighbourhood news, and a
+    sales file with no sale near any contact went unnoticed."""
+    audience = project / "audiences/sphere.csv"
+    lines = audience.read_text(encoding="utf-8").splitlines()
+    row = next(i for i, line in enumerate(lines) if ",Old Mill District," in line)
+    lines[row] = lines[row].replace(",Old Mill District,", ",Old Mill Distrct,")
+    audience.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (project / "samples/sales.csv").write_text(
+        "address,neighbourhood,price,sold_date\n"
+        "9 Fern Way,Juniper Hollow,700000,2026-10-01\n"
+        "4 Elm Court,Ceder Grove,650000,2026-09-12\n", encoding="utf-8")
+    result = cli("check", project=project)
+    assert result.exit_code == 0, result.output  # warnings only
+    assert f"warning: audiences/sphere.csv:{row + 1}: neighbourhood: 'Old Mill Distrct' " \
+           "matches no neighbourhood feed: no neighbourhood news for them (did you mean " \
+           "'Old Mill District'? spell it as content_sources.yaml does" in result.output
+    assert "warning: samples/sales.csv: neighbourhood: no sale is in any contact's " \
+           "neighbourhood (sales in Ceder Grove, Juniper Hollow), so every recent-sales " \
+           "email shows only sales from elsewhere (did you mean 'Cedar Grove'?" \
+           in result.output
