@@ -74,7 +74,8 @@ class Contact:
     relationship: str = "sphere"
     closing_date: dt.date | None = None
     timezone: str = ""
-    note: str = ""
+    note: str = ""  # printed in their newsletters; the audience's `private_note` column is
+    # deliberately not a field: what is not here no template can print
     status: str = "subscribed"
     audience: str = ""
     origin: str = ""  # "audiences/sphere.csv:12", for messages

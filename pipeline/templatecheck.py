@@ -40,6 +40,7 @@ from .resources import bundled
 
 _UNKNOWN = object()  # a value whose shape the check cannot know: nothing is checked on it
 _TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)  # the runtime tags of a source file
+_JINJA_NAMES = frozenset({"super", "self", "caller", "varargs", "kwargs", "loop"})
 _NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 _ARTICLE = Article(id="probe:1", source="probe", kind="hobby", url="https://news.example/1",
                    title="A sample story", summary_html="", summary_text="A sample summary.",
@@ -106,15 +107,19 @@ def check_templates(config: Config, renderer: Renderer | None = None,
     renderer = renderer or Renderer(config.project, config.sender, "check")
     wanted = set(only) if only is not None else None
     problems: list[Problem] = []
-    seen: set[tuple[str, frozenset[str]]] = set()
+    done: dict[tuple[str, frozenset[str]], tuple[Use, list[Problem]]] = {}
     for use in template_uses(config):
         if wanted is not None and use.where not in wanted and use.template not in wanted:
             continue
         key = (use.template, frozenset(use.extra))
-        if key in seen:
+        if key in done:  # the same template and names: the same problems, another user
+            first, found = done[key]
+            problems += [dataclasses.replace(p, problem=p.problem.replace(
+                f"(used by {first.where})", f"(used by {use.where})")) for p in found]
             continue
-        seen.add(key)
-        problems += _check_use(config, renderer, use)
+        found = _check_use(config, renderer, use)
+        done[key] = (use, found)
+        problems += found
     return _merged(problems)
 
 
@@ -312,7 +317,8 @@ class _Walker:
                 if target.ctx in ("store", "param"):
                     scope[target.name] = _UNKNOWN
         if isinstance(node, nodes.Name) and node.ctx == "load" and \
-                node.name not in scope and node.name not in self.env.globals:
+                node.name not in scope and node.name not in self.env.globals and \
+                node.name not in _JINJA_NAMES:
             self.found.append(("name", node.name, "", node.lineno))
         elif isinstance(node, nodes.Getattr):
             base = self.value(node.node, scope)

@@ -85,7 +85,9 @@ def test_interest_alerts_wait_for_approval(project: Path, cli) -> None:
     msg = mails["zoe.hartmann@example.com"][0]
     assert msg["Subject"] == "Saw this and thought of you, Zoë"
     html = msg.get_body(("html",)).get_content()
-    assert "this one made me think of your <strong>garden</strong>!" in html
+    # The email greets Zoë already: the note loses its own "Zoë," (issue 12.13).
+    assert "<p>This one made me think of your <strong>garden</strong>!</p>" in html
+    assert "Zoë, this" not in html and "<p>Hi Zoë,</p>" in html
     assert html.count("<h3>") == 1  # one story
     third = cli("send", "interest-alerts", project=project)
     assert "Sent 0" in third.stdout  # approved alert sent exactly once
