@@ -94,6 +94,7 @@ def _landing(period: str, now: dt.datetime, zone: str) -> dt.datetime:
     return max(at.astimezone(tz), local_now)
 
 
+@lru_cache(maxsize=4096)
 def without_greeting(text: str, first_name: str) -> str:
     """A note without its own opening "Ruth," or "Hi Ruth,": the email greets by name."""
     if not first_name or not text:
@@ -314,7 +315,7 @@ def footer_missing(url: str, postal: str, body_html: str, body_text: str) -> lis
     HTML (as a link, escaped as Jinja escapes) and the text ('' skips that part). Cheap
     enough for every email; `sphere check` also verifies they are visible."""
     missing = []
-    link, address = str(escape_markup(url)), str(escape_markup(postal))
+    link, address = str(escape_markup(url)), _escaped(postal)
     if body_html and f'href="{link}"' not in body_html or \
             body_text and url not in body_text:
         missing.append("unsubscribe link")
@@ -322,6 +323,11 @@ def footer_missing(url: str, postal: str, body_html: str, body_text: str) -> lis
             body_text and not _contains(body_text, postal):
         missing.append("postal address")
     return missing
+
+
+@lru_cache(maxsize=16)
+def _escaped(text: str) -> str:
+    return str(escape_markup(text))
 
 
 def _contains(text: str, part: str) -> bool:
