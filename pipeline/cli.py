@@ -24,16 +24,15 @@ from .audience import load_audiences
 from .config import Config, load_config
 from .dbfile import db_error
 from .deliver import DryRunTransport, OutboxTransport, Transport
-from .errors import ConfigError, Problem, SphereError, redact, redact_url
+from .errors import ConfigError, SphereError, redact, redact_url
 from .mime import address_problem
 from .preview import REFERRAL_UPDATE, drip_plans, find_drip, write_preview
 from .render import Renderer
-from .templatecheck import check_templates, template_listing
+from .templatecheck import check_templates
 from .resources import bundled
 from .runner import held, prepare, run_ingest, run_send, skipped_line
-from .models import Contact, PlannedEmail, RunSummary
-from .neighbourhoods import feed_warnings, sales_warning
-from .sales import load_sales
+from .models import PlannedEmail, RunSummary
+from .neighbourhoods import coverage_warnings
 from .sendgrid_transport import (
     SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env, local_time_rule,
 )
@@ -200,23 +199,6 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
                       "(update content_sources.yaml)", markup=False)
         if summary.failed and not summary.fetched and not summary.not_modified:
             sys.exit(1)
-
-
-def coverage_warnings(config: Config, contacts: tuple[Contact, ...], now: dt.datetime
-                      ) -> list[Problem]:
-    """Neighbourhoods no feed covers, and recent-sales mailers with no sale near anyone."""
-    out = feed_warnings(contacts, config.sources)
-    for c in config.campaigns:
-        if c.kind != "recent_sales" or not c.sales_file:
-            continue
-        sales, _ = load_sales(config.project / c.sales_file, c.sales_file)
-        since = (now - dt.timedelta(days=c.sales_window_days)).date() \
-            if c.sales_window_days else dt.date.min
-        warning = sales_warning(c.name, c.sales_file, [s for s in sales if s.sold_date >= since],
-                                [p for p in contacts if p.audience in c.audiences])
-        if warning:
-            out.append(warning)
-    return out
 
 
 def _sales_json(planned: PlannedEmail) -> dict:
@@ -433,25 +415,6 @@ def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Pa
         out.print(f"Done: wrote {index.count} email(s) and {index.path}", markup=False)
 
 
-@main.command("templates", context_settings=CONTEXT)
-@project_option
-def templates_cmd(project: Path) -> None:
-    """List the built-in templates, which ones your project overrides, and who uses them."""
-    with handled():
-        config = load(project)
-        listing = template_listing(config)
-        out.print("Templates (a file of the same name in templates/ overrides a built-in "
-                  "one):", markup=False)
-        for t in listing:
-            state = "yours" if not t.built_in else "overridden" if t.overridden else "built-in"
-            used = ", ".join(t.used_by) or ("partial" if t.name.startswith("partials/")
-                                            else "not used")
-            out.print(f"  {t.name:<30} {state:<11} {used}", markup=False)
-        out.print(f"The built-in files are in {bundled('templates')}: copy one into "
-                  f"{config.project / 'templates'} to change it; `sphere check` then "
-                  "verifies it.", markup=False)
-
-
 @main.group(context_settings=CONTEXT)
 def note() -> None:
     """One-off personal notes for the next email to a contact."""
@@ -647,6 +610,7 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
 # The scheduler's commands live in their own module; importing it registers them.
 from . import cli_schedule  # noqa: E402,F401
 from . import cli_sends  # noqa: E402
+from . import cli_templates  # noqa: F401
 
 # `contacts import` and `report` (issue #9) live in their own module; importing it
 # registers them.

@@ -5,14 +5,17 @@
 """
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Config
 from .errors import ConfigError, Problem
 from .models import Contact, Sale, Source
+from .sales import load_sales
 from .yamlfile import LineDict, LineList, load_yaml
 
 # Street-type abbreviations, so "12 Birch Ln." matches "Birch Lane".
@@ -139,3 +142,20 @@ def sales_warning(campaign: str, shown: str, sales: Iterable[Sale],
                    f"(sales in {', '.join(sold)}), so every {campaign} email shows only "
                    "sales from elsewhere", f"{hints}check the spelling, or add sales near "
                    "your contacts", "warning")
+
+
+def coverage_warnings(config: Config, contacts: tuple[Contact, ...], now: dt.datetime
+                      ) -> list[Problem]:
+    """Neighbourhoods no feed covers, and recent-sales mailers with no sale near anyone."""
+    out = feed_warnings(contacts, config.sources)
+    for c in config.campaigns:
+        if c.kind != "recent_sales" or not c.sales_file:
+            continue
+        sales, _ = load_sales(config.project / c.sales_file, c.sales_file)
+        since = (now - dt.timedelta(days=c.sales_window_days)).date() \
+            if c.sales_window_days else dt.date.min
+        warning = sales_warning(c.name, c.sales_file, [s for s in sales if s.sold_date >= since],
+                                [p for p in contacts if p.audience in c.audiences])
+        if warning:
+            out.append(warning)
+    return out
