@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -320,6 +321,8 @@ class _Walker:
                 node.name not in scope and node.name not in self.env.globals and \
                 node.name not in _JINJA_NAMES:
             self.found.append(("name", node.name, "", node.lineno))
+            self.options[(node.name, "")] = sorted(k for k in scope if scope[k] is not
+                                                   _UNKNOWN)
         elif isinstance(node, nodes.Getattr):
             base = self.value(node.node, scope)
             if base is not _UNKNOWN and base is not None and \
@@ -421,15 +424,16 @@ def _problem(shown: str, line: int, kind: str, token: str, base: str, use: Use,
         return Problem(shown, line, f"{base}.{token}" if base else token,
                        f"private notes are never printed in an email {used}",
                        "use contact.note for what the person may read")
+    near = difflib.get_close_matches(token, options or [], 1)
+    guess = f"did you mean {near[0]!r}? " if near else ""
     if kind == "attribute":
-        hint = f"{base or 'it'} has: {', '.join(options)}" if options else \
+        hint = f"{guess}{base or 'it'} has: {', '.join(options)}" if options else \
             "check the spelling against the README's template names"
         return Problem(shown, line, f"{base}.{token}" if base else f".{token}",
                        f"no such attribute {used}", hint)
     if kind == "name":
         return Problem(shown, line, token, f"undefined name {used}",
-                       "names you can use: contact, first_name, sender, month, year, "
-                       "intro_html, note_html, sections, tip, unsubscribe_url, ...")
+                       f"{guess}names you can use: {', '.join(options or [])}")
     return Problem(shown, line, token, f"no such {kind} {used}",
                    "use one of Jinja's built-in filters and tests")
 
