@@ -316,7 +316,8 @@ def footer_missing(url: str, postal: str, body_html: str, body_text: str) -> lis
     enough for every email; `sphere check` also verifies they are visible."""
     missing = []
     link, address = str(escape_markup(url)), _escaped(postal)
-    if body_html and f'href="{link}"' not in body_html or \
+    if body_html and f'href="{link}"' not in body_html and \
+            f"href='{link}'" not in body_html or \
             body_text and url not in body_text:
         missing.append("unsubscribe link")
     if body_html and not _contains(body_html, address) or \

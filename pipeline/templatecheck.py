@@ -446,9 +446,12 @@ def _footer_problems(ctx: dict[str, Any], body_html: str, body_text: str,
     url, postal = ctx["unsubscribe_url"], ctx["sender"].postal_address
     seen = _Visible(url)
     seen.feed(body_html)
-    html_missing = [w for w, ok in (("visible unsubscribe link", seen.link),
-                                    ("postal address", _squash(postal) in
-                                     _squash(" ".join(seen.text)))) if not ok]
+    # What every email is checked for as it is rendered, and that it is visible.
+    written = footer_missing(url, postal, body_html, "")
+    html_missing = [w for w, ok in (
+        ("visible unsubscribe link", seen.link and "unsubscribe link" not in written),
+        ("postal address", _squash(postal) in _squash(" ".join(seen.text)) and
+         "postal address" not in written)) if not ok]
     text_missing = footer_missing(url, postal, "", body_text)
     for files, missing, part in ((mjml_files, html_missing, "HTML"),
                                  (text_files, text_missing, "text")):
