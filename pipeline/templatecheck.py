@@ -125,16 +125,17 @@ def check_templates(config: Config, renderer: Renderer | None = None,
 
 
 def _merged(problems: list[Problem]) -> list[Problem]:
-    """One line per problem, naming every send that uses the template."""
-    users: dict[tuple[str, int, str, str, str], list[str]] = {}
+    """One line per problem, naming every send that uses the template (the fix of the
+    first: the names each send offers differ a little, the mistake does not)."""
+    users: dict[tuple[str, int, str, str], tuple[str, list[str]]] = {}
     for p in problems:
         found = re.search(r" \(used by ([^)]*)\)", p.problem)
         text = p.problem.replace(found.group(0), "{used}") if found else p.problem
-        where = users.setdefault((p.file, p.line, p.key, text, p.fix), [])
+        _, where = users.setdefault((p.file, p.line, p.key, text), (p.fix, []))
         if found and found.group(1) not in where:
             where.append(found.group(1))
     return [Problem(file, line, key, text.replace("{used}", f" (used by {', '.join(w)})"),
-                    fix) for (file, line, key, text, fix), w in users.items()]
+                    fix) for (file, line, key, text), (fix, w) in users.items()]
 
 
 def _probe(use: Use) -> tuple[Plan, PlannedEmail]:
