@@ -124,11 +124,12 @@ def run_send(config: Config, store: Store, transport: Transport, campaign_name: 
              ) -> tuple[IngestSummary | None, RunSummary]:
     """The whole pipeline for one campaign, in order."""
     campaign = config.campaign(campaign_name)
-    ingested = run_ingest(config, store, now()) if do_ingest else None
-    prepared = held(config, store, prepare(config, store, campaign, now(), period), now())
     renderer = Renderer(config.project, config.sender, store.secret())
-    refuse_bad_templates(config, renderer, [f"campaigns.{campaign.name}"])
     try:
+        refuse_bad_templates(config, renderer, [f"campaigns.{campaign.name}"])  # first
+        ingested = run_ingest(config, store, now()) if do_ingest else None
+        prepared = held(config, store, prepare(config, store, campaign, now(), period),
+                        now())
         summary = deliver_plan(store, renderer, transport, prepared, now, dry_run, progress)
     finally:
         transport.close()
