@@ -371,6 +371,10 @@ def test_crm_notes_are_private_and_never_emailed(project: Path, cli, tmp_path: P
     check = cli("check", project=project)
     assert check.exit_code == 0, check.output
     assert "unknown column" not in check.output
+    # Nothing a template is given carries it: the contact itself does not.
+    loaded = load_audience(project / "audiences" / "sphere.csv", project)
+    contact = next(c for c in loaded.contacts if c.email == "ruth@example.com")
+    assert "tight budget" not in repr(contact) and not hasattr(contact, "private_note")
     sent = cli("send", "monthly-sphere", project=project)
     assert sent.exit_code == 0, sent.output
     bodies = {}
