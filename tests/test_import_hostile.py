@@ -61,7 +61,9 @@ def test_guard_round_trip_is_lossless(value: str) -> None:
 
 def test_formula_cells_are_written_quoted_and_read_back_unchanged(project: Path, cli,
                                                                   tmp_path: Path) -> None:
-    rows = [["Email", "First Name", "Last Name", "Neighborhood", "Tags", "Notes"]]
+    # `note` (Sphere's own column, the one emailed): a CRM's "Notes" would go to the
+    # private_note column, which a Contact does not carry (issue 12.3).
+    rows = [["Email", "First Name", "Last Name", "Neighborhood", "Tags", "note"]]
     for i, formula in enumerate(FORMULAS):
         rows.append([f"p{i}@example.com", formula, formula, formula, formula, formula])
     rows.append(["=cmd@example.com", "Minus", "-", "Maple Heights", "golf", "-"])
