@@ -39,7 +39,7 @@ from .sendgrid_transport import (
 from .smtp_transport import SmtpTransport
 from .suppressions import sync as sync_suppressions
 from .webhook import (
-    EVENTS_PATH, PUBLIC_KEY_ENV, HookServer, public_key_from_env, unsubscribe_paths,
+    EVENTS_PATH, PUBLIC_KEY_ENV, public_key_from_env, unsubscribe_paths, webhook_app,
 )
 from .store import Store
 
@@ -584,27 +584,25 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
     with handled():
         config = load(project)
         open_store(config).close()  # migrate now, and fail now if the folder is unusable
+        from .web.server import Server, bind  # uvicorn: loaded only by the command serving
         key = public_key_from_env()
         paths = unsubscribe_paths(config.sender.unsubscribe_url)
         try:
-            server = HookServer((host, port), lambda: Store.open(config.db_path), key,
-                                paths, clock(), config.sender.name)
+            sock = bind(host, port)
         except OSError as exc:
-            raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror}",
+            raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                               "choose another --port, or stop what is using it") from None
-        bound_host, bound_port = server.server_address[:2]
+        server = Server(webhook_app(lambda: Store.open(config.db_path), key, paths, clock(),
+                                    config.sender.name), sock)
         if key is None:
             err.print(f"warning: {PUBLIC_KEY_ENV} is not set: SendGrid events are refused "
                       "(403) until you export it", markup=False)
-        out.print(f"Listening on http://{bound_host}:{bound_port} (events: "
-                  f"{EVENTS_PATH}; unsubscribe: {', '.join(paths)}); Ctrl-C stops.",
-                  markup=False)
+        out.print(f"Listening on {server.url} (events: {EVENTS_PATH}; unsubscribe: "
+                  f"{', '.join(paths)}); Ctrl-C stops.", markup=False)
         try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+            server.run()
         finally:
-            server.server_close()
+            sock.close()
 
 
 # The scheduler's commands live in their own module; importing it registers them.

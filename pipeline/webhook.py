@@ -6,6 +6,10 @@
 - GET/POST <unsubscribe path>?t=TOKEN: the one-click unsubscribe of our own links (SMTP
   and outbox sends). A GET only shows a confirm button, because mail scanners fetch every
   link; a POST (RFC 8058 `List-Unsubscribe=One-Click`, or the button) unsubscribes.
+- GET /health: "ok", for monitors.
+
+These are Starlette routes of the app in pipeline/web (served by uvicorn, concurrently,
+with a whole-request deadline), so a slow or hostile client delays no one else.
 """
 from __future__ import annotations
 
@@ -16,20 +20,24 @@ import hashlib
 import html
 import json
 import os
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from .errors import SphereError
 from .links import read_token
 from .sendgrid_transport import EMAIL_ARG, SEND_ID_ARG
 from .store import Store, StoredEvent
+from .web.app import PRIVATE_HEADERS, WebContext, create_app, read_body, text_response
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -39,9 +47,12 @@ UNSUBSCRIBE_PATH = "/unsubscribe"
 # A signed request older (or newer) than this is refused: a captured request cannot be
 # replayed later. SendGrid posts within seconds; ten minutes absorbs clock skew.
 MAX_SKEW_SECONDS = 600
-MAX_BODY = 8 * 1024 * 1024  # SendGrid batches events; a real batch is well under this
-REQUEST_TIMEOUT = 15  # seconds a client may take to send its request
 ONE_CLICK = "List-Unsubscribe=One-Click"
+# SendGrid's events nest three levels (the batch, an event, its custom args); anything
+# much deeper is not SendGrid's.
+MAX_DEPTH = 32
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')  # a JSON string, escapes included
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # Event -> suppression reason. A "blocked" bounce is the receiving server's temporary
 # refusal (reputation, content), not a dead address, so it does not suppress.
 SUPPRESSING = {"unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed",
@@ -90,8 +101,22 @@ def verify(key: ec.EllipticCurvePublicKey, signature: str, timestamp: str, body:
         raise BadSignature("signature does not match") from None
 
 
+def check_depth(body: bytes, limit: int = MAX_DEPTH) -> None:
+    """ValueError when the JSON's arrays and objects nest deeper than `limit`.
+
+    json.loads recurses once per level: a body nested 200,000 deep (validly signed, or
+    read from a file) would end in RecursionError. Counting brackets outside strings
+    first costs one regex pass."""
+    depth = 0
+    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            raise ValueError(f"JSON nested deeper than {limit} levels")
+
+
 def parse_events(body: bytes) -> tuple[list[StoredEvent], list[tuple[str, str, str]]]:
     """SendGrid's JSON array -> (events to store, (email, reason, source) to suppress)."""
+    check_depth(body)
     doc = json.loads(body)
     if not isinstance(doc, list):
         raise ValueError("expected a JSON array of events")
@@ -137,150 +162,109 @@ def _page(title: str, body: str) -> bytes:
             f"padding:0 1em'><h1>{html.escape(title)}</h1>{body}</body></html>").encode()
 
 
-class HookServer(HTTPServer):
-    """One thread serves every request, so the SQLite connection stays in that thread
-    (webhook traffic is a few requests a minute; a slow client is cut off by a timeout)."""
-
-    def __init__(self, address: tuple[str, int], open_store: Callable[[], Store],
-                 public_key: ec.EllipticCurvePublicKey | None,
-                 unsubscribe_paths: tuple[str, ...] = (UNSUBSCRIBE_PATH,),
-                 clock: Callable[[], dt.datetime] | None = None,
-                 sender_name: str = "") -> None:
-        super().__init__(address, _Handler)
-        self.open_store = open_store
-        self.public_key = public_key
-        self.unsubscribe_paths = unsubscribe_paths
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
-        self.sender_name = sender_name
-        self._store: Store | None = None
-
-    @property
-    def store(self) -> Store:
-        """The project's store, opened in the serving thread on first use."""
-        if self._store is None:
-            self._store = self.open_store()
-        return self._store
-
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """Serve until shutdown(); the database closes in the thread that opened it."""
-        try:
-            super().serve_forever(poll_interval)
-        finally:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+def _html(status: int, title: str, body: str) -> Response:
+    return HTMLResponse(_page(title, body), status, headers=PRIVATE_HEADERS)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: HookServer
-    timeout = REQUEST_TIMEOUT
-    server_version = "sphere-webhook"
-    sys_version = ""
+async def health(request: Request) -> Response:
+    """GET /health: the service is up (for monitors and proxies)."""
+    return text_response(200, "ok")
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        """No access log: query strings hold unsubscribe tokens."""
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/html; charset=utf-8"
-              ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.end_headers()
-        self.wfile.write(body)
+async def _token(request: Request) -> str | Response:
+    """The address a valid token names, or the 400/403 page to answer. Neither page says
+    anything about any address."""
+    token = request.query_params.getlist("t")[-1:] or [""]
+    parts = token[0].split(".")
+    if len(parts) != 2 or not all(parts):
+        return _html(400, "Link not recognised", "<p>This unsubscribe link is incomplete. "
+                     "Please use the link from the email.</p>")
+    context: WebContext = request.app.state.context
+    email = await context.store.run(lambda store: read_token(store.secrets(), token[0]))
+    if email is None:
+        return _html(403, "Link not valid", "<p>This unsubscribe link is not valid. "
+                     "Please use the link from the email.</p>")
+    return email
 
-    def _text(self, status: int, text: str) -> None:
-        self._send(status, text.encode() + b"\n", "text/plain; charset=utf-8")
 
-    def _body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY:
-            self._text(413 if length > MAX_BODY else 400, "bad Content-Length")
-            return None
-        return self.rfile.read(length)
-
-    def _token(self) -> str | None:
-        """The address a valid token names; otherwise answers 400/403 and returns None.
-        Neither answer says anything about any address."""
-        values = parse_qs(urlsplit(self.path).query).get("t", [])
-        token = values[-1] if values else ""
-        parts = token.split(".")
-        if len(parts) != 2 or not all(parts):
-            self._send(400, _page("Link not recognised", "<p>This unsubscribe link is "
-                                  "incomplete. Please use the link from the email.</p>"))
-            return None
-        email = read_token(self.server.store.secrets(), token)
-        if email is None:
-            self._send(403, _page("Link not valid", "<p>This unsubscribe link is not "
-                                  "valid. Please use the link from the email.</p>"))
-        return email
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        """/health, or the unsubscribe confirm page (which changes nothing)."""
-        path = urlsplit(self.path).path
-        if path == "/health":
-            self._text(200, "ok")
-        elif path in self.server.unsubscribe_paths:
-            email = self._token()
-            if email is None:
-                return
+def _unsubscribe(sender_name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def unsubscribe(request: Request) -> Response:
+        """GET: the confirm page (which changes nothing); POST: unsubscribe (RFC 8058
+        one-click, or the page's button)."""
+        body = await read_body(request) if request.method == "POST" else b""
+        text = body.decode("utf-8", "replace")
+        one_click = text.strip() == ONE_CLICK
+        if request.method == "POST" and not one_click and \
+                parse_qs(text).get("confirm") != ["yes"]:
+            return text_response(400, f"expected {ONE_CLICK} or the confirm form")
+        email = await _token(request)
+        if isinstance(email, Response):
+            return email
+        if request.method == "GET":
             # A form, not a link: prefetchers follow links but do not submit forms.
-            who = html.escape(self.server.sender_name or "these emails")
-            self._send(200, _page("Unsubscribe?", (
+            who = html.escape(sender_name or "these emails")
+            return _html(200, "Unsubscribe?", (
                 f"<p>Stop emails from {who} to <strong>{html.escape(_mask(email))}"
                 "</strong>?</p><form method=post><input type=hidden name=confirm "
                 "value=yes><button type=submit style='font-size:1.1em;padding:.5em 1.2em'>"
-                "Unsubscribe</button></form>")))
-        else:
-            self._text(404, "not found")
+                "Unsubscribe</button></form>"))
+        context: WebContext = request.app.state.context
+        how = "one-click" if one_click else "confirm page"
+        await context.store.run(lambda store: store.suppress(email, "unsubscribed", how,
+                                                             context.clock()))
+        return _html(200, "You are unsubscribed", "<p>You will not receive these emails "
+                     "any more. Sorry to see you go.</p>")
+    return unsubscribe
 
-    def do_POST(self) -> None:  # noqa: N802
-        """SendGrid's events, or an unsubscribe (one-click or the confirm button)."""
-        path = urlsplit(self.path).path
-        body = self._body()
-        if body is None:
-            return
-        if path == EVENTS_PATH:
-            self._events(body)
-        elif path in self.server.unsubscribe_paths:
-            form = parse_qs(body.decode("utf-8", "replace"))
-            one_click = body.decode("utf-8", "replace").strip() == ONE_CLICK
-            if not one_click and form.get("confirm") != ["yes"]:
-                self._text(400, f"expected {ONE_CLICK} or the confirm form")
-                return
-            email = self._token()
-            if email is None:
-                return
-            self.server.store.suppress(email, "unsubscribed",
-                                       "one-click" if one_click else "confirm page",
-                                       self.server.clock())
-            self._send(200, _page("You are unsubscribed", "<p>You will not receive these "
-                                  "emails any more. Sorry to see you go.</p>"))
-        else:
-            self._text(404, "not found")
 
-    def _events(self, body: bytes) -> None:
-        key = self.server.public_key
-        if key is None:
-            self._text(403, f"event webhook disabled: {PUBLIC_KEY_ENV} is not set")
-            return
-        try:
-            verify(key, self.headers.get(SIGNATURE_HEADER, ""),
-                   self.headers.get(TIMESTAMP_HEADER, ""), body, self.server.clock())
-        except BadSignature as exc:
-            self._text(403, f"forbidden: {exc}")
-            return
-        try:
-            events, suppress = parse_events(body)
-        except ValueError as exc:  # json.JSONDecodeError is a ValueError
-            self._text(400, f"bad payload: {exc}")
-            return
-        added = self.server.store.record_events(events, suppress, self.server.clock())
-        self._text(200, f"ok: {added} new event(s)")
+def _events(public_key: ec.EllipticCurvePublicKey | None
+            ) -> Callable[[Request], Awaitable[Response]]:
+    async def events(request: Request) -> Response:
+        """POST /sendgrid/events: verify, parse and store one signed batch."""
+        if public_key is None:
+            return text_response(403, f"event webhook disabled: {PUBLIC_KEY_ENV} is not set",
+                                 close=True)
+        body = await read_body(request)
+        context: WebContext = request.app.state.context
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        timestamp = request.headers.get(TIMESTAMP_HEADER, "")
+
+        def record(store: Store) -> Response:
+            # Verifying and parsing a big batch takes CPU time: done in the store's
+            # thread, off the event loop, like the writing.
+            try:
+                verify(public_key, signature, timestamp, body, context.clock())
+            except BadSignature as exc:
+                return text_response(403, f"forbidden: {exc}")
+            try:
+                events, suppress = parse_events(body)
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                return text_response(400, f"bad payload: {exc}")
+            added = store.record_events(events, suppress, context.clock())
+            return text_response(200, f"ok: {added} new event(s)")
+        return await context.store.run(record)
+    return events
+
+
+def webhook_routes(public_key: ec.EllipticCurvePublicKey | None,
+                   unsubscribe_paths: tuple[str, ...] = (UNSUBSCRIBE_PATH,),
+                   sender_name: str = "") -> list[BaseRoute]:
+    """The routes of `sphere webhook serve`: /health, the signed events, and the
+    one-click unsubscribe on each of `unsubscribe_paths`."""
+    unsubscribe = _unsubscribe(sender_name)
+    return [Route("/health", health, methods=["GET"]),
+            Route(EVENTS_PATH, _events(public_key), methods=["POST"]),
+            *(Route(path, unsubscribe, methods=["GET", "POST"])
+              for path in unsubscribe_paths)]
+
+
+def webhook_app(open_store: Callable[[], Store], public_key: ec.EllipticCurvePublicKey | None,
+                unsubscribe_paths: tuple[str, ...] = (UNSUBSCRIBE_PATH,),
+                clock: Callable[[], dt.datetime] | None = None,
+                sender_name: str = "") -> Starlette:
+    """The ASGI app of `sphere webhook serve`."""
+    return create_app(open_store, webhook_routes(public_key, unsubscribe_paths, sender_name),
+                      clock)
 
 
 def unsubscribe_paths(unsubscribe_url: str) -> tuple[str, ...]:

@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pipeline.config import load_config
 from pipeline.links import make_token
 from pipeline.store import Store
+from pipeline.web.server import Server, bind
 from pipeline.webhook import (
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, HookServer, load_public_key, unsubscribe_paths,
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, load_public_key, unsubscribe_paths, webhook_app,
 )
 from tests.conftest import NOW
 from tests.sendgrid_standin import KEY, StandIn
@@ -35,21 +36,23 @@ def keys() -> tuple[ec.EllipticCurvePrivateKey, str]:
     return private, base64.b64encode(der).decode()
 
 
+def serve(project: Path, public_key: str, deadline: float | None = None) -> Server:
+    """The service of `sphere webhook serve` on a free loopback port, in a thread."""
+    config = load_config(project)
+    Store.open(config.db_path).close()
+    app = webhook_app(lambda: Store.open(config.db_path), load_public_key(public_key),
+                      unsubscribe_paths(config.sender.unsubscribe_url), lambda: NOW,
+                      config.sender.name)
+    sock = bind("127.0.0.1", 0)
+    return (Server(app, sock, deadline) if deadline else Server(app, sock)).start()
+
+
 @pytest.fixture
 def hook(project: Path, keys):
     """The service on a free loopback port, in a thread; yields (base URL, db path)."""
-    config = load_config(project)
-    Store.open(config.db_path).close()
-    server = HookServer(("127.0.0.1", 0), lambda: Store.open(config.db_path),
-                        load_public_key(keys[1]),
-                        unsubscribe_paths(config.sender.unsubscribe_url), lambda: NOW,
-                        config.sender.name)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host}:{port}", config.db_path
-    server.shutdown()
-    server.server_close()
+    server = serve(project, keys[1])
+    yield server.url, load_config(project).db_path
+    server.stop()
 
 
 def _signed(private: ec.EllipticCurvePrivateKey, body: bytes,
