@@ -48,6 +48,7 @@ UNSUBSCRIBE_PATH = "/unsubscribe"
 # replayed later. SendGrid posts within seconds; ten minutes absorbs clock skew.
 MAX_SKEW_SECONDS = 600
 ONE_CLICK = "List-Unsubscribe=One-Click"
+FORM_BODY = 4096  # an unsubscribe POST is ONE_CLICK or `confirm=yes`: a few bytes
 # SendGrid's events nest three levels (the batch, an event, its custom args); anything
 # much deeper is not SendGrid's.
 MAX_DEPTH = 32
@@ -191,7 +192,7 @@ def _unsubscribe(sender_name: str) -> Callable[[Request], Awaitable[Response]]:
     async def unsubscribe(request: Request) -> Response:
         """GET: the confirm page (which changes nothing); POST: unsubscribe (RFC 8058
         one-click, or the page's button)."""
-        body = await read_body(request) if request.method == "POST" else b""
+        body = await read_body(request, FORM_BODY) if request.method == "POST" else b""
         text = body.decode("utf-8", "replace")
         one_click = text.strip() == ONE_CLICK
         if request.method == "POST" and not one_click and \

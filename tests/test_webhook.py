@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +18,11 @@ from pipeline.links import make_token
 from pipeline.store import Store
 from pipeline.web.server import Server, bind
 from pipeline.webhook import (
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, load_public_key, unsubscribe_paths, webhook_app,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    load_public_key,
+    unsubscribe_paths,
+    webhook_app,
 )
 from tests.conftest import NOW
 from tests.sendgrid_standin import KEY, StandIn

@@ -124,7 +124,7 @@ def create_app(open_store: Callable[[], Store], routes: Sequence[BaseRoute],
     """The ASGI app serving `routes`; the store opens on first use and closes when the
     server stops."""
     context = WebContext(StoreThread(open_store),
-                         clock or (lambda: dt.datetime.now(dt.timezone.utc)))
+                         clock or (lambda: dt.datetime.now(dt.UTC)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -133,8 +133,9 @@ def create_app(open_store: Callable[[], Store], routes: Sequence[BaseRoute],
         finally:
             context.store.close()
 
-    # max_body_size is a backstop for routes that read `request.body()` themselves.
-    app = Starlette(routes=list(routes), lifespan=lifespan, max_body_size=MAX_BODY,
+    # Handlers read bodies with read_body (capped, and a disconnect becomes a BodyError),
+    # never request.body() (uncapped).
+    app = Starlette(routes=list(routes), lifespan=lifespan,
                     exception_handlers={BodyError: _body_error, HTTPException: _http_error})
     app.state.context = context
     return app

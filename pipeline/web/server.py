@@ -47,10 +47,21 @@ class _DeadlineProtocol(H11Protocol):
             self._disarm()
 
     def on_response_complete(self) -> None:
-        """A kept-alive connection's next request gets a fresh deadline."""
+        """A kept-alive connection's next request gets a fresh deadline; a connection
+        answered before its body arrived (a refusal) is closed, the rest never read."""
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.transport.close()
         if not self.transport.is_closing():
             self._arm()  # before super(): it may parse a pipelined request at once
         super().on_response_complete()
+
+    def shutdown(self) -> None:
+        """On shutdown, a body still arriving is not waited for (a slow client would
+        hold the shutdown up); a request fully received is answered first."""
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self.transport.close()
+        else:
+            super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """No clock for a connection that is gone."""
