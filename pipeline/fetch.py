@@ -1,18 +1,26 @@
 """Fetching feeds: httpx with conditional GET, timeouts, an overall deadline, a size cap,
-bounded concurrency overall and per host, redirects (permanent ones remembered), gzip.
+bounded concurrency overall and per host, redirects (permanent ones remembered), gzip,
+and a guard on every connection: a feed reaches public addresses only (see `_Guard`).
 
 Only bytes and headers come out of here; parsing and storing are ingest.py's business."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+import ipaddress
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import anyio
+import httpcore
 import httpx
 
 from . import __version__
@@ -77,6 +85,140 @@ class FetchResult:
         return hashlib.sha256(self.body).hexdigest() if self.body else ""
 
 
+# ---- where a feed may connect -------------------------------------------------------
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Cloud metadata services: they hand out credentials to whoever asks from the machine.
+# AWS's IPv6 one is a unique-local address, so it is named here to be refused always.
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in
+                               ("169.254.169.254", "fd00:ec2::254"))
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # "this host": reaches the local machine
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address inside an IPv6 one
+
+
+class AddressRefused(Exception):
+    """A feed URL or a redirect hop leads only to addresses a feed may not reach."""
+
+
+def address_problem(ip: IPAddress, allow_private: bool = False) -> str:
+    """Why a feed may not connect to `ip` ('' when it may). Loopback and private
+    addresses are allowed with `allow_private`; link-local (cloud metadata), multicast,
+    unspecified and reserved ones never are."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None)
+        if inner is not None:  # ::ffff:127.0.0.1 is 127.0.0.1
+            return address_problem(inner, allow_private)
+    if ip in METADATA_ADDRESSES or ip.is_link_local:
+        return "a link-local address (where cloud metadata lives), never fetched"
+    if ip.is_multicast:
+        return "a multicast address, never fetched"
+    if ip.is_unspecified or ip in _THIS_NETWORK:
+        return "an unspecified address, never fetched"
+    if ip.is_loopback:
+        kind = "a loopback address"
+    elif ip.is_reserved:
+        return "a reserved address, never fetched"
+    elif not ip.is_global:
+        kind = "a private address"
+    else:
+        return ""
+    return "" if allow_private else (
+        f"{kind}; feeds may reach only public addresses (for a feed on your own network, "
+        "add `allow_private: true` to its source in content_sources.yaml)")
+
+
+def _ip(text: str) -> IPAddress:
+    return ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return _ip(host)
+    except ValueError:
+        return None
+
+
+class _Guard(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, refusing addresses a feed may not reach.
+
+    The check is made on the address connected to, not on the URL: the host is resolved
+    once, each address checked, and the socket opened to a checked address (never to the
+    name again, so a DNS answer that changes between check and connect, "DNS rebinding",
+    cannot slip past); the connected socket's peer is checked once more. Every request
+    goes through here, so every redirect hop is checked too. TLS still verifies the
+    certificate against the host name, which httpcore passes to start_tls itself."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None
+                          ) -> httpcore.AsyncNetworkStream:
+        """A stream to the first reachable allowed address of `host`."""
+        refused, failure = "", None
+        for ip in await _resolve(host, port, timeout):
+            problem = address_problem(ip, self.allow_private)
+            if problem:
+                refused = refused or (f"{host} is {problem}" if _literal(host) == ip
+                                      else f"{host} resolves to {ip}, {problem}")
+                continue
+            try:
+                stream = await self._inner.connect_tcp(str(ip), port, timeout, local_address,
+                                                       socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc  # another address of the host may answer
+                continue
+            peer = stream.get_extra_info("server_addr")
+            problem = address_problem(_ip(peer[0]), self.allow_private) if peer else \
+                "an address that cannot be checked"
+            if problem:
+                await stream.aclose()
+                raise AddressRefused(f"{host} connected to {peer[0] if peer else '?'}, "
+                                     f"{problem}")
+            return stream
+        if failure is not None:
+            raise failure
+        raise AddressRefused(refused or f"{host} has no address")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None
+                                  ) -> httpcore.AsyncNetworkStream:
+        """Never: a feed is fetched over TCP."""
+        raise AddressRefused("a feed cannot be fetched from a Unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait (httpcore's retry delay)."""
+        await self._inner.sleep(seconds)
+
+
+async def _resolve(host: str, port: int, timeout: float | None) -> list[IPAddress]:
+    """The addresses of `host` in the resolver's order, each once."""
+    try:
+        with anyio.fail_after(timeout):
+            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"no DNS answer for {host}") from None
+    except OSError as exc:  # socket.gaierror: no such host
+        raise httpcore.ConnectError(f"{host}: {exc.strerror or exc}") from None
+    return list(dict.fromkeys(_ip(str(info[4][0])) for info in infos))
+
+
+def guarded_transport(allow_private: bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    """httpx's transport over `_Guard`: every connection it opens is checked."""
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    # httpx takes no network backend (encode/httpx#3749, open), so the connection pool
+    # it built is replaced by the same pool over the guard.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry, network_backend=_Guard(allow_private))
+    return transport
+
+
+
 def _status_error(code: int) -> str:
     """A short reason for an HTTP error status that says what to do about it."""
     try:
@@ -123,28 +265,56 @@ def conditional_headers(source: Source, state: FeedState) -> dict[str, str]:
     return headers
 
 
+def local_path(source: Source) -> Path:
+    """The file a local source names, checked to lie inside its project once symlinks
+    are resolved; OSError (with the reason) otherwise. config checks this at load, and it
+    is checked again here: a link can be changed between `check` and a run."""
+    if not source.root:
+        raise PermissionError(f"{source.url} belongs to no project; local feeds are read "
+                              "only from inside one")
+    path = Path(source.url).resolve()
+    if not path.is_relative_to(Path(source.root).resolve()):
+        raise PermissionError(f"{source.url} is outside the project folder {source.root}; "
+                              "a local feed must be a file inside it")
+    return path
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    # O_NOFOLLOW: the resolved path has no link left in it, so one appearing now is a
+    # swap under our feet. O_NONBLOCK: a FIFO must not hang the run (it is then refused
+    # as not a regular file).
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IsADirectoryError(f"{path} is not a regular file")
+        body = f.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise ValueError(f"file {path} is larger than {max_bytes} bytes; is it really a feed?")
+    return body
+
+
 def read_local(source: Source, state: FeedState, settings: FetchSettings = DEFAULT_SETTINGS
                ) -> FetchResult:
     """Read a feed file from the project; its mtime plays the part of Last-Modified."""
-    path = Path(source.url)
     try:
-        stat = path.stat()
-        mtime = formatdate(stat.st_mtime, usegmt=True)
+        path = local_path(source)
+        info = path.stat()
+        mtime = formatdate(info.st_mtime, usegmt=True)
         # Size and nanosecond mtime act as the file's ETag (Last-Modified has one-second
         # resolution, too coarse for a file rewritten twice in a second). An unchanged
         # sample feed costs no parsing, like a 304 would.
-        tag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        tag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
         if state.etag == tag and state.last_success and state.url == source.url:
             return FetchResult(source, "not_modified", etag=tag, last_modified=mtime,
                                final_url=source.url)
-        if stat.st_size > settings.max_bytes:
-            return FetchResult(source, "failed", error=f"file {path} is larger than "
-                               f"{settings.max_bytes} bytes; is it really a feed?")
-        body = path.read_bytes()
+        body = _read_file(path, settings.max_bytes)
+    except ValueError as exc:
+        return FetchResult(source, "failed", error=str(exc))
     except OSError as exc:
+        reason = str(exc) if isinstance(exc, PermissionError) and not exc.strerror else \
+            f"cannot read {source.url}: {exc.strerror or exc}"
         return FetchResult(source, "failed",
-                           error=f"cannot read {path}: {exc.strerror} (check its url in "
-                                 "content_sources.yaml)")
+                           error=f"{reason} (check its url in content_sources.yaml)")
     return FetchResult(source, "ok", body=body, etag=tag, last_modified=mtime,
                        final_url=source.url, bytes_read=len(body))
 
@@ -207,6 +377,8 @@ async def fetch_remote(client: httpx.AsyncClient, source: Source, state: FeedSta
         what = ("no answer within the " + f"{settings.deadline:g} s deadline"
                 if isinstance(exc, TimeoutError) else _timeout_text(exc, settings))
         return FetchResult(source, "failed", error=f"timeout: {what}")
+    except AddressRefused as exc:
+        return FetchResult(source, "failed", error=f"refused: {exc}")
     except httpx.TooManyRedirects:
         return FetchResult(source, "failed", error=f"more than {settings.max_redirects} "
                            "redirects (a loop? open the url in a browser)")
@@ -233,6 +405,20 @@ def _host(url: str) -> str:
     return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
 
 
+def _client(settings: FetchSettings, limits: httpx.Limits, allow_private: bool
+            ) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
+                            write=settings.read_timeout, pool=None)
+    return httpx.AsyncClient(transport=guarded_transport(allow_private, limits),
+                             timeout=timeout, follow_redirects=True,
+                             max_redirects=settings.max_redirects, trust_env=False,
+                             headers={"User-Agent": settings.user_agent,
+                                      "Accept-Encoding": "gzip, deflate",
+                                      "Accept": "application/rss+xml, application/atom+xml, "
+                                                "application/rdf+xml, application/xml;q=0.9, "
+                                                "text/xml;q=0.9, */*;q=0.5"})
+
+
 async def fetch_all(sources: tuple[Source, ...], states: dict[str, FeedState],
                     on_done: Callable[[FetchResult], Awaitable[object]] | None = None,
                     settings: FetchSettings = DEFAULT_SETTINGS) -> list[FetchResult]:
@@ -244,23 +430,18 @@ async def fetch_all(sources: tuple[Source, ...], states: dict[str, FeedState],
     per_host: dict[str, asyncio.Semaphore] = {}
     limits = httpx.Limits(max_connections=settings.max_connections,
                           max_keepalive_connections=settings.max_connections)
-    timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
-                            write=settings.read_timeout, pool=None)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=True,
-                                 max_redirects=settings.max_redirects, trust_env=False,
-                                 headers={"User-Agent": settings.user_agent,
-                                          "Accept-Encoding": "gzip, deflate",
-                                          "Accept": "application/rss+xml, "
-                                                    "application/atom+xml, application/rdf+xml,"
-                                                    " application/xml;q=0.9, text/xml;q=0.9, "
-                                                    "*/*;q=0.5"}) as client:
+    # One client per policy: sources with `allow_private` get their own connection
+    # pool, so a connection opened for one is never reused for a source without it.
+    async with _client(settings, limits, False) as public, \
+            _client(settings, limits, True) as private:
         async def one(source: Source) -> FetchResult:
             state = states.get(source.name) or FeedState(source.name)
             if source.is_remote:
                 host = per_host.setdefault(_host(source.url),
                                            asyncio.Semaphore(settings.per_host))
                 async with host, overall:
-                    result = await fetch_remote(client, source, state, settings)
+                    result = await fetch_remote(private if source.allow_private else public,
+                                                source, state, settings)
             else:
                 result = await asyncio.to_thread(read_local, source, state, settings)
             if on_done:

@@ -26,6 +26,12 @@ class Source:
     neighbourhood: str = ""
     topics: tuple[str, ...] = ()
     line: int = 0  # where it is declared, for error messages
+    # May reach loopback and private addresses (a feed on the user's own network, the
+    # tests' loopback servers). Link-local ones (cloud metadata) stay refused regardless.
+    allow_private: bool = False
+    # The project folder a local `url` must stay inside (after resolving symlinks); a
+    # local source without one is not read.
+    root: str = ""
 
     @property
     def is_remote(self) -> bool:

@@ -252,7 +252,7 @@ def test_cluster_assignment_is_fast_for_thousands_of_titles() -> None:
 def test_an_edited_entry_updates_the_stored_article(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "sphere.db")
     feed = tmp_path / "feed.xml"
-    source = Source("local", str(feed), "market")
+    source = Source("local", str(feed), "market", root=str(tmp_path))
     template = ("<rss version='2.0'><channel><title>t</title><item><title>{}</title>"
                 "<link>https://l.test/story?utm_source=rss</link>{}</item></channel></rss>")
     feed.write_text(template.format("Original headline about rates", ""))

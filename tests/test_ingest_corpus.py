@@ -27,7 +27,7 @@ NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
 def run_corpus(db: Path) -> dict[str, object]:
     """Ingest every corpus file as a local source; counts and the problems found."""
     files = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.name != "LICENSE")
-    sources = tuple(Source(name=f"c{i}", url=str(p), kind="economy")
+    sources = tuple(Source(name=f"c{i}", url=str(p), kind="economy", root=str(CORPUS))
                     for i, p in enumerate(files))
     store = Store.open(db)
     summary = ingest(sources, store, NOW)

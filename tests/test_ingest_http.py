@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,9 +74,9 @@ def _reply(h: BaseHTTPRequestHandler, code: int, body: bytes = b"",
     h.wfile.write(body)
 
 
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    """Start a ThreadingHTTPServer on 127.0.0.1 for one test."""
+@contextmanager
+def feed_server_on(host: str = "127.0.0.1") -> Iterator[FeedServer]:
+    """A ThreadingHTTPServer on `host` (a loopback address), stopped on exit."""
     state = FeedServer()
 
     class Handle(BaseHTTPRequestHandler):
@@ -102,15 +103,24 @@ def server() -> Iterator[FeedServer]:
                 with state.lock:
                     state.in_flight -= 1
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handle)
+    httpd = ThreadingHTTPServer((host, 0), Handle)
     httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    state.base = f"http://{host}:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    """Start a ThreadingHTTPServer on 127.0.0.1 for one test."""
+    with feed_server_on() as state:
+        yield state
 
 
 def static(body: bytes, content_type: str = "application/rss+xml", etag: str | None = None,
@@ -134,8 +144,8 @@ def static(body: bytes, content_type: str = "application/rss+xml", etag: str | N
 
 
 def src(server: FeedServer, name: str, path: str) -> Source:
-    """A market source fetched from the test server."""
-    return Source(name=name, url=server.url(path), kind="market")
+    """A market source fetched from the test server (on loopback: allow_private)."""
+    return Source(name=name, url=server.url(path), kind="market", allow_private=True)
 
 
 def test_etag_and_last_modified_make_the_second_run_cost_nothing(server: FeedServer,
@@ -215,9 +225,9 @@ def test_http_errors_are_counted_and_status_flags_a_feed_failing_in_a_row(
     server.routes["/ok.xml"] = static(rss([("Fine", "http://f.test/1")]), etag='"e"')
     config = yaml.safe_load((project / "content_sources.yaml").read_text())
     config["sources"] = [
-        {"name": "gone", "url": server.url("/missing.xml"), "kind": "economy"},
-        {"name": "broken", "url": server.url("/500.xml"), "kind": "economy"},
-        {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy"}]
+        {"name": "gone", "url": server.url("/missing.xml"), "kind": "economy", "allow_private": True},
+        {"name": "broken", "url": server.url("/500.xml"), "kind": "economy", "allow_private": True},
+        {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy", "allow_private": True}]
     (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
     for run in range(3):
         result = cli("ingest", project=project)
@@ -241,9 +251,9 @@ def test_redirects_followed_and_permanent_ones_reported(server: FeedServer, proj
     server.routes["/loop.xml"] = lambda h: _reply(h, 302, b"", {"Location": "/loop.xml"})
     config = yaml.safe_load((project / "content_sources.yaml").read_text())
     config["sources"] = [
-        {"name": "moved", "url": server.url("/old.xml"), "kind": "economy"},
-        {"name": "temporary", "url": server.url("/temp.xml"), "kind": "economy"},
-        {"name": "loop", "url": server.url("/loop.xml"), "kind": "economy"}]
+        {"name": "moved", "url": server.url("/old.xml"), "kind": "economy", "allow_private": True},
+        {"name": "temporary", "url": server.url("/temp.xml"), "kind": "economy", "allow_private": True},
+        {"name": "loop", "url": server.url("/loop.xml"), "kind": "economy", "allow_private": True}]
     (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
     result = cli("ingest", project=project)
     assert "fetched 2, not modified 0, failed 1: loop (more than 5 redirects" in result.stdout
@@ -317,9 +327,9 @@ def test_a_truncated_feed_is_reported_failing_not_healthy(server: FeedServer, pr
     server.routes["/ok.xml"] = static(rss([("Fine", "http://f.test/1")]))
     config = yaml.safe_load((project / "content_sources.yaml").read_text())
     config["sources"] = [
-        {"name": "truncated", "url": server.url("/truncated.xml"), "kind": "economy"},
-        {"name": "cut", "url": server.url("/cut.xml"), "kind": "economy"},
-        {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy"}]
+        {"name": "truncated", "url": server.url("/truncated.xml"), "kind": "economy", "allow_private": True},
+        {"name": "cut", "url": server.url("/cut.xml"), "kind": "economy", "allow_private": True},
+        {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy", "allow_private": True}]
     (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
     for _ in range(3):
         result = cli("ingest", project=project)
@@ -363,7 +373,7 @@ def test_hostile_feed_reaches_neither_store_nor_email(server: FeedServer, projec
     # The hostile feed is the only market and economy source, so every digest shows it.
     config["sources"] = [s for s in config["sources"] if s["kind"] not in ("market", "economy")]
     config["sources"].append({"name": "hostile", "url": server.url("/hostile.xml"),
-                              "kind": "market"})
+                              "kind": "market", "allow_private": True})
     (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
     result = cli("send", "monthly-sphere", project=project)
     assert result.exit_code == 0, result.output
