@@ -195,6 +195,9 @@ class _Guard(httpcore.AsyncNetworkBackend):
 
 async def _resolve(host: str, port: int, timeout: float | None) -> list[IPAddress]:
     """The addresses of `host` in the resolver's order, each once."""
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
     try:
         with anyio.fail_after(timeout):
             infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
