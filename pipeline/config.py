@@ -270,31 +270,25 @@ def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
         allow_private = node.get("allow_private", False)
         if not isinstance(allow_private, bool):
             check.add(node, f"{path}allow_private", f"must be true or false, got "
-                      f"{allow_private!r}", "write `allow_private: true` for a feed on your "
-                      "own network, or leave it out")
-            allow_private = False
+                      f"{allow_private!r}", "`allow_private: true` for a feed on your own "
+                      "network, or leave it out")
         if url and not url.startswith(("http://", "https://")):
-            url = _local_feed(project, url, node, f"{path}url", check)
+            # Inside the project once symlinks are resolved: not /etc/shadow, ../../x,
+            # or a link pointing out (fetch.local_path checks again when reading).
+            local = (project / url).resolve()
+            if not local.is_relative_to(project.resolve()):
+                check.add(node, f"{path}url", f"{url!r} is outside the project folder",
+                          "a local feed must be a file inside the project; give an http(s) "
+                          "URL for anything else")
+            elif not local.is_file():
+                check.add(node, f"{path}url", f"no such file {url!r}",
+                          "give an http(s) URL, or a path relative to the project folder")
+            url = str(local)
         out.append(Source(name=name, url=url, kind=kind, neighbourhood=hood,
                           topics=tuple(t.lower() for t in topics), line=node.line,
-                          allow_private=allow_private, root=str(project.resolve())))
+                          allow_private=allow_private is True, root=str(project.resolve())))
     check.problems += unknown_keys(root, SOURCES_FILE)
     return tuple(out)
-
-
-def _local_feed(project: Path, url: str, node: LineDict, key: str, check: _Check) -> str:
-    """The absolute path of a local feed, which must be a file inside the project once
-    symlinks are resolved (`/etc/shadow`, `../../x` and a link pointing out are not)."""
-    root = project.resolve()
-    local = (project / url).resolve()
-    if not local.is_relative_to(root):
-        check.add(node, key, f"{url!r} is outside the project folder",
-                  "a local feed must be a file inside the project (a path relative to it); "
-                  "give an http(s) URL for anything else")
-    elif not local.is_file():
-        check.add(node, key, f"no such file {url!r}",
-                  "give an http(s) URL, or a path relative to the project folder")
-    return str(local)
 
 
 def _load_tips(project: Path, rel: str, check: _Check) -> tuple[Tip, ...]:

@@ -174,8 +174,8 @@ def test_allow_private_must_be_true_or_false(project: Path) -> None:
         load_config(project)
     assert [str(p) for p in info.value.problems] == [
         f"content_sources.yaml:{line}: sources[5].allow_private: must be true or false, got "
-        "'yes please' (write `allow_private: true` for a feed on your own network, or leave "
-        "it out)"]
+        "'yes please' (`allow_private: true` for a feed on your own network, or leave it "
+        "out)"]
 
 
 # ---- local feed files stay in the project (point 3) ----------------------------------
@@ -194,7 +194,7 @@ def test_check_refuses_a_local_feed_outside_the_project(project: Path, cli,
     assert result.exit_code != 0
     assert f"content_sources.yaml:{line}: sources[" in result.stderr
     assert f"].url: {url!r} is outside the project folder (a local feed must be a file " \
-           "inside the project" in result.stderr
+           "inside the project; give an http(s) URL for anything else)" in result.stderr
 
 
 def test_a_link_inside_the_project_is_fine(project: Path, cli) -> None:
