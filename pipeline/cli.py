@@ -602,6 +602,8 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
                   f"{', '.join(paths)}); Ctrl-C stops.", markup=False)
         try:
             server.run()
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled, once it has shut down
         finally:
             sock.close()
 
