@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import ssl
 import stat
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -208,14 +209,14 @@ async def _resolve(host: str, port: int, timeout: float | None) -> list[IPAddres
     return list(dict.fromkeys(_ip(str(info[4][0])) for info in infos))
 
 
-def guarded_transport(allow_private: bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def guarded_transport(allow_private: bool, limits: httpx.Limits,
+                      ssl_context: ssl.SSLContext) -> httpx.AsyncHTTPTransport:
     """httpx's transport over `_Guard`: every connection it opens is checked."""
-    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
     # httpx takes no network backend (encode/httpx#3749, open), so the connection pool
     # it built is replaced by the same pool over the guard.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
+        ssl_context=ssl_context, max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry, network_backend=_Guard(allow_private))
     return transport
@@ -408,11 +409,11 @@ def _host(url: str) -> str:
     return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
 
 
-def _client(settings: FetchSettings, limits: httpx.Limits, allow_private: bool
-            ) -> httpx.AsyncClient:
+def _client(settings: FetchSettings, limits: httpx.Limits, ssl_context: ssl.SSLContext,
+            allow_private: bool) -> httpx.AsyncClient:
     timeout = httpx.Timeout(connect=settings.connect_timeout, read=settings.read_timeout,
                             write=settings.read_timeout, pool=None)
-    return httpx.AsyncClient(transport=guarded_transport(allow_private, limits),
+    return httpx.AsyncClient(transport=guarded_transport(allow_private, limits, ssl_context),
                              timeout=timeout, follow_redirects=True,
                              max_redirects=settings.max_redirects, trust_env=False,
                              headers={"User-Agent": settings.user_agent,
@@ -435,8 +436,9 @@ async def fetch_all(sources: tuple[Source, ...], states: dict[str, FeedState],
                           max_keepalive_connections=settings.max_connections)
     # One client per policy: sources with `allow_private` get their own connection
     # pool, so a connection opened for one is never reused for a source without it.
-    async with _client(settings, limits, False) as public, \
-            _client(settings, limits, True) as private:
+    ssl_context = httpx.create_ssl_context(trust_env=False)  # loading CAs takes ~50 ms
+    async with _client(settings, limits, ssl_context, False) as public, \
+            _client(settings, limits, ssl_context, True) as private:
         async def one(source: Source) -> FetchResult:
             state = states.get(source.name) or FeedState(source.name)
             if source.is_remote:

@@ -223,3 +223,59 @@ def test_ingest_refuses_a_local_feed_that_left_the_project_after_check(
     # A source made in code, with no project, is not read at all.
     loose = ingest((Source("loose", str(feed), "market"),), store, NOW)
     assert "belongs to no project" in loose.failed[0][1]
+
+
+def _cert_for_name_only(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for the name `localhost` and no IP address."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_https_is_verified_against_the_host_name_not_the_address(
+        feed_server: FeedServer, tmp_path: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The guard connects to the checked address, but TLS must still check the
+    # certificate against the name in the URL (this one names no address at all).
+    import ssl
+
+    import httpx
+    cert, key = _cert_for_name_only(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    feed_server.routes["/feed.xml"] = static(rss([("Secure story", "http://s.test/1")]))
+    monkeypatch.setattr(httpx, "create_ssl_context",
+                        lambda **_: ssl.create_default_context(cafile=str(cert)))
+    # The listening socket becomes a TLS one (same descriptor, so the running server
+    # keeps accepting on it).
+    assert feed_server.httpd is not None
+    feed_server.httpd.socket = server_context.wrap_socket(feed_server.httpd.socket,
+                                                          server_side=True)
+    port = feed_server.base.rsplit(":", 1)[1]
+    store = Store.open(tmp_path / "sphere.db")
+    good = ingest((Source("tls", f"https://localhost:{port}/feed.xml", "market",
+                          allow_private=True),), store, NOW, settings=FAST)
+    assert good.failed == () and good.new == 1
+    wrong = ingest((Source("tls-ip", f"https://127.0.0.1:{port}/feed.xml", "market",
+                           allow_private=True),), store, NOW, settings=FAST)
+    assert "certificate is not valid for '127.0.0.1'" in wrong.failed[0][1]

@@ -54,6 +54,7 @@ class FeedServer:
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
+    httpd: ThreadingHTTPServer | None = None
 
     def url(self, path: str) -> str:
         """Absolute URL of a route."""
@@ -106,6 +107,7 @@ def feed_server_on(host: str = "127.0.0.1") -> Iterator[FeedServer]:
     httpd = ThreadingHTTPServer((host, 0), Handle)
     httpd.daemon_threads = True
     state.base = f"http://{host}:{httpd.server_address[1]}"
+    state.httpd = httpd
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
