@@ -584,8 +584,7 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
     with handled():
         config = load(project)
         open_store(config).close()  # migrate now, and fail now if the folder is unusable
-        # uvicorn is loaded only by the command that serves.
-        from .web.server import Server, bind
+        from .web.server import Server, bind  # uvicorn: only when serving
         key = public_key_from_env()
         paths = unsubscribe_paths(config.sender.unsubscribe_url)
         try:
