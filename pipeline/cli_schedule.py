@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import zoneinfo
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -16,9 +17,9 @@ from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out
     project_option, summary_parts
 from .cli import _transport as choose_transport
 from .config import Config
-from .daemon import Daemon, TickReport, all_contacts, project_calendar, tick
-from .runner import run_due
-from .schedule import REFERRAL_UPDATES, Due, Referral, referral_update_due
+from .daemon import Daemon, TickReport, Unsent, all_contacts, project_calendar, recent, \
+    referrals, tick, unsent
+from .schedule import REFERRAL_UPDATES, Due, Firing, Referral, referral_update_due, summary
 from .store import Store
 
 REFERRAL_STATUSES = REFERRAL_UPDATES
@@ -50,15 +51,21 @@ def _report(report: TickReport) -> None:
 @click.option("--tick", "tick_seconds", type=click.IntRange(1, 3600), default=60,
               show_default=True, help="How often to look for due sends.")
 @click.option("--once", is_flag=True, help="One tick now, then exit (for cron or tests).")
+@click.option("--since", help="With --once: also send drip steps due since this date "
+                              "(YYYY-MM-DD) that never went out (`status` lists them).")
 @click.option("--transport", "transport_name",
               type=click.Choice(["outbox", "smtp", "sendgrid"]),
               help="Override campaigns.yaml's transport.")
-def run_cmd(project: Path, tick_seconds: int, once: bool, transport_name: str | None) -> None:
+def run_cmd(project: Path, tick_seconds: int, once: bool, since: str | None,
+            transport_name: str | None) -> None:
     """The scheduler daemon: campaigns on their cron, drips daily, in local time."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Not a line per tick, nor one per HTTP request (100,000 a month with SendGrid).
     for noisy in ("apscheduler", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    since_day = _date(since, "--since")
+    if since_day and not once:
+        raise click.UsageError("--since goes with --once")
     with handled():
         config = load(project)
         transport = choose_transport(config, transport_name, False)
@@ -67,7 +74,9 @@ def run_cmd(project: Path, tick_seconds: int, once: bool, transport_name: str | 
             lock = ProjectLock(config.state_dir)
             lock.acquire()
             try:
-                _report(tick(config, open_store(config), transport, clock()()))
+                start = dt.datetime.combine(since_day, dt.time(), zoneinfo.ZoneInfo(
+                    config.sender.timezone)) if since_day else None
+                _report(tick(config, open_store(config), transport, clock()(), since=start))
             finally:
                 lock.release()
             return
@@ -99,62 +108,122 @@ def schedule_cmd(project: Path, from_: str | None, until: str | None, detail: bo
             else start + dt.timedelta(days=31)
         if end <= start:
             fail("--until must be after the start")
-        cal = project_calendar(config, store, start, end)
+        contacts = all_contacts(config)
+        late = [] if start_day else unsent(config, store, now, contacts, upcoming=False)[0]
+        due: Sequence[Due | Firing]
+        held: Sequence[Due | Firing]
+        if detail:
+            cal = project_calendar(config, store, start, end, contacts)
+            due, held = cal.due, cal.capped
+        else:
+            compact = summary(config, contacts, referrals(store), start, end,
+                              recent(config, store, start))
+            due, held = compact.firings, compact.held_back
         if as_json:
             click.echo(json.dumps({"from": start.isoformat(), "until": end.isoformat(),
-                                   "due": [_due_json(d) for d in cal.due],
-                                   "held_back": [_due_json(d) for d in cal.capped]},
+                                   "due": [_unsent_json(u) for u in late] +
+                                   [_item_json(d) for d in due],
+                                   "held_back": [_item_json(d) for d in held]},
                                   indent=2, ensure_ascii=False))
             return
-        _print_calendar(cal.due, detail)
-        for d in cal.capped:
-            out.print(f"held back: {d.send_id} to {d.email}: {d.note}", markup=False)
-        mails = [d for d in cal.due if not d.check]
-        looks = len({d.send_id for d in cal.due if d.check})
-        out.print(f"{len(mails)} emails in {len({d.send_id for d in mails})} sends from "
-                  f"{start:%Y-%m-%d} to {end:%Y-%m-%d}; {looks} looks for interest alerts "
-                  f"(each mails only people with a strong new story); {len(cal.capped)} "
-                  "held back by the frequency cap", markup=False)
+        _print_unsent(late)
+        _print_calendar(due)
+        for h in held:
+            out.print(f"held back: {h.send_id} to {_who(h)}: {_note(h)}", markup=False)
+        mails = [d for d in due if not d.check]
+        looks = len({d.send_id for d in due if d.check})
+        out.print(f"{sum(_count(d) for d in mails)} emails in "
+                  f"{len({d.send_id for d in mails})} sends from {start:%Y-%m-%d} to "
+                  f"{end:%Y-%m-%d}; {looks} looks for interest alerts (each mails only "
+                  f"people with a strong new story); {sum(_count(h) for h in held)} held "
+                  "back by the frequency cap", markup=False)
+
+
+def _count(d: Due | Firing) -> int:
+    return d.count if isinstance(d, Firing) else 1
+
+
+def _who(d: Due | Firing) -> str:
+    if isinstance(d, Due):
+        return d.email
+    return f"{d.count} {'person' if d.count == 1 else 'people'}"
+
+
+def _note(d: Due | Firing) -> str:
+    if isinstance(d, Due):
+        return d.note
+    return "; ".join(f"{n}: {why}" for why, n in d.notes)
+
+
+def _item_json(d: Due | Firing) -> dict:
+    return _due_json(d) if isinstance(d, Due) else _firing_json(d)
 
 
 def _due_json(d: Due) -> dict:
     return {"at": d.at.isoformat(), "local": d.local.isoformat(), "kind": d.kind,
             "name": d.name, "template": d.template, "send_id": d.send_id, "email": d.email,
-            "note": d.note}
+            "count": 1, "note": d.note, "check": d.check}
 
 
-def _print_calendar(items: tuple[Due, ...], detail: bool) -> None:
-    table = Table(title="Schedule", title_justify="left")
-    for col in ("when (UTC)", "local time", "send", "to"):
-        table.add_column(col, overflow="fold")
-    if detail:
-        for d in items:
-            table.add_row(f"{d.at:%Y-%m-%d %H:%M}", f"{d.local:%Y-%m-%d %H:%M %Z}", d.send_id,
-                          d.email + (f" ({d.note})" if d.note else ""))
-    else:
-        groups: dict[tuple[str, str], list[Due]] = {}
-        for d in items:
-            groups.setdefault((d.send_id, str(d.local.tzinfo)), []).append(d)
-        for (send_id, _zone), group in groups.items():
-            first = group[0]
-            who = first.email if len(group) == 1 else f"{len(group)} contacts"
-            table.add_row(f"{first.at:%Y-%m-%d %H:%M}", f"{first.local:%Y-%m-%d %H:%M %Z}",
-                          send_id, who)
-    out.print(table)
+def _firing_json(f: Firing) -> dict:
+    """One send with how many people it reaches, per zone, and why some moved."""
+    return {"at": f.at.isoformat(), "local": f.local.isoformat(), "kind": f.kind,
+            "name": f.name, "template": f.template, "send_id": f.send_id, "count": f.count,
+            "zones": dict(f.zones), "note": "; ".join(f"{n}: {why}" for why, n in f.notes),
+            "check": f.check}
+
+
+def _unsent_json(u: Unsent) -> dict:
+    return {"at": u.local.astimezone(dt.UTC).isoformat(), "local": u.local.isoformat(),
+            "kind": "drip" if "/" in u.send_id else "campaign", "name": u.name,
+            "send_id": u.send_id, "to": u.who, "email": u.who if "@" in u.who else "",
+            "count": 1 if "@" in u.who else
+            int(u.who.split()[0]), "check": False, "not_sent": True, "missed": u.missed,
+            "note": u.reason, "command": u.command}
+
+
+def _print_unsent(items: list[Unsent]) -> None:
+    """Sends that fell due and have not gone out: what happens to each, and the command
+    that sends it now (one line each, unwrapped, so the command can be copied)."""
+    if not items:
+        return
+    out.print(f"Due and not sent ({len(items)}):", markup=False)
+    for u in items:
+        out.print(f"  {'MISSED ' if u.missed else ''}{u.send_id} to {u.who}, due "
+                  f"{u.local:%Y-%m-%d %H:%M %Z}: {u.reason}. Send it now: {u.command}",
+                  markup=False, soft_wrap=True)
+
+
+def _print_calendar(items: Sequence[Due | Firing]) -> None:
+    """One line per item, columns aligned: a year is hundreds of lines, which a table
+    widget renders a hundred times slower, and a send id is never wrapped."""
+    rows = []
+    for d in items:
+        local = f"{d.local:%Y-%m-%d %H:%M %Z}"
+        if isinstance(d, Firing) and len(d.zones) > 1:
+            # The same wall-clock time in each zone: the first instant is shown.
+            local += f" (+{len(d.zones) - 1} zone{'s' if len(d.zones) > 2 else ''})"
+        who = f"look for new stories for {_who(d)}" if d.check else _who(d)
+        note = _note(d)
+        rows.append((f"{d.at:%Y-%m-%d %H:%M}", local, d.send_id,
+                     who + (f" ({note})" if note else "")))
+    head = ("when (UTC)", "local time", "send", "to")
+    widths = [max([len(head[i])] + [len(r[i]) for r in rows]) for i in range(3)]
+    lines = ["Schedule"] + ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3]
+                            for r in [head, *rows]]
+    out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 def print_next_runs(config: Config, store: Store) -> None:
-    """For `sphere status`: the next send of each campaign and drip in the coming month."""
-    now = clock()()
-    cal = project_calendar(config, store, now, now + dt.timedelta(days=40))
-    nxt: dict[str, Due] = {}
-    for d in cal.due:
-        nxt.setdefault(d.name, d)
+    """For `sphere status`: what fell due and has not gone out, then the next send of
+    each campaign and drip (only the next firing: no calendar per person)."""
+    late, nexts = unsent(config, store, clock()())
+    _print_unsent(late)
     table = Table(title="Next runs", title_justify="left")
     for col in ("campaign or drip", "next send", "first local time"):
-        table.add_column(col)
-    for name, d in nxt.items():
-        table.add_row(name, d.send_id, f"{d.local:%Y-%m-%d %H:%M %Z}")
+        table.add_column(col, overflow="fold")
+    for d in nexts:
+        table.add_row(d.name, d.send_id, f"{d.local:%Y-%m-%d %H:%M %Z}")
     last = store.meta("scheduler.last_tick")
     out.print(table)
     out.print(f"Daemon's last tick: {last or 'never (start it with `sphere run`)'}",
@@ -225,6 +294,7 @@ def referral_update(referral_id: int, new_status: str, dry_run: bool,
             return
         transport = choose_transport(config, transport_name, dry_run)
         try:
+            from .runner import run_due  # the pipeline, only when something is sent
             (summary,) = run_due(config, store, transport, [item], lambda: now, dry_run)
         finally:
             transport.close()

@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apscheduler.triggers.cron import CronTrigger
-
+from . import cron
 from .errors import ConfigError, Problem
 from .render import check_subject
 from .models import (
@@ -393,8 +392,8 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
     schedule = check.text(node, "schedule", p,
                           default="0 10 * * *" if kind == "interest_alert" else "0 9 1 * *")
     try:
-        trigger = CronTrigger.from_crontab(schedule, timezone=dt.timezone.utc)
-    except ValueError as exc:
+        trigger = cron.trigger(schedule, dt.timezone.utc)
+    except cron.CronError as exc:
         check.add(node, f"{p}schedule", f"bad cron expression {schedule!r}: {exc}",
                   "five fields: minute hour day month weekday, e.g. \"0 9 1 * *\"")
     else:

@@ -8,7 +8,6 @@ does APScheduler's job store, so a restart resumes where the last run left off.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import logging
 import os
 import signal
@@ -16,21 +15,40 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import TYPE_CHECKING
 
-from .audience import load_audience
+from . import audience_cache
 from .config import Config
-from .deliver import Transport
 from .errors import LockedError
 from .models import Contact, RunSummary
-from .runner import approved_items, run_due, run_ingest
-from .schedule import Calendar, Due, Referral, calendar, split_missed
+from .schedule import (
+    Calendar,
+    Due,
+    Firing,
+    Referral,
+    calendar,
+    campaign_firings,
+    campaign_zones,
+    drip_horizon,
+    drips_due,
+    next_drips,
+    split_missed,
+)
 from .store import Store
+
+if TYPE_CHECKING:
+    from filelock import BaseFileLock
+
+    from .deliver import Transport
 
 log = logging.getLogger("sphere.daemon")
 CHECKPOINT = "scheduler.last_tick"
+INPUTS = "scheduler.inputs"  # the audience files and referrals the last tick saw
 TICK_SECONDS = 60
 _daemons: dict[str, Daemon] = {}  # project path -> the running daemon (for the job)
+# `status` lists drip steps that never went out this far back (older ones are history).
+MISSED_LOOKBACK = dt.timedelta(days=14)
+NEAR = dt.timedelta(days=7)  # `status` looks this far for each drip's next step first
 
 
 @dataclass(frozen=True)
@@ -47,48 +65,114 @@ def all_contacts(config: Config) -> tuple[Contact, ...]:
     """Every contact of every audience file, one entry per (audience, person)."""
     out: list[Contact] = []
     for path in config.audience_files:
-        out.extend(load_audience(path, config.project).contacts)
+        # Parsed once per change of the file, not on every tick or command.
+        out.extend(audience_cache.contacts(path, config.project, config.state_dir / "cache"))
     return tuple(out)
 
 
 def referrals(store: Store) -> tuple[Referral, ...]:
     """The stored referrals, as the calendar wants them."""
+    recorded = store.referrals_recorded()
     return tuple(Referral(id=r[0], by_email=r[1], name=r[2],
                           received=dt.date.fromisoformat(r[3]), status=r[4],
-                          updated=dt.datetime.fromisoformat(r[5]))
+                          updated=dt.datetime.fromisoformat(r[5]), recorded=recorded.get(r[0]))
                  for r in store.referrals())
 
 
-def project_calendar(config: Config, store: Store, start: dt.datetime, end: dt.datetime
-                     ) -> Calendar:
-    """The calendar of one project between two instants, counting recent sends for the
-    frequency cap."""
+def recent(config: Config, store: Store, start: dt.datetime) -> dict[str, list[dt.datetime]]:
+    """Sends that count against the frequency cap from `start` on."""
     rules = config.scheduling
-    recent = store.recent_sends(start - dt.timedelta(days=rules.cap_days)) \
+    return store.recent_sends(start - dt.timedelta(days=rules.cap_days)) \
         if rules.cap_max else {}
-    return calendar(config, all_contacts(config), referrals(store), start, end, recent)
+
+
+def project_calendar(config: Config, store: Store, start: dt.datetime, end: dt.datetime,
+                     contacts: tuple[Contact, ...] | None = None) -> Calendar:
+    """The calendar of one project between two instants, one item per person, counting
+    recent sends for the frequency cap."""
+    if contacts is None:
+        contacts = all_contacts(config)
+    return calendar(config, contacts, referrals(store), start, end,
+                    recent(config, store, start))
+
+
+def _not_sent(store: Store, items: list[Due], failed_too: bool = False
+              ) -> list[tuple[Due, str]]:
+    """(item, '' or 'failed') for the items never attempted, and with `failed_too` those
+    whose delivery failed (the next attempt sends them), whose person is not suppressed."""
+    suppressed = store.suppressed()
+    ledger: dict[str, dict[str, str]] = {}
+    out = []
+    for d in items:
+        if d.send_id not in ledger:
+            ledger[d.send_id] = {e.lower(): s for e, s in store.ledger_status(d.send_id).items()}
+        status = ledger[d.send_id].get(d.email.lower(), "")
+        if (not status or (failed_too and status == "failed")) and \
+                d.email.lower() not in suppressed:
+            out.append((d, status))
+    return out
+
+
+def late_drips(config: Config, store: Store, start: dt.datetime, end: dt.datetime,
+               contacts: tuple[Contact, ...], failed_too: bool = False) -> list[Due]:
+    """Drip steps due in (start, end] that never went out: a contact or referral entered
+    after its time had passed a tick (the ledger makes looking again harmless)."""
+    if start >= end:
+        return []
+    # Not the failed ones: a tick would retry a bad address every minute; `run --once
+    # --since` does, and `status` lists them.
+    return [d for d, _ in _not_sent(store, drips_due(config, contacts, referrals(store),
+                                                     start, end), failed_too)]
+
+
+def _inputs(config: Config, store: Store) -> str:
+    """What a drip's due times depend on besides the clock: the audience files (as the
+    file system describes them) and the referrals. While it stays the same, a tick has
+    no late drip to look for: the tick before already looked."""
+    parts = []
+    for path in config.audience_files:
+        st = path.stat()
+        parts.append(f"{path.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+    refs = referrals(store)
+    parts.append(f"referrals:{len(refs)}:{max((r.id for r in refs), default=0)}")
+    return "|".join(parts)
 
 
 def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
-         dry_run: bool = False, should_stop: Callable[[], bool] = lambda: False
-         ) -> TickReport:
-    """Deliver what fell due since the last checkpoint; send late items only within the
+         dry_run: bool = False, should_stop: Callable[[], bool] = lambda: False,
+         since: dt.datetime | None = None) -> TickReport:
+    """Deliver what fell due since the last checkpoint, and drip steps within the catch-up
+    window (or since `since`) that never went out; send late items only within the
     catch-up window, report older ones as missed; then move the checkpoint."""
-    grace = dt.timedelta(hours=config.scheduling.catch_up_hours)
+    window = dt.timedelta(hours=config.scheduling.catch_up_hours)
+    # `since` reaches further back for drips only: an old campaign period is not resent.
+    grace = max(window, now - since) if since is not None else window
     saved = store.meta(CHECKPOINT)
     # A first start looks back one catch-up window, so a daemon started at 09:05 on the
     # 1st still sends the 09:00 newsletter.
-    start = dt.datetime.fromisoformat(saved) if saved else now - grace
-    if start >= now:
+    start = dt.datetime.fromisoformat(saved) if saved else now - window
+    if start >= now and since is None:
         return TickReport((start, now), tuple(_send_approved(config, store, transport, now,
                                                              dry_run, should_stop)), (), ())
-    cal = project_calendar(config, store, start, now)
-    catch_up, missed = split_missed(cal.due, now, grace)
+    contacts = all_contacts(config)
+    cal = project_calendar(config, store, start, now, contacts) if start < now \
+        else Calendar(())
+    catch_up, missed = split_missed(cal.due, now, window)
+    if since is not None:  # the drips the user asked for go out; campaigns stay missed
+        catch_up += [d for d in missed if d.kind == "drip" and d.at >= now - grace]
+        missed = [d for d in missed if not (d.kind == "drip" and d.at >= now - grace)]
+    inputs = _inputs(config, store)
+    if since is not None or store.meta(INPUTS) != inputs:
+        catch_up += late_drips(config, store, now - grace, min(start, now), contacts,
+                               failed_too=since is not None)
     for d in missed:
         log.warning("missed while stopped (older than %s h): %s to %s at %s",
                     config.scheduling.catch_up_hours, d.send_id, d.email, d.local)
     summaries: list[RunSummary] = []
     if catch_up and not should_stop():
+        # Only a tick with something to send needs the pipeline (feeds, templates).
+        from .runner import run_due, run_ingest
+
         if any(d.kind == "campaign" for d in catch_up):
             # A digest is only as fresh as its feeds: ingest once before the sends.
             report = run_ingest(config, store, now)
@@ -99,12 +183,15 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
     summaries += _send_approved(config, store, transport, now, dry_run, should_stop)
     if not dry_run and not should_stop():
         store.set_meta(CHECKPOINT, now.isoformat())
+        store.set_meta(INPUTS, inputs)
     return TickReport((start, now), tuple(summaries), tuple(missed), cal.capped)
 
 
 def _send_approved(config: Config, store: Store, transport: Transport, now: dt.datetime,
                    dry_run: bool, should_stop: Callable[[], bool]) -> list[RunSummary]:
     """Drafts approved since they fell due go out now: their time has come already."""
+    from .runner import approved_items, run_due  # the pipeline, only when a tick runs
+
     approved = approved_items(config, store, now)
     if not approved or should_stop():
         return []
@@ -112,41 +199,127 @@ def _send_approved(config: Config, store: Store, transport: Transport, now: dt.d
                    should_stop=should_stop)
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """A send that fell due and has not gone out: whether the daemon's next tick sends it
+    or it was missed, why, and the command that sends it now."""
+
+    send_id: str
+    name: str
+    local: dt.datetime  # when it was due, the first recipient's local time
+    who: str  # an address, or "N people"
+    missed: bool
+    reason: str
+    command: str
+
+
+def unsent(config: Config, store: Store, now: dt.datetime,
+           contacts: tuple[Contact, ...] | None = None, upcoming: bool = True
+           ) -> tuple[list[Unsent], list[Due]]:
+    """What fell due and has not gone out (for `status` and `schedule`): the daemon's next
+    tick sends it, or it is listed as missed with the command that sends it now. With
+    `upcoming`, also the next send of each campaign and drip (one pass serves both)."""
+    grace = dt.timedelta(hours=config.scheduling.catch_up_hours)
+    saved = store.meta(CHECKPOINT)
+    start = dt.datetime.fromisoformat(saved) if saved else now - grace
+    running = f"the daemon's last tick was {saved[:16]}Z" if saved else \
+        "the daemon has not run (`sphere run`)"
+    contacts = all_contacts(config) if contacts is None else contacts
+    latest, nexts = campaign_firings(config, campaign_zones(config, contacts),
+                                     now - MISSED_LOOKBACK, now)
+    out = _unsent_campaigns(store, latest, saved, start, now, grace, running)
+    lookback = min(start, now - MISSED_LOOKBACK)
+    # The next step of a drip over thousands of people is usually days away: look a
+    # week ahead first, and further only for drips with nothing in that week.
+    refs = referrals(store)
+    drips = drips_due(config, contacts, refs, lookback, now + (NEAR if upcoming else
+                                                                dt.timedelta(0)))
+    if upcoming:
+        found = next_drips(drips, now)
+        rest = [d.name for d in config.drips if d.name not in found]
+        if rest:
+            drips += drips_due(config, contacts, refs, now + NEAR, now + drip_horizon(config),
+                               rest)
+    for d, status in _not_sent(store, [d for d in drips if d.at <= now], failed_too=True):
+        old = status == "failed" or d.at < now - grace
+        why = "its delivery failed (the Sends table above has the count)" \
+            if status == "failed" else \
+            f"{running}; older than the catch-up window " \
+            f"({config.scheduling.catch_up_hours} h)" if old else \
+            f"due; the next tick of `sphere run` sends it ({running})"
+        out.append(Unsent(d.send_id, d.name, d.local, d.email, old, why,
+                          f"sphere run --once --since {d.at:%Y-%m-%d}" if old
+                          else "sphere run --once"))
+    following = [Due(at=f.at, local=f.local, period=f.local, kind=f.kind, name=f.name,
+                     template="", send_id=f.send_id, email="", check=f.check)
+                 for f in nexts.values()] + list(next_drips(drips, now).values())
+    return sorted(out, key=lambda u: (u.local, u.send_id)), \
+        sorted(following, key=lambda d: d.at) if upcoming else []
+
+
+def _unsent_campaigns(store: Store, latest: dict[str, Firing], saved: str | None,
+                      start: dt.datetime, now: dt.datetime, grace: dt.timedelta,
+                      running: str) -> list[Unsent]:
+    """Each campaign's latest firing if no send of it began, or if some of its deliveries
+    failed (older firings are superseded: `sphere send` sends the current period)."""
+    out = []
+    latest = {name: f for name, f in latest.items() if not f.check}
+    begun = store.started(f.send_id for f in latest.values())
+    for f in latest.values():
+        command = f"sphere send {f.name}"
+        if f.send_id in begun:
+            failed = sum(1 for s in store.ledger_status(f.send_id).values() if s == "failed")
+            if failed:
+                out.append(Unsent(f.send_id, f.name, f.local,
+                                  f"{failed} {'person' if failed == 1 else 'people'}", True,
+                                  "their delivery failed", command))
+            continue
+        seen = saved is not None and f.at <= start  # a tick saw it and began no send
+        old = seen or f.at < now - grace
+        why = "no send of it began (the daemon was stopped too long, or the frequency " \
+            "cap held everyone back)" if seen else \
+            f"{running}; too old for its catch-up window" if old else \
+            f"due; the next tick of `sphere run` sends it ({running})"
+        who = f"{f.count} {'person' if f.count == 1 else 'people'}"
+        out.append(Unsent(f.send_id, f.name, f.local, who, old, why, command))
+    return out
+
+
 class ProjectLock:
-    """One daemon per project: an exclusive flock on var/daemon.lock, released by the
-    kernel if the process dies, so a crash never leaves a stale lock behind."""
+    """One daemon per project: an OS lock on var/daemon.lock through `filelock` (flock on
+    Unix, msvcrt on Windows), released by the kernel if the process dies, so a crash never
+    leaves a stale lock behind. The holder's pid is in var/daemon.pid, for the message."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "daemon.lock"
-        self._fh: IO[str] | None = None
+        self.pid_path = state_dir / "daemon.pid"
+        self._lock: BaseFileLock | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise LockedError naming the holder."""
+        from filelock import FileLock, Timeout  # only `run` needs it
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+", encoding="utf-8")
+        lock = FileLock(self.path, timeout=0, thread_local=False)
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
+            lock.acquire()
+        except Timeout:
+            try:
+                holder = self.pid_path.read_text(encoding="utf-8").strip()
+            except OSError:
+                holder = ""
             raise LockedError(f"another `sphere run` is already running for this project "
-                              f"(pid {holder}, lock {self.path})",
+                              f"(pid {holder or 'unknown'}, lock {self.path})",
                               "stop it first (kill -TERM that pid); one daemon per project "
                               "keeps every send exactly once") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
+        self.pid_path.write_text(str(os.getpid()), encoding="utf-8")
+        self._lock = lock
 
     def release(self) -> None:
         """Drop the lock."""
-        if self._fh:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 class Daemon:
     """`sphere run`: a BlockingScheduler whose one persistent job is the tick."""

@@ -183,4 +183,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX drafts_status ON drafts(status, name);
     """,
+    # 7: when a referral was recorded, so a thank-you due earlier that day is still sent
+    # (issue #12). `updated` moves with each status change, so it tells the recording time
+    # only while the status is still 'received'; otherwise it stays unknown (NULL).
+    """
+    ALTER TABLE referrals ADD COLUMN recorded TEXT;
+    UPDATE referrals SET recorded = updated WHERE status = 'received';
+    """,
 )

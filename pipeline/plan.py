@@ -5,8 +5,7 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Mapping
 
-from apscheduler.triggers.cron import CronTrigger
-
+from . import cron
 from .audience import email_key
 from .models import Article, Campaign, Contact, Note, Plan, PlannedEmail, Skipped, Tip
 from .explain import explain_contact
@@ -24,7 +23,7 @@ def period_for(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
     Two sends in the same period are the same send: the ledger key is built from it.
     """
     tz = zoneinfo.ZoneInfo(timezone)
-    trigger = CronTrigger.from_crontab(schedule, timezone=tz)
+    trigger = cron.trigger(schedule, tz)
     local_now = now.astimezone(tz)
     for back in _LOOKBACKS:
         fire = trigger.get_next_fire_time(None, local_now - back)

@@ -17,12 +17,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from apscheduler.triggers.cron import CronTrigger
 from sendgrid.helpers.mail import (
     Asm, Category, CustomArg, From, GroupId, Header, Mail, MailSettings, ReplyTo,
     SandBoxMode, SendAt, To,
 )
 
+from . import cron
 from .config import Config, SendGridSettings
 from .deliver import Breaker, RetryPolicy, extra_headers
 from .errors import SphereError, TransportError, header_safe, redact, redact_url
@@ -300,8 +300,7 @@ def local_time_rule(config: Config, campaign_name: str, transport_name: str | No
                           "time with any transport")
     campaign = config.campaign(campaign_name)
     zone = zoneinfo.ZoneInfo(config.sender.timezone)
-    nxt = CronTrigger.from_crontab(campaign.schedule, timezone=zone).get_next_fire_time(
-        None, now.astimezone(zone))
+    nxt = cron.trigger(campaign.schedule, zone).get_next_fire_time(None, now.astimezone(zone))
     if nxt is None or nxt - now > MAX_SCHEDULE_AHEAD:
         raise SphereError(f"{campaign_name}'s next scheduled time is more than 72 hours "
                           "away", "run the send closer to the time (SendGrid holds mail "

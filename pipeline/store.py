@@ -379,6 +379,12 @@ class Store:
             tx.execute("INSERT OR IGNORE INTO sends (id, campaign, period, started) "
                        "VALUES (?,?,?,?)", (send_id, campaign, period, _iso(now)))
 
+    def started(self, send_ids: Iterable[str]) -> frozenset[str]:
+        """Those of these sends that have begun."""
+        ids = list(send_ids)
+        return frozenset(r[0] for r in self.conn.execute(
+            f"SELECT id FROM sends WHERE id IN ({','.join('?' * len(ids))})", ids))
+
     def finish_send(self, send_id: str, now: dt.datetime, outcome: str) -> None:
         """Record how a send ended."""
         with self.transaction() as tx:
@@ -516,9 +522,10 @@ class Store:
                      now: dt.datetime) -> int:
         """Record that `by_email` referred `name`; returns the referral id."""
         with self.transaction() as tx:
-            cur = tx.execute("INSERT INTO referrals (by_email, name, received, updated) "
-                             "VALUES (?,?,?,?)", (by_email.lower(), name, received.isoformat(),
-                                                  _iso(now)))
+            cur = tx.execute("INSERT INTO referrals (by_email, name, received, updated, "
+                             "recorded) VALUES (?,?,?,?,?)",
+                             (by_email.lower(), name, received.isoformat(), _iso(now),
+                              _iso(now)))
         return int(cur.lastrowid or 0)
 
     def update_referral(self, referral_id: int, status: str, now: dt.datetime) -> bool:
@@ -532,6 +539,11 @@ class Store:
         """Every referral: (id, by_email, name, received date, status, updated)."""
         return [tuple(r) for r in self.conn.execute(
             "SELECT id, by_email, name, received, status, updated FROM referrals ORDER BY id")]
+
+    def referrals_recorded(self) -> dict[int, dt.datetime]:
+        """Referral id -> when it was recorded."""
+        return {r[0]: dt.datetime.fromisoformat(r[1]) for r in self.conn.execute(
+            "SELECT id, recorded FROM referrals WHERE recorded IS NOT NULL")}
 
     # ---- sends other than the newsletter -------------------------------------------------
     def article_ids_since(self, since: dt.datetime) -> frozenset[str]:

@@ -209,12 +209,13 @@ def test_daemon_lock_and_clean_sigterm(project: Path) -> None:
                               text=True)
     try:
         deadline = time.monotonic() + 30
-        lock = project / "var/daemon.lock"
-        while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+        pid = project / "var/daemon.pid"  # written once the lock is held
+        while time.monotonic() < deadline and not (pid.exists() and pid.read_text()):
             time.sleep(0.1)
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
         assert second.returncode == 1
         assert "already running for this project" in second.stderr
+        assert f"pid {daemon.pid}" in second.stderr
         # Wait for the first tick's sends (1 Dec 09:00 PST), then stop it.
         while time.monotonic() < deadline and len(list(
                 (project / "var/outbox").glob("monthly-sphere*"))) < 20:
