@@ -161,7 +161,7 @@ def test_draft_storage_keeps_per_recipient_review_fields(project: Path, cli) -> 
         columns = {r[1] for r in db.execute("PRAGMA table_info(draft_recipients)")}
         version = db.execute("PRAGMA user_version").fetchone()[0]
     assert {"note", "excluded", "dropped_items", "picks", "status"} <= columns
-    assert version == 6
+    assert version >= 6  # the drafts migration (later ones append)
 
 
 @pytest.mark.parametrize("value", ["soon", "0d"])
