@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import audience_cache
+from . import audience_cache, drafts
 from .config import Config
 from .errors import LockedError
 from .models import Contact, RunSummary
@@ -106,6 +106,10 @@ def _not_sent(store: Store, items: list[Due], failed_too: bool = False
     for d in items:
         if d.send_id not in ledger:
             ledger[d.send_id] = {e.lower(): s for e, s in store.ledger_status(d.send_id).items()}
+            # Held for approval is accounted for: `sphere approve` and status list drafts.
+            for draft in drafts.load(store, send_id=d.send_id):
+                for r in draft.recipients:
+                    ledger[d.send_id].setdefault(r.email.lower(), "held")
         status = ledger[d.send_id].get(d.email.lower(), "")
         if (not status or (failed_too and status == "failed")) and \
                 d.email.lower() not in suppressed:
@@ -267,6 +271,8 @@ def _unsent_campaigns(store: Store, latest: dict[str, Firing], saved: str | None
     begun = store.started(f.send_id for f in latest.values())
     for f in latest.values():
         command = f"sphere send {f.name}"
+        if f.send_id not in begun and drafts.load(store, send_id=f.send_id):
+            continue  # held for approval: status lists its draft
         if f.send_id in begun:
             failed = sum(1 for s in store.ledger_status(f.send_id).values() if s == "failed")
             if failed:

@@ -166,3 +166,22 @@ def test_a_failed_drip_is_listed_with_the_command_that_sends_it(project: Path, c
     assert cli("run", "--once", "--since", "2026-11-23", project=project).exit_code == 0
     assert len(list(outbox.glob("after-closing*today*"))) == 1
     assert send_id not in cli("status", project=project).stdout
+
+
+def test_a_send_held_for_approval_is_a_draft_not_a_missed_send(project: Path, cli,
+                                                               monkeypatch) -> None:
+    path = project / "campaigns.yaml"
+    text = path.read_text(encoding="utf-8")
+    for block in ("  after-closing:\n", "  monthly-sphere:\n"):
+        text = text.replace(block, block + "    approval: true\n", 1)
+    path.write_text(text, encoding="utf-8")
+    _add_contact(project, "today@example.com", "2026-11-28")
+    # 1 December, 09:30 in Los Angeles: the thank-you and the newsletter fell due.
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-01T17:30:00+00:00")
+    assert cli("run", "--once", project=project).exit_code == 0
+    assert not list((project / "var/outbox").glob("after-closing*today*"))
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-01T17:35:00+00:00")
+    status = cli("status", project=project).stdout
+    late = [x for x in status.splitlines() if x.startswith("  ") and "Send it now" in x]
+    assert not [x for x in late if "after-closing/thank_you@2026-12-01" in x
+                or "monthly-sphere@2026-12-01" in x], late
