@@ -343,11 +343,19 @@ class _Walk:
         return out
 
 
+_grouped: list[tuple[object, dict[str, list[Contact]]]] = []  # the last answer of _people
+
+
 def _people(contacts: Iterable[Contact]) -> dict[str, list[Contact]]:
-    """Audience rows by person (one entry per address, in file order)."""
+    """Audience rows by person (one entry per address, in file order). The same tuple of
+    contacts is grouped once (status asks three times); the cache holds it, so its
+    identity cannot be reused by another object while cached."""
+    if _grouped and _grouped[0][0] is contacts and isinstance(contacts, tuple):
+        return _grouped[0][1]
     people: dict[str, list[Contact]] = {}
     for c in contacts:
         people.setdefault(email_key(c.email), []).append(c)
+    _grouped[:] = [(contacts, people)]
     return people
 
 
@@ -386,7 +394,12 @@ def drips_due(config: Config, contacts: tuple[Contact, ...],
         walk.drips = tuple(d for d in config.drips if d.name in wanted)
         walk.updates = False
     out: list[Due] = []
-    for key, entries in _people(contacts).items():
+    people = _people(contacts)
+    if walk.drips and all(d.anchor == "referral_received" for d in walk.drips) \
+            and not walk.updates:
+        # Only referral drips: only referrers can have steps.
+        people = {k: people[k] for k in walk.by_referrer if k in people}
+    for key, entries in people.items():
         out += walk.own(key, entries)
     return sorted(out, key=_order)
 
@@ -489,15 +502,17 @@ def campaign_zones(config: Config, contacts: Iterable[Contact]) -> dict[str, Cou
     audiences counts once)."""
     per: dict[str, Counter[str]] = {c.name: Counter() for c in config.campaigns}
     tz = config.sender.timezone
+    # People with the same audience rows (audience, zone) count alike: tally those first.
+    alike: Counter[tuple[tuple[str, str], ...]] = Counter()
     for entries in _people(contacts).values():
+        alike[tuple((c.audience, c.timezone or tz) for c in entries if c.subscribed)] += 1
+    for rows, n in alike.items():
         seen: set[str] = set()
-        for c in entries:
-            if not c.subscribed:
-                continue
+        for audience, zone in rows:
             for campaign in config.campaigns:
-                if c.audience in campaign.audiences and campaign.name not in seen:
+                if audience in campaign.audiences and campaign.name not in seen:
                     seen.add(campaign.name)
-                    per[campaign.name][c.timezone or tz] += 1
+                    per[campaign.name][zone] += n
     return per
 
 
