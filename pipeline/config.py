@@ -10,7 +10,6 @@ from typing import Any
 
 from . import cron
 from .errors import ConfigError, Problem
-from .render import check_subject
 from .models import (
     CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, SectionSizes, Sender, Source, Tip,
 )
@@ -366,6 +365,7 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
 def _check_strings(node: LineDict, path: str, keys: tuple[str, ...], sender: Sender,
                    check: _Check) -> None:
     """Subjects and preheaders must render: a misspelled name fails here, not in inboxes."""
+    from .render import check_subject  # jinja2 and mjml: not for `sphere --help`
     for key in keys:
         text = node.get(key)
         if isinstance(text, str) and text.strip():

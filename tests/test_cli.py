@@ -34,3 +34,37 @@ def test_every_command_is_documented_in_the_readme() -> None:
     undocumented = [name for name, cmd in _commands(main)
                     if not isinstance(cmd, click.Group) and f"`{name}" not in readme]
     assert not undocumented, f"missing from README's Commands table: {undocumented}"
+
+
+# Libraries a command imports when it runs; `sphere --help` must not pay for them.
+HEAVY = ("httpx", "sendgrid", "feedparser", "apscheduler", "email_validator", "rich",
+         "jinja2", "mjml", "sqlalchemy", "cryptography", "nh3", "markdown_it")
+
+
+def test_importing_the_cli_imports_no_heavy_library() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+    probe = ("import json, sys; import pipeline.cli; "
+             "print(json.dumps(sorted(m for m in sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                       text=True, check=True, env=env, cwd=REPO).stdout)
+    heavy = sorted({m.split(".")[0] for m in loaded} & set(HEAVY))
+    assert heavy == [], f"importing pipeline.cli imported {heavy}"
+    # Nor our own modules beyond the CLI's: their dataclasses cost more than click.
+    ours = sorted(m for m in loaded if m.startswith("pipeline."))
+    assert ours == ["pipeline.cli", "pipeline.cli_contacts", "pipeline.cli_schedule",
+                    "pipeline.cli_sends"]
+    # ... and --help still works (and lists every command) without them.
+    result = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True,
+                            text=True, env=env, cwd=REPO)
+    assert result.returncode == 0 and "contacts" in result.stdout and "send" in result.stdout
+
+
+def test_the_cli_s_spelled_out_choices_agree_with_the_library() -> None:
+    from pipeline import cli_contacts, cli_schedule, config, exports, schedule
+    assert cli_schedule.REFERRAL_STATUSES == schedule.REFERRAL_UPDATES
+    assert cli_contacts.TARGETS == exports.TARGETS
+    assert cli_contacts.AUDIENCES_DIR == config.AUDIENCES_DIR
