@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .models import Delivery, RenderedEmail
 
@@ -170,7 +170,11 @@ class OutboxTransport:
     """Writes each message as an RFC 5322 .eml file (the default, and the offline demo)."""
 
     name = "outbox"
-    workers = 4  # fsync-bound: a few writers keep the disk busy
+    workers = 4  # a few writers keep the disk busy
+    # Messages begun and not yet settled (see dispatch): after a crash confirm() settles
+    # every one of them from the files, so a wide window costs nothing, and each ledger
+    # commit and flush() covers up to this many messages.
+    window = 512
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -178,7 +182,9 @@ class OutboxTransport:
         self.breaker = Breaker()
 
     def send(self, email: RenderedEmail) -> Delivery:
-        """Write temp, fsync, rename: a crash leaves either the whole file or none."""
+        """Write temp, rename: a crash leaves either the whole file or none. The bytes
+        reach the disk at the next flush(), which the dispatcher calls before the ledger
+        records the message sent."""
         target = self.folder / outbox_name(email.send_id, email.contact.email)
         if not self.breaker.admit():
             return Delivery(email.contact.email, "skipped", self.name,
@@ -187,8 +193,6 @@ class OutboxTransport:
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-", suffix=".eml")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(email.raw)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.replace(tmp, target)
         except OSError as exc:
             error = f"cannot write {target}: {exc.strerror}"
@@ -197,12 +201,37 @@ class OutboxTransport:
         self.breaker.succeeded()
         return Delivery(email.contact.email, "sent", self.name, provider_id=target.name)
 
+    def flush(self) -> None:
+        """Make every file written so far durable, names and bytes: one syncfs per
+        batch instead of an fsync per file (which was a fifth of a send's time)."""
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            if _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
     def confirm(self, send_id: str, email: str, message_id: str) -> bool | None:
         """The file exists exactly when the message was delivered."""
         return (self.folder / outbox_name(send_id, email)).exists()
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _syncfs(fd: int) -> int:
+    """Linux's syncfs(2) for the file system holding `fd`; -1 where there is none."""
+    global _libc
+    if _libc is None:
+        import ctypes
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True).syncfs
+        except (OSError, AttributeError):
+            _libc = False
+    return int(_libc(fd)) if _libc else -1
+
+
+_libc: Any = None
 
 
 class DryRunTransport:

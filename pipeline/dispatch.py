@@ -77,12 +77,17 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     workers = max(1, transport.workers)
     # A few more messages begun than there are workers, so none waits for the database;
     # no more than that, because after a crash every begun row is 'unknown' to resolve.
-    window = workers + max(2, workers // 4)
+    # A transport that can tell afterwards what it delivered (the outbox: the file is
+    # there or not) leaves no unknowns, so it may keep more in flight: bigger commits.
+    window = getattr(transport, "window", 0) or workers + max(2, workers // 4)
     inflight: dict[Future[Delivery], str] = {}
     jobs_left = iter(jobs)
     exhausted = False
     pool = ThreadPoolExecutor(max_workers=workers,
                               thread_name_prefix=f"sphere-{transport.name}")
+    # A transport that defers durability (the outbox) makes a batch durable before the
+    # ledger records it: once per commit, not once per message.
+    flush: Callable[[], None] = getattr(transport, "flush", lambda: None)
 
     def outcomes(finished: Iterable[Future[Delivery]]) -> list[tuple[str, str, str, str]]:
         """Count finished sends; the ledger rows to settle for them."""
@@ -129,8 +134,8 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     def fill(room: int) -> list[RenderedEmail]:
         """Render up to `room` messages that still need sending, in plan order."""
         nonlocal exhausted, done, already, unknown
-        batch: list[RenderedEmail] = []
-        while not exhausted and len(batch) < room:
+        picked: list[Job] = []
+        while not exhausted and len(picked) < room:
             job = next(jobs_left, None)
             if job is None:
                 exhausted = True
@@ -145,18 +150,23 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                     unknown += 1
             if status in ("sent", "pending"):
                 already += status == "sent"
-            elif store.is_suppressed(email):
-                # Second guard: the plan skips suppressed addresses, but an unsubscribe
-                # may have arrived since (the webhook service runs apart).
-                skipped.append(Skipped(email, SUPPRESSED))
             else:
-                rendered = _render(job, store, transport, send_id, message_id, now)
-                if isinstance(rendered, str):
-                    refused(email, rendered)
-                else:
-                    batch.append(rendered)
+                picked.append(job)
             if progress:
                 progress(done, total, email)
+        # Second guard, one query per batch: the plan skips suppressed addresses, but an
+        # unsubscribe may have arrived since (the webhook service runs apart).
+        suppressed = store.suppressed_among([j.email for j in picked]) if picked else ()
+        batch: list[RenderedEmail] = []
+        for job in picked:
+            if job.email.lower() in suppressed:
+                skipped.append(Skipped(job.email, SUPPRESSED))
+                continue
+            rendered = _render(job, store, transport, send_id, message_id, now)
+            if isinstance(rendered, str):
+                refused(job.email, rendered)
+            else:
+                batch.append(rendered)
         return batch
 
     def refused(email: str, error: str) -> None:
@@ -190,8 +200,11 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                 # Ctrl-C or a store error while rendering: what already came back from
                 # the network is settled first, never left 'unknown' to resolve by hand.
                 if rows:
+                    flush()
                     store.settle_many(send_id, rows, now())
                 raise
+            if rows:
+                flush()
             if rows or batch:
                 # One transaction settles what finished and begins what comes next;
                 # each new message goes to a worker only after its row is committed.
@@ -215,6 +228,7 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
                                         for f in cancelled], now())
         pool.shutdown(wait=True)
         if inflight:
+            flush()
             store.settle_many(send_id, outcomes(list(inflight)), now())
     return Dispatched(sent, already, failed, unknown, tuple(skipped), tuple(failures),
                       paused)

@@ -131,6 +131,7 @@ class Renderer:
     """Turns planned emails into finished messages for one project."""
 
     def __init__(self, project: Path, sender: Sender, secret: str) -> None:
+        self.project = project
         self.sender = sender
         self.secret = secret
         dirs = [str(project / "templates"), str(bundled("templates"))]
@@ -151,6 +152,10 @@ class Renderer:
         self._strings = STRINGS
         self._compiled: dict[str, CompiledTemplate] = {}
         self._domain = sender.email.rsplit("@", 1)[-1] or "localhost"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its arguments: a worker process builds its own (render_pool.py)."""
+        return (Renderer, (self.project, self.sender, self.secret))
 
     # ---- compilation ---------------------------------------------------------------
     def compile_mjml(self, name: str) -> str:

@@ -11,7 +11,7 @@ from . import drafts
 from .audience import AudienceLoad, email_key, load_audiences
 from .config import Config
 from .deliver import MAX_CONSECUTIVE_FAILURES, Transport
-from .dispatch import Job, dispatch
+from .dispatch import dispatch
 from .engagement import cold_contacts, hold_cold
 from .ingest import IngestSummary, ingest
 from .models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
@@ -21,6 +21,7 @@ from .plan import build_plan, period_for, send_id_for, skip_reason
 from .sales import load_sales
 from .sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
 from .render import DRIP_SUBJECTS, Renderer
+from .render_pool import RenderAhead, pool_size
 from .schedule import Due, hold_capped
 from .sendlock import send_lock
 from .store import Store
@@ -100,12 +101,15 @@ def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
     started = time.monotonic()
     plan = prepared.plan
     store.start_send(plan.send_id, plan.campaign.name, plan.period, now())
-    jobs = (Job(planned.contact.email,
-                lambda planned=planned: renderer.render(plan, planned, now()))
-            for planned in plan.emails)
-    result = dispatch(store, transport, plan.send_id, jobs, len(plan.emails), now,
-                      max_failures, lambda email: renderer.message_id(plan.send_id, email),
-                      progress, should_stop)
+    sent = {e for e, status in store.ledger_status(plan.send_id).items() if status == "sent"}
+    # A large send renders ahead in worker processes (render_pool.py); this thread keeps
+    # the ledger and feeds the transport.
+    with RenderAhead(renderer, pool_size(len(plan.emails) - len(sent))) as ahead:
+        result = dispatch(store, transport, plan.send_id,
+                          ahead.jobs(plan, now, skip=sent.__contains__), len(plan.emails),
+                          now, max_failures,
+                          lambda email: renderer.message_id(plan.send_id, email),
+                          progress, should_stop)
     outcome = "paused" if result.paused else (
         "failed" if result.failed and not result.sent else "done")
     if not dry_run:

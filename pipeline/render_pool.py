@@ -1,0 +1,119 @@
+"""Rendering ahead, in worker processes: the dispatcher's one thread spent half its time
+rendering (Jinja, MIME), so a large send renders on every core while that thread keeps
+the ledger. Only the rendering moves: the dispatcher still begins each message's ledger
+row before a transport sees it, so the exactly-once rules do not change.
+
+The workers start from a fresh interpreter (forkserver, else spawn), never by forking
+the sender with its threads and open database.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from .dispatch import Job
+from .models import Plan, PlannedEmail, RenderedEmail
+from .render import Renderer
+
+# Below this many emails, starting worker processes costs more than it saves.
+POOL_FROM = 300
+CHUNK = 32  # emails per task: big enough to amortise a round trip, small enough to stream
+AHEAD = 6  # tasks queued per worker, so a worker never waits for the dispatcher
+
+_renderer: Renderer | None = None  # one per worker process
+
+
+def _start(renderer: Renderer) -> None:
+    global _renderer
+    _renderer = renderer
+
+
+def _render_chunk(plan: Plan, chunk: Sequence[PlannedEmail], now: dt.datetime
+                  ) -> list[RenderedEmail | None]:
+    """Render a chunk in a worker; None where rendering failed (the dispatcher renders
+    that one again itself, so the user sees the real error, hint and all)."""
+    assert _renderer is not None
+    out: list[RenderedEmail | None] = []
+    for planned in chunk:
+        try:
+            out.append(_renderer.render(plan, planned, now))
+        except Exception:  # noqa: BLE001 - reported by the dispatcher's own render
+            out.append(None)
+    return out
+
+
+def pool_size(emails: int) -> int:
+    """Worker processes for a send of `emails`: none for a small one, else one per core."""
+    if emails < POOL_FROM:
+        return 0
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        # The fork server imports the renderer once; each worker starts from it warm.
+        ctx.set_forkserver_preload(["pipeline.render_pool"])
+    return ctx
+
+
+class RenderAhead:
+    """Jobs for dispatch() whose messages are rendered ahead in `workers` processes (in
+    this process when `workers` is 0). Use as a context manager: leaving it stops the
+    workers, rendered or not."""
+
+    def __init__(self, renderer: Renderer, workers: int) -> None:
+        self.renderer = renderer
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start,
+                                         initargs=(renderer,)) if workers else None
+
+    def __enter__(self) -> RenderAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def jobs(self, plan: Plan, now: Callable[[], dt.datetime],
+             skip: Callable[[str], bool] = lambda email: False) -> Iterator[Job]:
+        """One Job per planned email, in plan order; emails for which `skip` is true
+        (already sent) are not rendered ahead, only if the dispatcher asks."""
+        if self._pool is None:
+            for planned in plan.emails:
+                yield Job(planned.contact.email,
+                          lambda planned=planned: self.renderer.render(plan, planned, now()))
+            return
+        head = Plan(plan.campaign, plan.send_id, plan.period, (), ())  # each task's copy
+        todo = [i for i, p in enumerate(plan.emails) if not skip(p.contact.email)]
+        chunks = deque(todo[k:k + CHUNK] for k in range(0, len(todo), CHUNK))
+        queued: deque[tuple[list[int], Future[list[RenderedEmail | None]]]] = deque()
+        ready: dict[int, RenderedEmail | None] = {}
+        pool = self._pool
+
+        def top_up() -> None:
+            while chunks and len(queued) < AHEAD * self.workers:
+                idx = chunks.popleft()
+                queued.append((idx, pool.submit(_render_chunk, head,
+                                                [plan.emails[i] for i in idx], now())))
+
+        def take(i: int) -> RenderedEmail:
+            planned = plan.emails[i]
+            while i not in ready and queued and queued[0][0][0] <= i:
+                idx, future = queued.popleft()
+                ready.update(zip(idx, future.result()))
+                top_up()
+            for gone in [k for k in ready if k < i]:
+                del ready[gone]  # skipped by the dispatcher (suppressed meanwhile)
+            rendered = ready.pop(i, None)
+            # Not rendered ahead (skipped, or it failed there): render it here.
+            return rendered or self.renderer.render(plan, planned, now())
+
+        top_up()
+        for i, planned in enumerate(plan.emails):
+            yield Job(planned.contact.email, lambda i=i: take(i))

@@ -1,0 +1,148 @@
+"""The fast send path (issue 18): rendering ahead in worker processes gives the same
+messages as rendering in the dispatcher; the outbox makes each batch durable before the
+ledger records it sent; a suppression that arrives mid-run is honoured; the ledger is
+settled per batch, not per message."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import render_pool
+from pipeline.deliver import DryRunTransport, OutboxTransport
+from pipeline.dispatch import SUPPRESSED
+from pipeline.models import Delivery, RenderedEmail
+from pipeline.render import Renderer
+from pipeline.resources import bundled
+from pipeline.runner import deliver_plan
+from pipeline.store import Store
+from tests.conftest import NOW
+from tests.deliver_support import sample
+
+
+def _parts(email: RenderedEmail) -> tuple:
+    return (email.contact.email, email.message_id, email.subject, email.html, email.text,
+            email.pick_keys, email.clusters, email.note_ids)
+
+
+def test_rendering_ahead_in_processes_gives_the_same_messages(project: Path,
+                                                              monkeypatch) -> None:
+    s = sample(project)
+    monkeypatch.setattr(render_pool, "POOL_FROM", 1)  # 28 emails: use the pool anyway
+    monkeypatch.setattr(render_pool, "CHUNK", 5)  # several chunks, the last one short
+    assert render_pool.pool_size(len(s.emails)) >= 1
+    transport = DryRunTransport()
+    summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW, True)
+    assert summary.sent == len(s.emails) == 28
+    assert [_parts(m) for m in transport.messages] == [_parts(e) for e in s.emails]
+
+
+def test_a_render_error_in_a_worker_is_the_dispatcher_s_own(project: Path,
+                                                            monkeypatch) -> None:
+    # A template that fails for one contact only: the run stops there with the real
+    # error (the dispatcher renders that one again itself), and nothing is recorded
+    # for that contact.
+    s = sample(project)
+    bad = s.emails[7].contact
+    (project / "templates").mkdir(exist_ok=True)
+    source = (bundled("templates") / "newsletter.txt").read_text(encoding="utf-8")
+    (project / "templates" / "newsletter.txt").write_text(
+        f"{{% if contact.email == '{bad.email}' %}}{{{{ 1 // 0 }}}}{{% endif %}}" + source,
+        encoding="utf-8")
+    renderer = Renderer(s.config.project, s.config.sender, s.store.secret())
+    monkeypatch.setattr(render_pool, "POOL_FROM", 1)
+    monkeypatch.setattr(render_pool, "CHUNK", 3)
+    with pytest.raises(ZeroDivisionError):
+        deliver_plan(s.store, renderer, OutboxTransport(project / "var" / "outbox"),
+                     s.prepared, lambda: NOW, False)
+    status = s.store.ledger_status(s.prepared.plan.send_id)
+    assert bad.email not in status
+
+
+class _FlushWatch(OutboxTransport):
+    """An outbox that notes which files each flush made durable."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.written: set[str] = set()
+        self.durable: set[str] = set()
+        self.flushes = 0
+
+    def send(self, email: RenderedEmail) -> Delivery:
+        result = super().send(email)
+        self.written.add(email.contact.email)
+        return result
+
+    def flush(self) -> None:
+        self.durable |= self.written
+        self.flushes += 1
+        super().flush()
+
+
+def test_the_outbox_is_durable_before_the_ledger_says_sent(project: Path,
+                                                           monkeypatch) -> None:
+    s = sample(project)
+    transport = _FlushWatch(project / "var" / "outbox")
+    settled: list[str] = []
+    real = Store.settle_and_begin
+
+    def watch(self, send_id, name, outcomes, emails, now):  # type: ignore[no-untyped-def]
+        for email, status, _pid, _err in outcomes:
+            if status == "sent":
+                assert email in transport.durable, f"{email} recorded sent before a flush"
+                settled.append(email)
+        return real(self, send_id, name, outcomes, emails, now)
+
+    monkeypatch.setattr(Store, "settle_and_begin", watch)
+    monkeypatch.setattr(Store, "settle_many", lambda self, sid, rows, now: watch(
+        self, sid, "", rows, (), now))
+    summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW, False)
+    assert summary.sent == 28 and sorted(settled) == sorted(e.contact.email for e in s.emails)
+    # One flush per settling commit, not one per message.
+    assert 1 <= transport.flushes < 28
+
+
+class _SuppressMidRun(OutboxTransport):
+    """Sends one at a time; while sending the first message an unsubscribe for a later
+    contact arrives through another connection (as from `sphere webhook serve`)."""
+
+    workers = 1
+    window = 0  # the default window: a few messages in flight
+
+    def __init__(self, folder: Path, db: Path, late: str) -> None:
+        super().__init__(folder)
+        self.db, self.late, self.sent = db, late, 0
+
+    def send(self, email: RenderedEmail) -> Delivery:
+        if self.sent == 0:
+            other = Store.open(self.db)
+            other.suppress(self.late, "unsubscribed", "one-click", NOW)
+            other.close()
+        self.sent += 1
+        return super().send(email)
+
+
+def test_a_suppression_that_arrives_during_the_run_is_honoured(project: Path) -> None:
+    s = sample(project)
+    late = s.emails[20].contact.email
+    transport = _SuppressMidRun(project / "var" / "outbox", s.config.db_path, late)
+    summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW, False)
+    assert [(k.email, k.reason) for k in summary.skipped if k.reason == SUPPRESSED] == \
+        [(late, SUPPRESSED)]
+    assert summary.sent == 27 and late not in s.store.ledger_status(s.prepared.plan.send_id)
+
+
+def test_the_suppression_guard_is_one_query_per_batch(project: Path, monkeypatch) -> None:
+    s = sample(project)
+    calls: list[int] = []
+    real = Store.suppressed_among
+
+    def count(self, emails):  # type: ignore[no-untyped-def]
+        calls.append(len(emails))
+        return real(self, emails)
+
+    monkeypatch.setattr(Store, "suppressed_among", count)
+    monkeypatch.setattr(Store, "is_suppressed", lambda *a: pytest.fail("a query per message"))
+    summary = deliver_plan(s.store, s.renderer, OutboxTransport(project / "var" / "outbox"),
+                           s.prepared, lambda: NOW, False)
+    assert summary.sent == 28 and sum(calls) == 28 and len(calls) < 28
