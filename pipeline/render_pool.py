@@ -14,6 +14,8 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
+from typing import Self
 
 from .dispatch import Job
 from .models import Plan, PlannedEmail, RenderedEmail
@@ -73,7 +75,7 @@ class RenderAhead:
         self._pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start,
                                          initargs=(renderer,)) if workers else None
 
-    def __enter__(self) -> RenderAhead:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -86,8 +88,7 @@ class RenderAhead:
         (already sent) are not rendered ahead, only if the dispatcher asks."""
         if self._pool is None:
             for planned in plan.emails:
-                yield Job(planned.contact.email,
-                          lambda planned=planned: self.renderer.render(plan, planned, now()))
+                yield Job(planned.contact.email, partial(self._here, plan, planned, now))
             return
         head = Plan(plan.campaign, plan.send_id, plan.period, (), ())  # each task's copy
         todo = [i for i, p in enumerate(plan.emails) if not skip(p.contact.email)]
@@ -112,8 +113,12 @@ class RenderAhead:
                 del ready[gone]  # skipped by the dispatcher (suppressed meanwhile)
             rendered = ready.pop(i, None)
             # Not rendered ahead (skipped, or it failed there): render it here.
-            return rendered or self.renderer.render(plan, planned, now())
+            return rendered or self._here(plan, planned, now)
 
         top_up()
         for i, planned in enumerate(plan.emails):
-            yield Job(planned.contact.email, lambda i=i: take(i))
+            yield Job(planned.contact.email, partial(take, i))
+
+    def _here(self, plan: Plan, planned: PlannedEmail, now: Callable[[], dt.datetime]
+              ) -> RenderedEmail:
+        return self.renderer.render(plan, planned, now())
