@@ -11,6 +11,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax import SAXParseException
@@ -24,6 +25,7 @@ from .models import Article, Source
 from .sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
                        plain_to_html, safe_url, to_text, trim)
 from .store import FeedState, Store
+from .workers import context, cores
 
 # Query parameters that say who shared a link, not what it points to.
 _TRACKING_PARAMS = re.compile(
@@ -55,6 +57,10 @@ _STOPWORDS = frozenset(
     "how why what when where who your our you we they their his her he she will can may "
     "de la le les et des du el en y".split())
 Progress = Callable[[FetchResult], None]
+# With at least this many feeds to parse, parsing runs in worker processes (feedparser
+# and sanitising are pure Python: on threads they shared one core). Fewer are parsed on
+# threads, where starting workers would cost more than it saves.
+PARSE_POOL_FROM = 40
 
 
 @dataclass(frozen=True)
@@ -406,6 +412,8 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     started = time.monotonic()
     states = {s.name: store.feed_state(s.name) for s in sources}
     parsed: dict[str, ParsedFeed] = {}
+    pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context()) \
+        if len(sources) >= PARSE_POOL_FROM else None
 
     async def parse_when_fetched(result: FetchResult) -> None:
         # Parse while other feeds are still downloading; storing stays on this thread
@@ -414,8 +422,10 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
         state = states.get(result.source.name) or FeedState(result.source.name)
         if result.status == "ok" and not _unchanged(result, state):
             try:
-                parsed[result.source.name] = await asyncio.to_thread(
-                    parse_feed, result.source, result.body, dict(result.headers), now)
+                # The network I/O stays on this event loop; only the parse moves.
+                parsed[result.source.name] = await asyncio.get_running_loop(
+                    ).run_in_executor(pool, parse_feed, result.source, result.body,
+                                      dict(result.headers), now)
             except Exception as exc:  # noqa: BLE001 - a parser crash is one feed's failure
                 parsed[result.source.name] = ParsedFeed(
                     (), f"parser crashed ({type(exc).__name__}: {str(exc)[:80]}); "
@@ -423,7 +433,11 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
         if on_done:
             on_done(result)
 
-    results = asyncio.run(fetch_all(sources, states, parse_when_fetched, settings))
+    try:
+        results = asyncio.run(fetch_all(sources, states, parse_when_fetched, settings))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     index = ClusterIndex(lambda: (row[1:] for row in store.recent_articles(
         now - dt.timedelta(days=CLUSTER_DAYS))))
     fetched = not_modified = new = updated = 0

@@ -1,16 +1,12 @@
 """Rendering ahead, in worker processes: the dispatcher's one thread spent half its time
 rendering (Jinja, MIME), so a large send renders on every core while that thread keeps
 the ledger. Only the rendering moves: the dispatcher still begins each message's ledger
-row before a transport sees it, so the exactly-once rules do not change.
-
-The workers start from a fresh interpreter (forkserver, else spawn), never by forking
-the sender with its threads and open database.
+row before a transport sees it, so the exactly-once rules do not change. Workers
+start as workers.py says.
 """
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -20,6 +16,7 @@ from typing import Self
 from .dispatch import Job
 from .models import Plan, PlannedEmail, RenderedEmail
 from .render import Renderer
+from .workers import context, cores
 
 # Below this many emails, starting worker processes costs more than it saves.
 POOL_FROM = 300
@@ -52,16 +49,7 @@ def pool_size(emails: int) -> int:
     """Worker processes for a send of `emails`: none for a small one, else one per core."""
     if emails < POOL_FROM:
         return 0
-    return max(1, min(os.cpu_count() or 1, 8))
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
-        # The fork server imports the renderer once; each worker starts from it warm.
-        ctx.set_forkserver_preload(["pipeline.render_pool"])
-    return ctx
+    return min(cores(), 8)
 
 
 class RenderAhead:
@@ -72,7 +60,7 @@ class RenderAhead:
     def __init__(self, renderer: Renderer, workers: int) -> None:
         self.renderer = renderer
         self.workers = workers
-        self._pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start,
+        self._pool = ProcessPoolExecutor(workers, mp_context=context(), initializer=_start,
                                          initargs=(renderer,)) if workers else None
 
     def __enter__(self) -> Self:

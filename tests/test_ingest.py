@@ -235,6 +235,35 @@ def test_sample_syndicated_pair_is_one_cluster_and_reingest_adds_nothing(
     assert store.article_count() == 70
 
 
+def test_parsing_in_worker_processes_gives_the_same_articles(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 18: with many feeds, feedparser and sanitising run in processes (on threads
+    # they shared one core). Same articles, same clusters, same counts as on threads.
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pipeline.ingest as ingest_module
+    from pipeline.config import load_config
+    sources = load_config(project).sources
+    threads = Store.open(tmp_path / "threads.db")
+    on_threads = ingest(sources, threads, NOW)
+    submitted: list[str] = []
+
+    class Counting(ProcessPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            submitted.append(args[0].name)
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "PARSE_POOL_FROM", 1)
+    monkeypatch.setattr(ingest_module, "ProcessPoolExecutor", Counting)
+    procs = Store.open(tmp_path / "procs.db")
+    in_processes = ingest(sources, procs, NOW)
+    assert sorted(submitted) == sorted(s.name for s in sources)  # every parse went there
+    assert (in_processes.fetched, in_processes.new, in_processes.failed) == \
+        (on_threads.fetched, on_threads.new, on_threads.failed) == (10, 70, ())
+    assert sorted(procs.articles(), key=lambda a: a.id) == \
+        sorted(threads.articles(), key=lambda a: a.id)
+
+
 def test_cluster_assignment_compares_few_titles_for_thousands(monkeypatch) -> None:
     """Clustering 5,000 titles compares each with a bounded few candidates, not with
     every earlier title (12.5 million comparisons). Counted, not timed: wall time

@@ -1,0 +1,33 @@
+"""Worker processes for the CPU-bound stages (feed parsing in ingest.py, rendering in
+render_pool.py): threads share one interpreter lock, so those stages ran on one core.
+
+Workers start from a fresh interpreter (the fork server, else spawn), never by forking a
+process that has threads and an open database. A program that starts Sphere's stages
+from a script of its own needs the usual `if __name__ == "__main__":` guard, as with
+any multiprocessing code; `sphere` and `python -m pipeline` have it.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from multiprocessing.context import BaseContext
+
+# What every worker needs, imported once by the fork server instead of once per worker.
+PRELOAD = ["pipeline.ingest", "pipeline.render_pool"]
+
+
+def context() -> BaseContext:
+    """The multiprocessing context for Sphere's worker pools."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def cores() -> int:
+    """How many worker processes a pool may use: one per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
