@@ -27,15 +27,9 @@ from bench.send import NOW, export  # noqa: E402
 
 # Runs the command in this interpreter, then reports its own peak RSS on stderr.
 PROBE = ("import resource, runpy, sys\n"
-         "sys.argv = sys.argv[1:]\n"
+         "sys.argv = ['sphere'] + sys.argv[1:]\n"
          "try:\n"
-         "    if sys.argv[0] == '-c':\n"
-         "        exec(sys.argv[1])\n"
-         "    else:\n"
-         "        sys.argv[0] = 'sphere'\n"
-         "        runpy.run_module('pipeline', run_name='__main__')\n"
-         "except SystemExit:\n"
-         "    pass\n"
+         "    runpy.run_module('pipeline', run_name='__main__')\n"
          "finally:\n"
          "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
          "    print(f'__peak {peak:.0f}', file=sys.stderr)\n")
@@ -50,6 +44,8 @@ def timed(code: Path, args: list[str], cwd: Path, repeat: int) -> tuple[float, f
         done = subprocess.run([sys.executable, "-c", PROBE, *args], env=env, cwd=cwd,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         best = min(best, time.perf_counter() - started)
+        if done.returncode != 0:
+            raise SystemExit(f"sphere {' '.join(args)} failed:\n{done.stderr[-2000:]}")
         peak = max(peak, next((float(line.split()[1]) for line in done.stderr.splitlines()
                                if line.startswith("__peak ")), 0.0))
     return best, peak

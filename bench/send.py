@@ -7,7 +7,8 @@ the outbox, to the SendGrid stand-in and over SMTP, each beside a baseline in th
 - outbox: this tree's `sphere send` and the baseline git ref's (exported with
   `git archive`), on the same project, each from a fresh database.
 - sendgrid: to tests/sendgrid_standin.py in its own process.
-- smtp: to an aiosmtpd server in its own process (it accepts parallel connections),
+- smtp: to bench/smtp_sink.py (two processes sharing the port, so parallel connections
+  are served in parallel; --smtp-server aiosmtpd for the one-thread aiosmtpd relay),
   beside a sequential smtplib loop sending the very same messages (the outbox run's
   files) to the same server.
 
@@ -98,6 +99,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--baseline", default="main", help="git ref to compare with")
     parser.add_argument("--only", choices=("outbox", "sendgrid", "smtp"))
+    parser.add_argument("--smtp-server", choices=("sink", "aiosmtpd"), default="sink",
+                        help="sink: bench/smtp_sink.py, two processes (parallel "
+                             "connections served in parallel); aiosmtpd: one thread")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; {args.contacts:,} contacts; whole `sphere send` "
           "processes; emails/s = sent / wall seconds", flush=True)
@@ -143,7 +147,8 @@ def main() -> None:
                 shutil.move(project / "var" / "outbox", folder / "sent")
                 files = sorted((folder / "sent").glob("*.eml"))
             port = free_port()
-            server = serve(["-c", SMTP_SERVER, str(port)])
+            server = serve(["-c", SMTP_SERVER, str(port)] if args.smtp_server == "aiosmtpd"
+                           else ["bench/smtp_sink.py", str(port), "2"])
             cfg = project / "campaigns.yaml"
             text = cfg.read_text(encoding="utf-8")
             cfg.write_text(text.replace("  host: localhost\n  port: 587\n  security: starttls",

@@ -146,3 +146,30 @@ def test_the_suppression_guard_is_one_query_per_batch(project: Path, monkeypatch
     summary = deliver_plan(s.store, s.renderer, OutboxTransport(project / "var" / "outbox"),
                            s.prepared, lambda: NOW, False)
     assert summary.sent == 28 and sum(calls) == 28 and len(calls) < 28
+
+
+def test_smtp_dot_stuffing_still_happens_when_a_line_starts_with_a_dot(project: Path
+                                                                       ) -> None:
+    # The transport skips the dot-stuffing regex when no line starts with '.'; one that
+    # does must still arrive intact (the relay removes the stuffed dot).
+    import dataclasses
+
+    from pipeline.config import SmtpSettings
+    from pipeline.smtp_transport import SmtpTransport
+    from tests.deliver_support import FAST, Recorder, smtp_server
+    s = sample(project)
+    plain, dotted = s.emails[0], s.emails[1]
+    dotted = dataclasses.replace(dotted, raw=dotted.raw.replace(
+        b"\r\n\r\n", b"\r\n\r\n.a line that starts with a dot\r\n..and two\r\n", 1))
+    recorder = Recorder()
+    server = smtp_server(recorder)
+    try:
+        transport = SmtpTransport(SmtpSettings(host="127.0.0.1", port=server.port,
+                                               security="none", timeout=5, workers=1),
+                                  s.config.sender, None, None, FAST)
+        assert transport.send(plain).status == "sent"
+        assert transport.send(dotted).status == "sent"
+        transport.close()
+    finally:
+        server.stop()
+    assert [data for _, _, data in recorder.messages] == [plain.raw, dotted.raw]
