@@ -7,6 +7,7 @@ import calendar
 import datetime as dt
 import hashlib
 import io
+import os
 import re
 import time
 from collections import Counter
@@ -25,7 +26,7 @@ from .models import Article, Source
 from .sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
                        plain_to_html, safe_url, to_text, trim)
 from .store import FeedState, Store
-from .workers import context, cores
+from .workers import context, cores, exit_with
 
 # Query parameters that say who shared a link, not what it points to.
 _TRACKING_PARAMS = re.compile(
@@ -412,7 +413,8 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     started = time.monotonic()
     states = {s.name: store.feed_state(s.name) for s in sources}
     parsed: dict[str, ParsedFeed] = {}
-    pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context()) \
+    pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context(), initializer=exit_with,
+                               initargs=(os.getpid(),)) \
         if len(sources) >= PARSE_POOL_FROM else None
 
     async def parse_when_fetched(result: FetchResult) -> None:

@@ -7,6 +7,7 @@ start as workers.py says.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -16,7 +17,7 @@ from typing import Self
 from .dispatch import Job
 from .models import Plan, PlannedEmail, RenderedEmail
 from .render import Renderer
-from .workers import context, cores
+from .workers import context, cores, exit_with
 
 # Below this many emails, starting worker processes costs more than it saves.
 POOL_FROM = 300
@@ -26,9 +27,10 @@ AHEAD = 6  # tasks queued per worker, so a worker never waits for the dispatcher
 _renderer: Renderer | None = None  # one per worker process
 
 
-def _start(renderer: Renderer) -> None:
+def _start(renderer: Renderer, parent: int) -> None:
     global _renderer
     _renderer = renderer
+    exit_with(parent)
 
 
 def _render_chunk(plan: Plan, chunk: Sequence[PlannedEmail], now: dt.datetime
@@ -60,8 +62,9 @@ class RenderAhead:
     def __init__(self, renderer: Renderer, workers: int) -> None:
         self.renderer = renderer
         self.workers = workers
-        self._pool = ProcessPoolExecutor(workers, mp_context=context(), initializer=_start,
-                                         initargs=(renderer,)) if workers else None
+        self._pool = ProcessPoolExecutor(
+            workers, mp_context=context(), initializer=_start,
+            initargs=(renderer, os.getpid())) if workers else None
 
     def __enter__(self) -> Self:
         return self

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import threading
+import time
 from multiprocessing.context import BaseContext
 
 # What every worker needs, imported once by the fork server instead of once per worker.
@@ -23,6 +26,35 @@ def context() -> BaseContext:
         ctx.set_forkserver_preload(PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def exit_with(parent: int) -> None:
+    """In a worker: exit as soon as process `parent` is gone. A SIGKILLed sender
+    cannot shut its pool down, and its workers (and the fork server, which lives while
+    they do) would otherwise wait for work forever."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(parent)
+        except (AttributeError, OSError):  # not Linux 5.3+: look every second
+            fd = -1
+        if fd >= 0:
+            select.select([fd], [], [])  # readable once the process has ended
+        else:
+            while _alive(parent):
+                time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="sphere-parent-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cores() -> int:

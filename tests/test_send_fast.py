@@ -173,3 +173,46 @@ def test_smtp_dot_stuffing_still_happens_when_a_line_starts_with_a_dot(project: 
     finally:
         server.stop()
     assert [data for _, _, data in recorder.messages] == [plain.raw, dotted.raw]
+
+
+def test_workers_exit_when_a_sigkilled_sender_cannot_stop_them(tmp_path: Path) -> None:
+    # A SIGKILLed `sphere send` cannot shut its pools down; its workers (and the fork
+    # server, which lives while they do) must not wait for work forever.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+    script = tmp_path / "sender.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from pipeline.workers import context, exit_with\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=context(), initializer=exit_with,\n"
+        "                               initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    time.sleep(60)\n", encoding="utf-8")
+    sender = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert sender.stdout is not None
+    worker = int(sender.stdout.readline())
+    os.kill(sender.pid, signal.SIGKILL)
+    sender.wait(10)
+
+    def running(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+        except (FileNotFoundError, IndexError):
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 15
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its sender")
