@@ -413,8 +413,8 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     started = time.monotonic()
     states = {s.name: store.feed_state(s.name) for s in sources}
     parsed: dict[str, ParsedFeed] = {}
-    pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context(), initializer=exit_with,
-                               initargs=(os.getpid(),)) \
+    pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context("pipeline.ingest"),
+                               initializer=exit_with, initargs=(os.getpid(),)) \
         if len(sources) >= PARSE_POOL_FROM else None
 
     async def parse_when_fetched(result: FetchResult) -> None:

@@ -63,7 +63,7 @@ class RenderAhead:
         self.renderer = renderer
         self.workers = workers
         self._pool = ProcessPoolExecutor(
-            workers, mp_context=context(), initializer=_start,
+            workers, mp_context=context("pipeline.render_pool"), initializer=_start,
             initargs=(renderer, os.getpid())) if workers else None
 
     def __enter__(self) -> Self:

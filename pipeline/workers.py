@@ -15,15 +15,15 @@ import threading
 import time
 from multiprocessing.context import BaseContext
 
-# What every worker needs, imported once by the fork server instead of once per worker.
-PRELOAD = ["pipeline.ingest", "pipeline.render_pool"]
 
 
-def context() -> BaseContext:
-    """The multiprocessing context for Sphere's worker pools."""
+def context(preload: str) -> BaseContext:
+    """The multiprocessing context for a worker pool whose workers use module
+    `preload` (imported once by the fork server, if this process starts one, instead of
+    once per worker)."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
+        ctx.set_forkserver_preload([preload])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -191,7 +191,7 @@ def test_workers_exit_when_a_sigkilled_sender_cannot_stop_them(tmp_path: Path) -
         "from concurrent.futures import ProcessPoolExecutor\n"
         "from pipeline.workers import context, exit_with\n"
         "if __name__ == '__main__':\n"
-        "    pool = ProcessPoolExecutor(1, mp_context=context(), initializer=exit_with,\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=context('os'), initializer=exit_with,\n"
         "                               initargs=(os.getpid(),))\n"
         "    print(pool.submit(os.getpid).result(), flush=True)\n"
         "    time.sleep(60)\n", encoding="utf-8")
