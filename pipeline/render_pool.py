@@ -86,6 +86,7 @@ class RenderAhead:
         chunks = deque(todo[k:k + CHUNK] for k in range(0, len(todo), CHUNK))
         queued: deque[tuple[list[int], Future[list[RenderedEmail | None]]]] = deque()
         ready: dict[int, RenderedEmail | None] = {}
+        order: deque[int] = deque()  # ready's keys, ascending (chunks come in plan order)
         pool = self._pool
 
         def top_up() -> None:
@@ -99,10 +100,11 @@ class RenderAhead:
             while i not in ready and queued and queued[0][0][0] <= i:
                 idx, future = queued.popleft()
                 ready.update(zip(idx, future.result()))
+                order.extend(idx)
                 top_up()
-            for gone in [k for k in ready if k < i]:
-                del ready[gone]  # skipped by the dispatcher (suppressed meanwhile)
             rendered = ready.pop(i, None)
+            while order and order[0] <= i:  # i, and any the dispatcher skipped before it
+                ready.pop(order.popleft(), None)
             # Not rendered ahead (skipped, or it failed there): render it here.
             return rendered or self._here(plan, planned, now)
 

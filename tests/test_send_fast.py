@@ -216,3 +216,39 @@ def test_workers_exit_when_a_sigkilled_sender_cannot_stop_them(tmp_path: Path) -
     if running(worker):
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived its sender")
+
+
+class _OneByOne(OutboxTransport):
+    """The outbox with a narrow window, so a stop request lands mid-run."""
+
+    workers = 1
+    window = 0
+
+
+def test_a_resumed_send_renders_ahead_only_what_is_left(project: Path, monkeypatch) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    s = sample(project)
+    monkeypatch.setattr(render_pool, "POOL_FROM", 1)
+    monkeypatch.setattr(render_pool, "CHUNK", 4)
+    outbox = project / "var" / "outbox"
+    seen: list[int] = []
+    first = deliver_plan(s.store, s.renderer, _OneByOne(outbox), s.prepared, lambda: NOW,
+                         False, progress=lambda done, total, e: seen.append(done),
+                         should_stop=lambda: len(seen) >= 10)
+    assert 0 < first.sent < 28 and first.paused
+    submitted: list[str] = []
+    real = ProcessPoolExecutor.submit
+
+    def counting(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if fn is render_pool._render_chunk:
+            submitted.extend(p.contact.email for p in args[1])
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", counting)
+    second = deliver_plan(s.store, s.renderer, OutboxTransport(outbox), s.prepared,
+                          lambda: NOW, False)
+    assert second.already_sent == first.sent and first.sent + second.sent == 28
+    assert len(list(outbox.glob("*.eml"))) == 28
+    sent_first = {e for e, st in s.store.ledger_status(s.prepared.plan.send_id).items()
+                  if st == "sent"} - set(submitted)
+    assert len(sent_first) == first.sent and len(submitted) == 28 - first.sent
