@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import select
+import signal
 import threading
 import time
 from multiprocessing.context import BaseContext
@@ -31,7 +32,10 @@ def context(preload: str) -> BaseContext:
 def exit_with(parent: int) -> None:
     """In a worker: exit as soon as process `parent` is gone. A SIGKILLed sender
     cannot shut its pool down, and its workers (and the fork server, which lives while
-    they do) would otherwise wait for work forever."""
+    they do) would otherwise wait for work forever. Ctrl-C is the parent's to handle
+    (it reaches the whole process group): it settles what is in flight, then stops us."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def watch() -> None:
         try:
             fd = os.pidfd_open(parent)
