@@ -8,7 +8,8 @@ the outbox, to the SendGrid stand-in and over SMTP, each beside a baseline in th
   `git archive`), on the same project, each from a fresh database.
 - sendgrid: to tests/sendgrid_standin.py in its own process.
 - smtp: to bench/smtp_sink.py (two processes sharing the port, so parallel connections
-  are served in parallel; --smtp-server aiosmtpd for the one-thread aiosmtpd relay),
+  are served in parallel, each message fsynced to a queue before the 250 as a real
+  relay does; --smtp-server sink only counts, aiosmtpd is the one-thread aiosmtpd),
   beside a sequential smtplib loop sending the very same messages (the outbox run's
   files) to the same server.
 
@@ -99,9 +100,11 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--baseline", default="main", help="git ref to compare with")
     parser.add_argument("--only", choices=("outbox", "sendgrid", "smtp"))
-    parser.add_argument("--smtp-server", choices=("sink", "aiosmtpd"), default="sink",
-                        help="sink: bench/smtp_sink.py, two processes (parallel "
-                             "connections served in parallel); aiosmtpd: one thread")
+    parser.add_argument("--smtp-server", choices=("relay", "sink", "aiosmtpd"),
+                        default="relay",
+                        help="relay: bench/smtp_sink.py in two processes that fsync each "
+                             "message to a queue before the 250, like Postfix; sink: the "
+                             "same, counting only; aiosmtpd: one thread")
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; {args.contacts:,} contacts; whole `sphere send` "
           "processes; emails/s = sent / wall seconds", flush=True)
@@ -147,8 +150,13 @@ def main() -> None:
                 shutil.move(project / "var" / "outbox", folder / "sent")
                 files = sorted((folder / "sent").glob("*.eml"))
             port = free_port()
-            server = serve(["-c", SMTP_SERVER, str(port)] if args.smtp_server == "aiosmtpd"
-                           else ["bench/smtp_sink.py", str(port), "2"])
+            spool = folder / "spool"
+            spool.mkdir(exist_ok=True)
+            server = serve(
+                ["-c", SMTP_SERVER, str(port)] if args.smtp_server == "aiosmtpd" else
+                ["bench/smtp_sink.py", str(port), "2"] if args.smtp_server == "sink" else
+                ["bench/smtp_sink.py", str(port), "2", str(spool)])
+            print(f"smtp server: {args.smtp_server}", flush=True)
             cfg = project / "campaigns.yaml"
             text = cfg.read_text(encoding="utf-8")
             cfg.write_text(text.replace("  host: localhost\n  port: 587\n  security: starttls",
