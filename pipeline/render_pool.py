@@ -92,14 +92,26 @@ class RenderAhead:
         def top_up() -> None:
             while chunks and len(queued) < AHEAD * self.workers:
                 idx = chunks.popleft()
-                queued.append((idx, pool.submit(_render_chunk, head,
-                                                [plan.emails[i] for i in idx], now())))
+                try:
+                    future = pool.submit(_render_chunk, head, [plan.emails[i] for i in idx],
+                                         now())
+                except RuntimeError:  # the pool broke (a worker was killed): render here
+                    chunks.clear()
+                    return
+                queued.append((idx, future))
+
+        def collect(future: Future[list[RenderedEmail | None]], size: int
+                    ) -> list[RenderedEmail | None]:
+            try:
+                return future.result()
+            except Exception:  # noqa: BLE001 - a lost worker: those are rendered here
+                return [None] * size
 
         def take(i: int) -> RenderedEmail:
             planned = plan.emails[i]
             while i not in ready and queued and queued[0][0][0] <= i:
                 idx, future = queued.popleft()
-                ready.update(zip(idx, future.result()))
+                ready.update(zip(idx, collect(future, len(idx))))
                 order.extend(idx)
                 top_up()
             rendered = ready.pop(i, None)

@@ -252,3 +252,20 @@ def test_a_resumed_send_renders_ahead_only_what_is_left(project: Path, monkeypat
     sent_first = {e for e, st in s.store.ledger_status(s.prepared.plan.send_id).items()
                   if st == "sent"} - set(submitted)
     assert len(sent_first) == first.sent and len(submitted) == 28 - first.sent
+
+
+def test_a_lost_render_worker_costs_speed_not_messages(project: Path, monkeypatch) -> None:
+    # A worker killed mid-send (the OOM killer, say) breaks the pool: what it had not
+    # rendered is rendered by the dispatcher itself, and the send completes.
+    import os
+    import signal
+    s = sample(project)
+    monkeypatch.setattr(render_pool, "CHUNK", 2)
+    monkeypatch.setattr(render_pool, "AHEAD", 1)
+    with render_pool.RenderAhead(s.renderer, 1) as ahead:
+        jobs = list(ahead.jobs(s.prepared.plan, lambda: NOW))
+        first = jobs[0].render()
+        for pid in list(ahead._pool._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        rest = [job.render() for job in jobs[1:]]
+    assert [_parts(m) for m in [first, *rest]] == [_parts(e) for e in s.emails]
