@@ -175,6 +175,7 @@ class OutboxTransport:
     # every one of them from the files, so a wide window costs nothing, and each ledger
     # commit and flush() covers up to this many messages.
     window = 512
+    raw_only = True  # writes `raw` alone (render_pool.py need not ship html and text)
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

@@ -92,6 +92,7 @@ class SmtpTransport:
         self.settings = settings
         self.sender = sender
         self.workers = settings.workers
+        self.raw_only = True  # sends `raw` alone (render_pool.py need not ship the rest)
         self.credentials = credentials
         self.context = ssl_context or ssl.create_default_context()
         self.retry = retry or RetryPolicy()

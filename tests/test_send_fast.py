@@ -4,6 +4,7 @@ ledger records it sent; a suppression that arrives mid-run is honoured; the ledg
 settled per batch, not per message."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,17 @@ def test_a_lost_render_worker_costs_speed_not_messages(project: Path, monkeypatc
             os.kill(pid, signal.SIGKILL)
         rest = [job.render() for job in jobs[1:]]
     assert [_parts(m) for m in [first, *rest]] == [_parts(e) for e in s.emails]
+
+
+def test_a_raw_only_transport_gets_the_same_bytes_without_the_parts(project: Path,
+                                                                    monkeypatch) -> None:
+    s = sample(project)
+    monkeypatch.setattr(render_pool, "CHUNK", 5)
+    with render_pool.RenderAhead(s.renderer, 1, raw_only=True) as ahead:
+        got = [job.render() for job in ahead.jobs(s.prepared.plan, lambda: NOW)]
+    assert all(m.html == m.text == "" for m in got)
+    strip = re.compile(rb"=_sphere_[0-9a-f]+")  # each render draws a fresh boundary
+    assert [strip.sub(b"", m.raw) for m in got] == [strip.sub(b"", e.raw) for e in s.emails]
+    assert [(m.message_id, m.pick_keys, m.clusters, m.note_ids) for m in got] == \
+        [(e.message_id, e.pick_keys, e.clusters, e.note_ids) for e in s.emails]
+    assert OutboxTransport.raw_only and not DryRunTransport.__dict__.get("raw_only")
