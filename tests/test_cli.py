@@ -55,8 +55,8 @@ def test_importing_the_cli_imports_no_heavy_library() -> None:
     assert heavy == [], f"importing pipeline.cli imported {heavy}"
     # Nor our own modules beyond the CLI's: their dataclasses cost more than click.
     ours = sorted(m for m in loaded if m.startswith("pipeline."))
-    assert ours == ["pipeline.cli", "pipeline.cli_contacts", "pipeline.cli_schedule",
-                    "pipeline.cli_sends"]
+    assert ours and all(m == "pipeline.cli" or m.startswith("pipeline.cli_") for m in ours), \
+        ours
     # ... and --help still works (and lists every command) without them.
     result = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True,
                             text=True, env=env, cwd=REPO)
