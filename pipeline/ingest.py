@@ -445,30 +445,36 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     fetched = not_modified = new = updated = 0
     failed: list[tuple[str, str]] = []
     parsed_all: list[Article] = []
-    for r in results:
-        name = r.source.name
-        feed = parsed.get(name)
-        if r.status == "failed" or (feed and feed.error):
-            # A feed url may carry credentials (user:pass@, ?key=): never stored or shown.
-            error = redact(r.error or (feed.error if feed else ""))
-            store.record_feed_failure(name, now, error)
-            failed.append((name, error))
-            continue
-        if r.status == "not_modified" or feed is None:
-            not_modified += 1
+    # One transaction for every feed's records: a commit is an fsync, and 500 feeds
+    # made 500 to 1,000 of them (most of a re-run's time). A crash loses this run's
+    # records only, and the next run fetches again.
+    with store.batch():
+        for r in results:
+            name = r.source.name
+            feed = parsed.get(name)
+            if r.status == "failed" or (feed and feed.error):
+                # A feed url may carry credentials (user:pass@, ?key=): never stored or
+                # shown.
+                error = redact(r.error or (feed.error if feed else ""))
+                store.record_feed_failure(name, now, error)
+                failed.append((name, error))
+                continue
+            if r.status == "not_modified" or feed is None:
+                not_modified += 1
+                store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
+                                          last_modified=r.last_modified,
+                                          permanent_url=r.permanent_url,
+                                          outcome="not_modified")
+                continue
+            articles = _reconcile(feed.articles, store, index)
+            n, u = store.upsert_articles(articles, now)
+            new, updated = new + n, updated + u
+            fetched += 1
+            parsed_all.extend(articles)
             store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
-                                      last_modified=r.last_modified,
-                                      permanent_url=r.permanent_url, outcome="not_modified")
-            continue
-        articles = _reconcile(feed.articles, store, index)
-        n, u = store.upsert_articles(articles, now)
-        new, updated = new + n, updated + u
-        fetched += 1
-        parsed_all.extend(articles)
-        store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
-                                  last_modified=r.last_modified, new=n,
-                                  permanent_url=r.permanent_url,
-                                  content_hash=r.content_hash, outcome="ok")
+                                      last_modified=r.last_modified, new=n,
+                                      permanent_url=r.permanent_url,
+                                      content_hash=r.content_hash, outcome="ok")
     remote = [r for r in results if r.source.is_remote]
     moved = tuple((r.source.name, r.permanent_url) for r in results
                   if r.permanent_url and r.status != "failed")
