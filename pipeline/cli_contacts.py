@@ -6,22 +6,24 @@ import json
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
 
-from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
-    project_option, quiet_option
-from .config import AUDIENCES_DIR, Config
-from .engagement import cold_contacts
-from .errors import ConfigError, Problem
-from .exports import TARGETS
-from .importer import import_contacts
-from .neighbourhoods import load_neighbourhoods
-from .report import UNKNOWN, UNTRACKED_WHY, footnotes, render_html, report_from_store
-from .store import Store
-from .webhook import parse_events
+from .cli import CONTEXT, LazyConsole, clock, err, escape, fail, handled, load, main, \
+    open_store, out, project_option, quiet_option
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .store import Store
+# Each command imports what it uses (see cli.py): `sphere --help` stays light.
+
+# exports.TARGETS, spelled out so that --help need not import the importer (tests/test_cli.py
+# checks they agree); config.AUDIENCES_DIR likewise.
+TARGETS = ("email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
+           "closing_date", "timezone", "note", "status", "name", "street", "zip",
+           "opt_out", "subscribed", "ignore")
+AUDIENCES_DIR = "audiences"
 
 # A project-level mapping used when --neighbourhoods is not given.
 DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"
@@ -30,6 +32,7 @@ COLD_SHOWN = 20  # addresses listed by `status`; the report lists them all
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
     """--map 'Column Name=field' pairs -> {column: field}."""
+    from .errors import ConfigError, Problem
     found: dict[str, str] = {}
     for pair in pairs:
         column, eq, target = pair.rpartition("=")
@@ -50,7 +53,8 @@ class _ImportBar:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
                             TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
-                            console=err, transient=True)
+                            console=err.real() if isinstance(err, LazyConsole) else err,
+                            transient=True)
         self.label = label
         self.tasks: dict[str, Any] = {}  # stage -> rich TaskID
 
@@ -84,6 +88,8 @@ def contacts() -> None:
 def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
                hoods_file: Path | None, project: Path, quiet: bool) -> None:
     """Import a CSV (Google, Outlook, Follow Up Boss, any spreadsheet) or vCard FILE."""
+    from .importer import import_contacts
+    from .neighbourhoods import load_neighbourhoods
     with handled():
         config = load(project)
         if not audience.replace("-", "").replace("_", "").isalnum():
@@ -141,6 +147,8 @@ def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
 def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Path | None,
            project: Path) -> None:
     """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
+    from . import report as reports
+    from .webhook import parse_events
     with handled():
         config = load(project)
         # Read-only unless a batch of events is to be recorded.
@@ -157,18 +165,18 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
         known = {c.name for c in config.campaigns} | {c for _, c, _ in store.send_rows()}
         if campaign and campaign not in known:
             fail(f"no campaign {campaign!r}; known: {', '.join(sorted(known)) or 'none'}")
-        result = report_from_store(store, campaign, config.engagement.cold_after_sends)
+        result = reports.report_from_store(store, campaign, config.engagement.cold_after_sends)
         if html_file is not None:
             html_file.parent.mkdir(parents=True, exist_ok=True)
-            html_file.write_text(render_html(result, clock()()), encoding="utf-8")
+            html_file.write_text(reports.render_html(result, clock()()), encoding="utf-8")
         if as_json:
             click.echo(json.dumps(asdict(result), indent=2, ensure_ascii=False))
             return
         for s in result.sends:
             out.print(s.line(), markup=False)
-        for why in footnotes(result):
-            out.print(f"* {UNKNOWN} unknown: {why}" if why == UNTRACKED_WHY else f"* {why}",
-                      markup=False)
+        for why in reports.footnotes(result):
+            out.print(f"* {reports.UNKNOWN} unknown: {why}" if why == reports.UNTRACKED_WHY
+                      else f"* {why}", markup=False)
         if not result.sends:
             out.print("No sends recorded yet.")
         if result.stories:
@@ -192,6 +200,7 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
 
 def print_cold(config: Config, store: Store) -> None:
     """The `status` line about cold contacts."""
+    from .engagement import cold_contacts
     n = config.engagement.cold_after_sends
     cold = sorted(cold_contacts(store.ledger_rows(), store.events(), n))
     if not cold:

@@ -6,19 +6,19 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import click
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from . import drafts, notes
-from .cli import CONTEXT, _when, clock, err, fail, handled, load, main, open_store, out, \
-    project_option
+import click
+
+from .cli import CONTEXT, _when, clock, err, escape, fail, handled, load, main, open_store, \
+    out, project_option
 from .cli import note as note_group
-from .config import Config
-from .drafts import Draft
-from .plan import period_for, send_id_for
-from .runner import reconcile_alerts
-from .store import Store
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .drafts import Draft
+    from .store import Store
+# Each command imports what it uses (see cli.py): `sphere --help` stays light.
 
 
 def _ids(tokens: tuple[str, ...]) -> tuple[list[int], list[int]]:
@@ -54,6 +54,8 @@ def approve(ids: tuple[str, ...], approve_all: bool, drop: bool, note: str | Non
     """List interest alerts and drafts (sends held by `approval: true`) waiting for you,
     or approve or drop them: alert IDs are numbers, draft IDs d1, d2 ...; approved ones go
     out with the next `sphere send` of their campaign or the daemon's next tick."""
+    from . import drafts
+    from .runner import reconcile_alerts
     with handled():
         config = load(project)
         store = open_store(config)
@@ -110,6 +112,7 @@ def _decide_alerts(store: Store, alert_ids: list[int], pending: dict[int, tuple]
 
 
 def _draft(store: Store, draft_id: int) -> Draft:
+    from . import drafts
     found = drafts.load(store, draft_id=draft_id)
     if not found:
         fail(f"no draft d{draft_id} (`sphere approve` lists the drafts)")
@@ -119,6 +122,7 @@ def _draft(store: Store, draft_id: int) -> Draft:
 def _when_sent(config: Config, draft: Draft, now: dt.datetime) -> str:
     """What sends an approved draft: `sphere send` reaches only its campaign's current
     period; the daemon's tick sends any approved draft."""
+    from .plan import period_for, send_id_for
     tick = "the daemon's next tick (`sphere run`, or `sphere run --once` now)"
     campaign = next((c for c in config.campaigns if c.name == draft.name), None)
     if draft.kind == "drip" or campaign is None:
@@ -133,6 +137,7 @@ def _when_sent(config: Config, draft: Draft, now: dt.datetime) -> str:
 def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, drop: bool,
                   contact_email: str | None, note: str | None) -> None:
     """Approve or drop a whole draft, or one person of it."""
+    from . import drafts
     if draft.status == "dropped":
         fail(f"draft d{draft.id} ({draft.send_id}) was dropped; nothing of it is sent")
     if not drop and draft.expired(now):
@@ -164,6 +169,7 @@ def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, 
 
 def _counts(store: Store, draft: Draft, now: dt.datetime) -> dict[str, int]:
     """state -> people, with 'sent' from the ledger."""
+    from . import drafts
     ledger = drafts.sent_to(store, draft)
     counts: dict[str, int] = {}
     for r in draft.recipients:
@@ -174,6 +180,7 @@ def _counts(store: Store, draft: Draft, now: dt.datetime) -> dict[str, int]:
 
 def _list_drafts(store: Store, now: dt.datetime) -> None:
     """Drafts waiting, approved but not yet all sent, and expired unapproved."""
+    from . import drafts
     shown = 0
     for draft in drafts.load(store):
         counts = _counts(store, draft, now)
@@ -203,6 +210,7 @@ def _list_drafts(store: Store, now: dt.datetime) -> None:
 
 def _show(config: Config, store: Store, draft: Draft, now: dt.datetime) -> None:
     """Every person of one draft: where they stand, their stories, their note."""
+    from . import drafts
     titles = {a.id: a.title for a in store.articles()}
     titles.update({f"tip:{t.id}": f"tip: {t.title}" for t in config.tips})
     ledger = drafts.sent_to(store, draft)
@@ -220,6 +228,7 @@ def _show(config: Config, store: Store, draft: Draft, now: dt.datetime) -> None:
 
 
 def _list(store: Store, rows: list[tuple]) -> None:
+    from rich.table import Table
     titles = {a.id: a.title for a in store.articles()}
     pending = [r for r in rows if r[7] == "pending"]
     if not pending:
@@ -240,6 +249,7 @@ def _list(store: Store, rows: list[tuple]) -> None:
 
 def print_drafts(store: Store) -> None:
     """For `sphere status`: drafts waiting for approval, and drafts that expired."""
+    from . import drafts
     now = clock()()
     for draft in drafts.load(store):
         counts = _counts(store, draft, now)
@@ -260,6 +270,7 @@ def print_drafts(store: Store) -> None:
 @project_option
 def note_list(email: str | None, project: Path) -> None:
     """List one-off notes (of EMAIL, or everyone's): waiting, or used and by which send."""
+    from . import notes
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
@@ -279,6 +290,7 @@ def note_list(email: str | None, project: Path) -> None:
 
 def _unused_note(store: Store, note_id: int) -> None:
     """Fail with the reason when note `note_id` is missing or already used."""
+    from . import notes
     found = next((n for n in notes.notes(store) if n.id == note_id), None)
     if found is None:
         fail(f"no note {note_id} (`sphere note list` shows them)")
@@ -293,6 +305,7 @@ def _unused_note(store: Store, note_id: int) -> None:
 @project_option
 def note_edit(note_id: int, text: str, project: Path) -> None:
     """Replace the text of waiting note NOTE_ID with TEXT (Markdown)."""
+    from . import notes
     with handled():
         store = open_store(load(project))
         _unused_note(store, note_id)
@@ -306,6 +319,7 @@ def note_edit(note_id: int, text: str, project: Path) -> None:
 @project_option
 def note_remove(note_id: int, project: Path) -> None:
     """Delete waiting note NOTE_ID so no email carries it."""
+    from . import notes
     with handled():
         store = open_store(load(project))
         _unused_note(store, note_id)
