@@ -40,9 +40,9 @@ def test_rendering_ahead_in_processes_gives_the_same_messages(project: Path,
 
 def test_a_render_error_in_a_worker_is_the_dispatcher_s_own(project: Path,
                                                             monkeypatch) -> None:
-    # A template that fails for one contact only: the run stops there with the real
-    # error (the dispatcher renders that one again itself), and nothing is recorded
-    # for that contact.
+    # A template that fails for one contact only: the worker hands the message back
+    # unrendered, the dispatcher renders it itself, so the real error is what that
+    # contact's ledger row records (issue 12.7: one contact's failure, nobody else's).
     s = sample(project)
     bad = s.emails[7].contact
     (project / "templates").mkdir(exist_ok=True)
@@ -53,11 +53,11 @@ def test_a_render_error_in_a_worker_is_the_dispatcher_s_own(project: Path,
     renderer = Renderer(s.config.project, s.config.sender, s.store.secret())
     monkeypatch.setattr(render_pool, "POOL_FROM", 1)
     monkeypatch.setattr(render_pool, "CHUNK", 3)
-    with pytest.raises(ZeroDivisionError):
-        deliver_plan(s.store, renderer, OutboxTransport(project / "var" / "outbox"),
-                     s.prepared, lambda: NOW, False)
-    status = s.store.ledger_status(s.prepared.plan.send_id)
-    assert bad.email not in status
+    summary = deliver_plan(s.store, renderer, OutboxTransport(project / "var" / "outbox"),
+                           s.prepared, lambda: NOW, False)
+    assert summary.sent == 27 and summary.failed == 1
+    assert any(bad.email in f and "ZeroDivisionError" in f for f in summary.failures)
+    assert s.store.ledger_status(s.prepared.plan.send_id)[bad.email] == "failed"
 
 
 class _FlushWatch(OutboxTransport):
