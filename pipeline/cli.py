@@ -3,49 +3,58 @@ prints or exits."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import shutil
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from . import __version__
-from .audience import load_audiences
-from .config import Config, load_config
-from .dbfile import db_error
-from .deliver import DryRunTransport, OutboxTransport, Transport
-from .errors import ConfigError, SphereError, redact, redact_url
-from .mime import address_problem
-from .preview import REFERRAL_UPDATE, drip_plans, find_drip, write_preview
-from .render import Renderer
-from .templatecheck import check_templates
-from .resources import bundled
-from .runner import Prepared, held, prepare, run_ingest, run_send, skipped_line
-from .models import Plan, PlannedEmail, RunSummary
-from .neighbourhoods import coverage_warnings
-from .sendgrid_transport import (
-    SendAtRule, SendGridClient, SendGridTransport, api_host, api_key_from_env, local_time_rule,
-)
-from .smtp_transport import SmtpTransport
-from .suppressions import sync as sync_suppressions
-from .webhook import (
-    EVENTS_PATH, PUBLIC_KEY_ENV, public_key_from_env, unsubscribe_paths, webhook_app,
-)
-from .store import Store
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from .config import Config
+    from .deliver import Transport
+    from .models import RunSummary
+    from .sendgrid_transport import SendAtRule
+    from .store import Store
+
+# Each command imports what it uses (our modules too: their dataclasses and regexes
+# alone cost more than click): importing everything up front made `sphere --help` take
+# 9 x `python -c "import click"`. tests/test_cli.py checks this module stays light.
+
+
+class LazyConsole:
+    """rich's Console, made on first use."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Any = None
+
+    def real(self) -> Any:
+        """The Console itself (for rich's own classes that want one)."""
+        if self._console is None:
+            from rich.console import Console
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
+
+
+def escape(text: str) -> str:
+    """Escape rich markup in text we did not write."""
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
+
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 FAILING_FEED_THRESHOLD = 3  # consecutive failures before `status` flags a feed
 
@@ -65,6 +74,7 @@ def clock() -> Callable[[], dt.datetime]:
 
 def fail(message: str, code: int = 1) -> None:
     """Print one error and exit."""
+    from .errors import redact
     err.print(f"[bold red]Error:[/] {escape(redact(message))}", markup=True,
               highlight=False)
     sys.exit(code)
@@ -76,6 +86,7 @@ _open_stores: list[Store] = []
 def open_store(config: Config, dry_run: bool = False, new_ledger: bool = False,
                verify: bool = False) -> Store:
     """Open the project's database; closed when the command ends."""
+    from .store import Store
     store = Store.open(config.db_path, dry_run=dry_run, new_ledger=new_ledger,
                        verify=verify)
     _open_stores.append(store)
@@ -85,6 +96,10 @@ def open_store(config: Config, dry_run: bool = False, new_ledger: bool = False,
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn Sphere's own errors into one clear message and exit status 1."""
+    import sqlite3
+
+    from .dbfile import db_error
+    from .errors import ConfigError, SphereError
     try:
         yield
     except ConfigError as exc:
@@ -102,6 +117,7 @@ def handled() -> Iterator[None]:
 
 def load(project: Path) -> Config:
     """Load the project's config, printing its warnings."""
+    from .config import load_config
     config = load_config(project)
     for w in config.warnings:
         err.print(f"warning: {w}", markup=False)
@@ -112,8 +128,10 @@ def progress_bar(quiet: bool, label: str) -> Progress | None:
     """A progress bar on interactive terminals only; --quiet silences it."""
     if quiet or not err.is_terminal:
         return None
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True)
+    from rich import progress as rp
+    console = err.real() if isinstance(err, LazyConsole) else err  # or a test's Console
+    return rp.Progress(rp.TextColumn(label), rp.BarColumn(), rp.MofNCompleteColumn(),
+                       rp.TimeElapsedColumn(), console=console, transient=True)
 
 
 project_option = click.option("--project", "project", type=click.Path(file_okay=False,
@@ -133,6 +151,9 @@ def main() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Create a working starter project in DIRECTORY (the bundled sample)."""
+    import shutil
+
+    from .resources import bundled
     if (directory / "campaigns.yaml").exists() or (directory / "content_sources.yaml").exists():
         fail(f"{directory} already holds a Sphere project (campaigns.yaml or "
              "content_sources.yaml exists); choose an empty folder")
@@ -154,6 +175,10 @@ def init(directory: Path) -> None:
 @project_option
 def check(project: Path) -> None:
     """Validate every file; exit 1 with file:line: key: problem (fix) lines."""
+    from .audience import load_audiences
+    from .mime import address_problem
+    from .neighbourhoods import coverage_warnings
+    from .templatecheck import check_templates
     with handled():
         config = load(project)
         names = config.audience_names
@@ -182,6 +207,7 @@ def check(project: Path) -> None:
 @quiet_option
 def ingest_cmd(project: Path, quiet: bool) -> None:
     """Fetch every feed in content_sources.yaml and store new articles."""
+    from .runner import run_ingest
     with handled():
         config = load(project)
         store = open_store(config)
@@ -202,18 +228,10 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
             sys.exit(1)
 
 
-def _sales_json(planned: PlannedEmail) -> dict:
-    """For `plan --json` of a recent-sales mailer: the sales this person will see."""
-    sales = planned.extra.get("sales")
-    if not sales:
-        return {}
-    return {"sales": [{"address": x.address, "neighbourhood": x.neighbourhood,
-                       "price": x.price, "sold_date": x.sold_date.isoformat()} for x in sales]}
-
-
 def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
     """The pieces of a send's one-line summary: sent, already sent, failed, unknown,
     skipped with their reasons."""
+    from .runner import skipped_line
     parts = [f"{verb} {summary.sent}"]
     if summary.already_sent:
         parts.append(f"{summary.already_sent} already sent for {summary.send_id}")
@@ -229,6 +247,10 @@ def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
 def _transport(config: Config, name: str | None, dry_run: bool,
                send_at: SendAtRule | None = None) -> Transport:
     """The transport a send uses: --transport, else campaigns.yaml's `transport`."""
+    from .deliver import DryRunTransport, OutboxTransport
+    from .errors import SphereError
+    from .sendgrid_transport import SendGridTransport
+    from .smtp_transport import SmtpTransport
     if dry_run:
         return DryRunTransport()
     chosen = name or config.transport
@@ -259,6 +281,10 @@ def _transport(config: Config, name: str | None, dry_run: bool,
 def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None,
          no_ingest: bool, new_ledger: bool, quiet: bool, local_time: bool) -> None:
     """Send CAMPAIGN now: one email per subscribed contact, exactly once per period."""
+    from .deliver import OutboxTransport
+    from .errors import redact
+    from .runner import run_send
+    from .sendgrid_transport import local_time_rule
     with handled():
         config = load(project)
         store = open_store(config, dry_run=dry_run, new_ledger=new_ledger, verify=True)
@@ -313,6 +339,7 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
 def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: bool
          ) -> None:
     """Show who would get what in CAMPAIGN, with the reason for every pick."""
+    from .runner import held, prepare, run_ingest
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
@@ -328,84 +355,12 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: 
         # Agree with `send`: people this period already reached are not sent again.
         done = {e for e, status in store.ledger_status(p.send_id).items() if status == "sent"}
 
+        from .planout import plan_json, plan_text
         if as_json:
             click.echo(plan_json(prepared, done, explain))
         else:
-            click.echo(plan_text(p, done, click.get_text_stream("stdout").isatty()),
+            click.echo(plan_text(p, done, sys.stdout.isatty()),
                        nl=False)
-
-
-def _rejected(items: tuple, explain: bool) -> dict:
-    """For `plan --json --explain`: the candidates a contact did not get, and why."""
-    if not explain:
-        return {}
-    return {"rejected": [{"section": r.section, "title": r.title, "source": r.source,
-                          "score": r.score, "why": r.why} for r in items]}
-
-
-def plan_json(prepared: Prepared, done: set[str], explain: bool) -> str:
-    """`plan --json`: indented at the top, one line per email and per skip. The C
-    encoder does each line (json.dumps with `indent` falls back to pure Python, which
-    took most of a 10,000-contact plan's time)."""
-    p = prepared.plan
-    emails = [{"email": e.contact.email, "name": e.contact.name,
-               "picks": [{"section": k.section, "reason": k.reason, "score": k.score,
-                          "general": k.general,
-                          **({"url": k.article.url, "title": k.article.title,
-                              "source": k.article.source} if k.article else
-                             {"tip": k.tip.id, "title": k.tip.title})}  # type: ignore[union-attr]
-                         for k in e.picks], **_rejected(e.rejected, explain),
-               **_sales_json(e), "already_sent": e.contact.email in done}
-              for e in p.emails]
-    skipped = [{"email": s.email, "reason": s.reason, **_rejected(s.rejected, explain)}
-               for s in p.skipped]
-    problems = [str(x) for x in prepared.audience.problems]
-
-    def items(rows: list) -> str:
-        if not rows:
-            return "[]"
-        return "[\n    " + ",\n    ".join(
-            json.dumps(r, ensure_ascii=False) for r in rows) + "\n  ]"
-
-    head = {"campaign": p.campaign.name, "send_id": p.send_id, "period": p.period}
-    fields = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}"
-              for k, v in head.items()]
-    fields += [f'  "emails": {items(emails)}', f'  "skipped": {items(skipped)}',
-               f'  "problems": {items(problems)}']
-    return "{\n" + ",\n".join(fields) + "\n}"
-
-
-def plan_text(p: Plan, done: set[str], colour: bool) -> str:
-    """`plan` as text, built whole and written at once (a rich print per line took 80%
-    of a 10,000-contact plan); colours only on a terminal."""
-    def st(text: str, **style: Any) -> str:
-        return click.style(text, **style) if colour else text
-
-    lines: list[str] = []
-
-    def rejected(items: tuple) -> None:
-        lines.extend(st(f"  {'rejected':<13} {r.title}  ({r.why})", dim=True) for r in items)
-
-    sent_mark = st(" (already sent in this period)", fg="green")
-    for e in p.emails:
-        mark = sent_mark if e.contact.email in done else ""
-        lines.append(f"{st(e.contact.name or e.contact.email, bold=True)} "
-                     f"<{e.contact.email}>{mark}")
-        for sale in e.extra.get("sales", ()):
-            lines.append(f"  {'sale':<13} {sale.address}, {sale.neighbourhood}  "
-                         + st(f"({sale.price_text}, sold {sale.sold_date})", dim=True))
-        for k in e.picks:
-            title = k.article.title if k.article else k.tip.title  # type: ignore[union-attr]
-            lines.append(f"  {k.section:<13} {title}  " + st(f"({k.reason})", dim=True))
-        rejected(e.rejected)
-    for s in p.skipped:
-        lines.append(f"{st('skipped', fg='yellow')} {s.email}: {s.reason}")
-        rejected(s.rejected)
-    already = sum(1 for e in p.emails if e.contact.email in done)
-    lines.append(f"{len(p.emails) - already} emails to send for {p.send_id}"
-                 f"{f', {already} already sent' if already else ''}; "
-                 f"{skipped_line(p.skipped) or '0 skipped'}")
-    return "\n".join(lines) + "\n"
 
 
 @main.command(context_settings=CONTEXT)
@@ -419,6 +374,9 @@ def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Pa
             step: int | None) -> None:
     """Write each email of CAMPAIGN (or of a drip's steps) as HTML plus an index.html
     gallery; sends nothing."""
+    from .preview import REFERRAL_UPDATE, drip_plans, find_drip, write_preview
+    from .render import Renderer
+    from .runner import prepare, run_ingest
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
@@ -460,6 +418,7 @@ def note() -> None:
 @project_option
 def note_add(email: str, text: str, project: Path) -> None:
     """Add TEXT (Markdown) to the next email EMAIL receives."""
+    from .audience import load_audiences
     with handled():
         config = load(project)
         known = {c.email.lower() for c in load_audiences(
@@ -478,6 +437,9 @@ def _when(stamp: str | None) -> str:
 
 def _feeds_table(config: Config, store: Store) -> None:
     """The Feeds table of `status`, then what to do about failing or moved feeds."""
+    from rich.table import Table
+
+    from .errors import redact, redact_url
     feeds = Table(title="Feeds (times UTC)", title_justify="left")
     for col in ("source", "last run", "last success"):
         feeds.add_column(col, no_wrap=True)
@@ -524,6 +486,7 @@ def _feeds_table(config: Config, store: Store) -> None:
 @project_option
 def status(project: Path) -> None:
     """Feeds' health, recent sends, and messages whose outcome is unknown."""
+    from rich.table import Table
     with handled():
         config = load(project)
         store = open_store(config)
@@ -586,6 +549,8 @@ def suppressions() -> None:
 def suppressions_sync(project: Path) -> None:
     """Fetch SendGrid's unsubscribe, bounce and spam-report lists (and the unsubscribe
     group's) and suppress those addresses for every transport."""
+    from .sendgrid_transport import SendGridClient, api_host, api_key_from_env
+    from .suppressions import sync as sync_suppressions
     with handled():
         config = load(project)
         store = open_store(config)
@@ -615,23 +580,26 @@ def webhook() -> None:
 def webhook_serve(project: Path, host: str, port: int) -> None:
     """Serve POST /sendgrid/events (signed Event Webhook) and the one-click unsubscribe
     page of sender.unsubscribe_url until interrupted."""
+    from .errors import SphereError
+    from .store import Store
+    from . import webhook as hook
     with handled():
         config = load(project)
         open_store(config).close()  # migrate now, and fail now if the folder is unusable
         from .web.server import Server, bind  # uvicorn: only when serving
-        key = public_key_from_env()
-        paths = unsubscribe_paths(config.sender.unsubscribe_url)
+        key = hook.public_key_from_env()
+        paths = hook.unsubscribe_paths(config.sender.unsubscribe_url)
         try:
             sock = bind(host, port)
         except OSError as exc:
             raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                               "choose another --port, or stop what is using it") from None
-        server = Server(webhook_app(lambda: Store.open(config.db_path), key, paths, clock(),
-                                    config.sender.name), sock)
+        server = Server(hook.webhook_app(lambda: Store.open(config.db_path), key, paths,
+                                         clock(), config.sender.name), sock)
         if key is None:
-            err.print(f"warning: {PUBLIC_KEY_ENV} is not set: SendGrid events are refused "
-                      "(403) until you export it", markup=False)
-        out.print(f"Listening on {server.url} (events: {EVENTS_PATH}; unsubscribe: "
+            err.print(f"warning: {hook.PUBLIC_KEY_ENV} is not set: SendGrid events are "
+                      "refused (403) until you export it", markup=False)
+        out.print(f"Listening on {server.url} (events: {hook.EVENTS_PATH}; unsubscribe: "
                   f"{', '.join(paths)}); Ctrl-C stops.", markup=False)
         try:
             server.run()

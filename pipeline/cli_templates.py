@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .cli import CONTEXT, handled, load, main, out, project_option
-from .resources import bundled
-from .templatecheck import template_listing
 
 
 @main.command("templates", context_settings=CONTEXT)
 @project_option
 def templates_cmd(project: Path) -> None:
     """List the built-in templates, which ones your project overrides, and who uses them."""
+    from .resources import bundled
+    from .templatecheck import template_listing
     with handled():
         config = load(project)
         listing = template_listing(config)
