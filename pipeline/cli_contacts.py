@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 # exports.TARGETS, spelled out so that --help need not import the importer (tests/test_cli.py
 # checks they agree); config.AUDIENCES_DIR likewise.
 TARGETS = ("email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
-           "closing_date", "timezone", "note", "status", "name", "street", "zip",
-           "opt_out", "subscribed", "ignore")
+           "closing_date", "timezone", "note", "private_note", "status", "name", "street",
+           "zip", "opt_out", "subscribed", "ignore")
 AUDIENCES_DIR = "audiences"
 
 # A project-level mapping used when --neighbourhoods is not given.
