@@ -3,26 +3,26 @@ registered on the `sphere` group by cli.py)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
-import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from .audience import email_key
 from .cli import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
     project_option, summary_parts
 from .cli import _transport as choose_transport
-from .config import Config
-from .daemon import Daemon, TickReport, Unsent, all_contacts, project_calendar, recent, \
-    referrals, tick, unsent
-from .schedule import REFERRAL_UPDATES, Due, Firing, Referral, referral_update_due, summary
-from .store import Store
 
-REFERRAL_STATUSES = REFERRAL_UPDATES
+if TYPE_CHECKING:
+    from .config import Config
+    from .daemon import TickReport, Unsent
+    from .schedule import Due, Firing
+    from .store import Store
+# Each command imports what it uses (see cli.py): `sphere --help` stays light.
+
+# schedule.REFERRAL_UPDATES, spelled out so that --help need not import the scheduler
+# (tests/test_cli.py checks they agree).
+REFERRAL_STATUSES = ("met", "listed", "closed")
 
 
 def _date(value: str | None, what: str) -> dt.date | None:
@@ -59,6 +59,11 @@ def _report(report: TickReport) -> None:
 def run_cmd(project: Path, tick_seconds: int, once: bool, since: str | None,
             transport_name: str | None) -> None:
     """The scheduler daemon: campaigns on their cron, drips daily, in local time."""
+    import logging
+    import zoneinfo
+
+    from .daemon import Daemon, tick
+    from .store import Store
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Not a line per tick, nor one per HTTP request (100,000 a month with SendGrid).
     for noisy in ("apscheduler", "httpx", "httpcore"):
@@ -97,6 +102,10 @@ def run_cmd(project: Path, tick_seconds: int, once: bool, since: str | None,
 def schedule_cmd(project: Path, from_: str | None, until: str | None, detail: bool,
                  as_json: bool) -> None:
     """The calendar of what is due for whom and when (the daemon's own computation)."""
+    import json
+
+    from .daemon import all_contacts, project_calendar, recent, referrals, unsent
+    from .schedule import summary
     with handled():
         config = load(project)
         store = open_store(config, dry_run=True)
@@ -140,22 +149,26 @@ def schedule_cmd(project: Path, from_: str | None, until: str | None, detail: bo
 
 
 def _count(d: Due | Firing) -> int:
+    from .schedule import Firing
     return d.count if isinstance(d, Firing) else 1
 
 
 def _who(d: Due | Firing) -> str:
+    from .schedule import Due
     if isinstance(d, Due):
         return d.email
     return f"{d.count} {'person' if d.count == 1 else 'people'}"
 
 
 def _note(d: Due | Firing) -> str:
+    from .schedule import Due
     if isinstance(d, Due):
         return d.note
     return "; ".join(f"{n}: {why}" for why, n in d.notes)
 
 
 def _item_json(d: Due | Firing) -> dict:
+    from .schedule import Due
     return _due_json(d) if isinstance(d, Due) else _firing_json(d)
 
 
@@ -197,6 +210,7 @@ def _print_unsent(items: list[Unsent]) -> None:
 def _print_calendar(items: Sequence[Due | Firing]) -> None:
     """One line per item, columns aligned: a year is hundreds of lines, which a table
     widget renders a hundred times slower, and a send id is never wrapped."""
+    from .schedule import Firing
     rows = []
     for d in items:
         local = f"{d.local:%Y-%m-%d %H:%M %Z}"
@@ -217,6 +231,9 @@ def _print_calendar(items: Sequence[Due | Firing]) -> None:
 def print_next_runs(config: Config, store: Store) -> None:
     """For `sphere status`: what fell due and has not gone out, then the next send of
     each campaign and drip (only the next firing: no calendar per person)."""
+    from rich.table import Table
+
+    from .daemon import unsent
     late, nexts = unsent(config, store, clock()())
     _print_unsent(late)
     table = Table(title="Next runs", title_justify="left")
@@ -242,6 +259,10 @@ def referral() -> None:
 @project_option
 def referral_add(by_email: str, name: str, when: str | None, project: Path) -> None:
     """Record a referral; the referral drips thank the referrer on their schedule."""
+    import zoneinfo
+
+    from .audience import email_key
+    from .daemon import all_contacts
     with handled():
         config = load(project)
         known = {email_key(c.email) for c in all_contacts(config)}
@@ -270,6 +291,9 @@ def referral_add(by_email: str, name: str, when: str | None, project: Path) -> N
 def referral_update(referral_id: int, new_status: str, dry_run: bool,
                     transport_name: str | None, project: Path) -> None:
     """Set a referral's status and send the referrer an update (once per status)."""
+    from .audience import email_key
+    from .daemon import all_contacts
+    from .schedule import Referral, referral_update_due, summary
     with handled():
         config = load(project)
         store = open_store(config, dry_run=dry_run)

@@ -17,7 +17,6 @@ import time
 from multiprocessing.context import BaseContext
 
 
-
 def context(preload: str) -> BaseContext:
     """The multiprocessing context for a worker pool whose workers use module
     `preload` (imported once by the fork server, if this process starts one, instead of
