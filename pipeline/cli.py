@@ -620,3 +620,6 @@ from . import cli_contacts  # noqa: E402,F401
 
 # `backup` (the database's online copy) lives in its own module too.
 from . import cli_state  # noqa: F401
+
+# `studio` (the browser app) lives in its own module too.
+from . import cli_studio  # noqa: E402,F401

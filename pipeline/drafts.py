@@ -103,15 +103,18 @@ def _picks_json(picks: Iterable[Pick]) -> str:
 
 # ---- storage ------------------------------------------------------------------------
 def hold(store: Store, plan: Plan, kind: str, expires_days: int, now: dt.datetime,
-         drip_extra: bool = False) -> Draft:
+         drip_extra: bool = False, expires_from: dt.datetime | None = None) -> Draft:
     """Record `plan` as a draft, or add its new recipients to the draft of that send; a
-    recipient already held keeps the content it was held (and maybe reviewed) with."""
+    recipient already held keeps the content it was held (and maybe reviewed) with.
+    `expires_from`: a draft made ahead of its time (in review) expires counting from
+    that time, not from now."""
     stamp = _iso(now)
+    start = max(now, expires_from) if expires_from else now
     with store.transaction() as tx:
         tx.execute("INSERT OR IGNORE INTO drafts (send_id, name, kind, period, created, "
                    "expires) VALUES (?,?,?,?,?,?)",
                    (plan.send_id, plan.campaign.name, kind, plan.period, stamp,
-                    _iso(now + dt.timedelta(days=expires_days))))
+                    _iso(start + dt.timedelta(days=expires_days))))
         draft_id = tx.execute("SELECT id FROM drafts WHERE send_id=?",
                               (plan.send_id,)).fetchone()[0]
         tx.executemany(
@@ -189,8 +192,45 @@ def decide_recipient(store: Store, draft_id: int, email: str, now: dt.datetime, 
     return cur.rowcount > 0
 
 
+def drop_item(store: Store, draft_id: int, email: str, key: str,
+              picks: Iterable[Pick] | None = None) -> bool:
+    """Drop one story from one person's email in a draft (it is never offered to them
+    again: see `declined`); `picks`, when given, replace the held ones (the story's
+    replacement). False if the person is not in the draft."""
+    with store.transaction() as tx:
+        row = tx.execute("SELECT dropped_items FROM draft_recipients WHERE draft_id=? AND "
+                         "email=?", (draft_id, email.lower())).fetchone()
+        if row is None:
+            return False
+        dropped = list(dict.fromkeys([*json.loads(row[0]), key]))
+        tx.execute("UPDATE draft_recipients SET dropped_items=?, picks=coalesce(?, picks) "
+                   "WHERE draft_id=? AND email=?",
+                   (json.dumps(dropped), _picks_json(picks) if picks is not None else None,
+                    draft_id, email.lower()))
+    return True
+
+
+def declined(store: Store) -> dict[str, frozenset[str]]:
+    """email -> every story dropped from that person's email in review: planning treats
+    them as received, so a dropped story is never offered to that person again."""
+    out: dict[str, set[str]] = {}
+    for email, items in store.conn.execute(
+            "SELECT email, dropped_items FROM draft_recipients WHERE dropped_items != '[]'"):
+        out.setdefault(email, set()).update(json.loads(items))
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def with_declined(history: Mapping[str, frozenset[str]],
+                  dropped: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """History plus the stories dropped in review, per person."""
+    merged = dict(history)
+    for email, items in dropped.items():
+        merged[email] = merged.get(email, frozenset()) | items
+    return merged
+
+
 # ---- planning -----------------------------------------------------------------------
-def _rebuild(r: DraftRecipient, articles: Mapping[str, Article],
+def rebuild(r: DraftRecipient, articles: Mapping[str, Article],
              tips: Mapping[str, Tip]) -> tuple[Pick, ...] | None:
     """The picks the draft holds, minus those dropped in review; None if a story is no
     longer stored (the email would not be what was approved)."""
@@ -225,7 +265,7 @@ def held_plan(draft: Draft, plan: Plan, now: dt.datetime, articles: Mapping[str,
             skipped.append(Skipped(e.contact.email, why.format(
                 id=draft.id, day=f"{draft.expires:%Y-%m-%d}")))
             continue
-        picks = _rebuild(r, articles, tips)
+        picks = rebuild(r, articles, tips)
         if picks is None:
             skipped.append(Skipped(e.contact.email, f"draft d{draft.id}: a story in the "
                                    "approved email is no longer stored; not sent"))

@@ -42,6 +42,12 @@ class Prepared:
     audience: AudienceLoad
 
 
+def _history(store: Store) -> dict[str, frozenset[str]]:
+    """What each person received, plus the stories dropped from their email in review
+    (never offered to them again)."""
+    return drafts.with_declined(store.history(), drafts.declined(store))
+
+
 def run_ingest(config: Config, store: Store, now: dt.datetime,
                on_done: Callable | None = None) -> IngestSummary:
     """Stage 1: bring every source up to date."""
@@ -66,7 +72,7 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
                            partial=only is not None)
     else:
         plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
-                          store.history(), store.suppressed(), store.pending_notes(),
+                          _history(store), store.suppressed(), store.pending_notes(),
                           dict(config.synonyms), now, config.sender.timezone, period,
                           {s.name: s.topics for s in config.sources},
                           tip_last_seen=store.tip_last_seen(), explain=explain)
@@ -228,6 +234,8 @@ def approved_items(config: Config, store: Store, now: dt.datetime) -> list[Due]:
     whose time has come sends it at the next tick (`run_due` delivers them)."""
     items = []
     for draft in drafts.with_approved_unsent(store):
+        if dt.datetime.fromisoformat(draft.period) > now:
+            continue  # approved ahead of its time (in review): it goes on schedule
         ledger = drafts.sent_to(store, draft)
         waiting = [r for r in draft.recipients if draft.approved(r)
                    and ledger.get(r.email) not in ("sent", "pending")]
@@ -281,7 +289,7 @@ def _sales_plan(config: Config, store: Store, campaign: Campaign,
     """The recent-sales mailer: the sales CSV (re-read each run: the user keeps it)."""
     sales, problems = load_sales(config.project / campaign.sales_file, campaign.sales_file)
     send_id, label = _period(config, campaign, now, period)
-    plan = plan_recent_sales(campaign, contacts, sales, config.tips, store.history(),
+    plan = plan_recent_sales(campaign, contacts, sales, config.tips, _history(store),
                              store.suppressed(), store.pending_notes(), now, send_id, label,
                              store.tip_last_seen())
     return plan, problems
@@ -300,7 +308,7 @@ def _alert_plan(config: Config, store: Store, campaign: Campaign,
     # "New" is by ingestion time, not a checkpoint, so a crash mid-send loses nothing:
     # the rerun finds the same stories and the ledger sends each at most once.
     fresh = store.article_ids_since(now - ALERT_NEW_WITHIN)
-    history = store.history()
+    history = _history(store)
     reconcile_alerts(store, campaign.name, now,
                      dt.timedelta(days=campaign.approval_expires_days))
     queue = [QueuedAlert(id=r[0], email=r[2], article_id=r[3], reason=r[5], note=r[6],

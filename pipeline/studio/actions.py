@@ -1,0 +1,184 @@
+"""The studio's actions (POST): each checks the CSRF token, calls one library function
+and sends the browser back to the page (303), saying what was done."""
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .. import contacts, drafts, review
+from ..config import AUDIENCES_DIR, Config
+from ..errors import SphereError
+from ..importer import import_contacts
+from ..neighbourhoods import load_neighbourhoods
+from ..store import Store
+from .app import back, page, studio_of
+from .security import posted, uploaded
+
+SEND_WAIT = 20.0  # seconds an approval waits for a small send to finish before showing it
+IMPORTS = "imports"  # under var/: uploads waiting for "Apply import"
+
+
+def _draft_of(store: Store, config: Config, name: str, draft_id: str) -> tuple:
+    campaign = next((c for c in config.campaigns if c.name == name), None)
+    found = drafts.load(store, draft_id=int(draft_id)) if draft_id.isdigit() else []
+    if campaign is None or not found or found[0].name != name:
+        raise SphereError("that send is no longer under review", "open the Review page again")
+    return campaign, found[0]
+
+
+async def person_action(request: Request) -> Response:
+    """Save note | exclude | drop story | send a test, for one person of a draft."""
+    studio = studio_of(request)
+    form = await posted(request)
+    name, action = request.path_params["campaign"], request.path_params["action"]
+    email = form.get("to", "")
+    now = studio.now()
+
+    def act(config: Config, store: Store) -> str:
+        campaign, draft = _draft_of(store, config, name, form.get("draft", ""))
+        if action == "note":
+            review.save_note(store, draft, email, form.get("note", ""), now)
+            return "Note saved"
+        if action == "exclude":
+            review.exclude(store, draft, email, now)
+            return "Excluded from this send"
+        if action == "drop":
+            review.drop_story(config, store, campaign, draft, email, form.get("key", ""),
+                              now)
+            return "Story dropped and replaced"
+        delivery = review.send_test(config, store, campaign, draft, email,
+                                    studio.worker.make_transport(config), now)
+        if delivery.status != "sent":
+            raise SphereError(f"the test was not sent: {delivery.error}",
+                              "check the transport settings")
+        return f"Test sent to {config.sender.email}"
+    done = await studio.run(act)
+    return back(f"/review/{name}/email", done, to=email)
+
+
+async def approve(request: Request) -> Response:
+    """Approve the whole send (or, with `to`, one person); a send whose time has come
+    goes at once, in the worker, and the page shows its progress."""
+    studio = studio_of(request)
+    form = await posted(request)
+    name, email = request.path_params["campaign"], form.get("to") or None
+    now = studio.now()
+
+    def act(config: Config, store: Store) -> tuple[int, str, bool]:
+        _campaign, draft = _draft_of(store, config, name, form.get("draft", ""))
+        review.approve(store, draft, now, email)
+        due = review.review(config, store, _campaign, draft, now).due
+        return draft.id, draft.send_id, due
+    draft_id, send_id, due = await studio.run(act)
+    if not due:
+        return back(f"/review/{name}", "Approved: it goes out on schedule")
+    future = studio.worker.send_draft(draft_id, send_id)
+    # A small send finishes before the page comes back; a big one shows its progress.
+    await asyncio.wait([asyncio.wrap_future(future)], timeout=SEND_WAIT)
+    return back(f"/review/{name}", "Approved")
+
+
+async def save_contact(request: Request) -> Response:
+    """Write a person's fields back to their audience file."""
+    studio = studio_of(request)
+    form = await posted(request)
+    email = form.get("email", "")
+
+    def act(config: Config, store: Store) -> None:
+        contacts.save(config, email, {k: v for k, v in form.items()
+                                      if k in contacts.EDITABLE})
+    await studio.run(act)
+    return back("/contacts/person", "Contact saved", email=email)
+
+
+def _import(config: Config, store: Store, upload: Path, audience: str, dry_run: bool,
+            shown: str):
+    if not audience.replace("-", "").replace("_", "").isalnum():
+        raise SphereError(f"audience {audience!r}: use letters, digits, '-' or '_'",
+                          f"it becomes {AUDIENCES_DIR}/NAME.csv")
+    hoods_path = config.project / "neighbourhoods.yaml"
+    hoods = load_neighbourhoods(hoods_path) if hoods_path.is_file() else None
+    return import_contacts(upload, config.project / AUDIENCES_DIR, audience,
+                           neighbourhoods=hoods, suppressed=store.suppressed(),
+                           dry_run=dry_run, shown=shown,
+                           known_hoods=tuple(sorted({s.neighbourhood for s in config.sources
+                                                     if s.neighbourhood})))
+
+
+async def import_check(request: Request) -> Response:
+    """Keep the uploaded export and show what importing it would do (nothing written)."""
+    studio = studio_of(request)
+    form, upload = await uploaded(request)
+    if upload is None or not upload[1]:
+        raise SphereError("no file was uploaded", "choose the CRM export file")
+    audience = form.get("audience", "").strip()
+    filename, data = upload
+    suffix = ".vcf" if filename.lower().endswith(".vcf") else ".csv"
+    token = secrets.token_hex(12)
+
+    def act(config: Config, store: Store):
+        folder = config.state_dir / IMPORTS
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{token}{suffix}"
+        path.write_bytes(data)
+        return _import(config, store, path, audience, True, Path(filename).name), \
+            config.audience_names
+    report, names = await studio.run(act)
+    return page(request, "import.html", names=names, report=report, upload=token + suffix,
+                audience=audience)
+
+
+async def import_apply(request: Request) -> Response:
+    """Apply an upload checked before."""
+    studio = studio_of(request)
+    form = await posted(request)
+    upload, audience = form.get("upload", ""), form.get("audience", "")
+    if not upload or "/" in upload or upload.startswith("."):
+        raise SphereError("no checked upload to apply", "upload the file again")
+
+    def act(config: Config, store: Store):
+        path = config.state_dir / IMPORTS / upload
+        if not path.is_file():
+            raise SphereError("that upload is gone", "upload the file again")
+        try:
+            return _import(config, store, path, audience, False, "upload"), \
+                config.audience_names
+        finally:
+            path.unlink(missing_ok=True)
+    report, names = await studio.run(act)
+    return page(request, "import.html", names=names, report=report, upload="",
+                audience=audience)
+
+
+async def alert_action(request: Request) -> Response:
+    """Approve an interest alert with your own words, or drop it."""
+    studio = studio_of(request)
+    form = await posted(request)
+    alert_id = form.get("alert", "")
+    drop = request.path_params["action"] == "drop"
+    now = studio.now()
+
+    def act(config: Config, store: Store) -> None:
+        pending = {r[0] for r in store.alerts() if r[7] == "pending"}
+        if not alert_id.isdigit() or int(alert_id) not in pending:
+            raise SphereError("that alert is no longer waiting", "open Approvals again")
+        words = form.get("note", "").strip() or None
+        store.decide_alert(int(alert_id), "dropped" if drop else "approved", now,
+                           None if drop else words)
+    await studio.run(act)
+    return back("/approvals", "Alert dropped" if drop else "Alert approved")
+
+
+ROUTES = [
+    Route("/review/{campaign}/approve", approve, methods=["POST"]),
+    Route("/review/{campaign}/{action:str}", person_action, methods=["POST"]),
+    Route("/contacts/person", save_contact, methods=["POST"]),
+    Route("/contacts/import", import_check, methods=["POST"]),
+    Route("/contacts/import/apply", import_apply, methods=["POST"]),
+    Route("/approvals/{action:str}", alert_action, methods=["POST"]),
+]

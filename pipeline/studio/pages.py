@@ -1,0 +1,289 @@
+"""The studio's pages (GET): each reads through the library and renders a template."""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import defaultdict
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .. import contacts, drafts, review
+from ..audience import load_audiences
+from ..config import Config
+from ..daemon import project_calendar
+from ..errors import SphereError
+from ..models import Campaign
+from ..report import render_html, report_from_store
+from ..runner import prepare
+from ..store import Store
+from ..web.app import PRIVATE_HEADERS
+from .app import page, studio_of
+
+# The email and the report are shown in sandboxed frames: no script, nothing fetched
+# but their own inline styles and embedded or remote images.
+FRAME_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data: https: http:; "
+             "font-src data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+CALENDAR_DAYS = 60
+HOME_DAYS = 14
+SORTS = ("name", "neighbourhood", "interests", "relationship", "status", "last_sent",
+         "last_opened")
+
+
+@dataclass(frozen=True)
+class ComingSend:
+    """One send on the calendar: its first moment, what, how many people."""
+
+    at: dt.datetime
+    name: str
+    send_id: str
+    people: int
+
+
+def _coming(config: Config, store: Store, now: dt.datetime, days: int) -> list[ComingSend]:
+    cal = project_calendar(config, store, now, now + dt.timedelta(days=days))
+    groups: dict[str, list] = defaultdict(list)
+    for d in cal.due:
+        groups[d.send_id].append(d)
+    zone = zoneinfo.ZoneInfo(config.sender.timezone)
+    return sorted((ComingSend(min(d.at for d in g).astimezone(zone), g[0].name, sid,
+                              len({d.email for d in g})) for sid, g in groups.items()),
+                  key=lambda s: (s.at, s.send_id))
+
+
+def _campaign(config: Config, name: str) -> Campaign:
+    found = next((c for c in config.campaigns if c.name == name), None)
+    if found is None:
+        raise SphereError(f"no campaign {name!r}", "pick one on the Review page")
+    return found
+
+
+async def home(request: Request) -> Response:
+    """Home: coming sends, what waits for approval, feed health, last sends, problems."""
+    studio = studio_of(request)
+    now = studio.now()
+
+    def read(config: Config, store: Store) -> dict:
+        audience = load_audiences(config.audience_files, config.audience_names,
+                                  config.project)
+        waiting = []
+        for d in drafts.load(store):
+            held = sum(1 for r in d.recipients if d.state(r, now) == "held")
+            if d.status != "dropped" and held:
+                waiting.append((d, held))
+        return {"coming": _coming(config, store, now, HOME_DAYS),
+                "drafts": waiting, "days": HOME_DAYS,
+                "alerts": [r for r in store.alerts() if r[7] == "pending"],
+                "feeds": [f for f in store.feed_states() if f.consecutive_failures],
+                "sends": store.send_counts()[:8],
+                "problems": [str(p) for p in (*config.warnings, *audience.problems)],
+                "reviewable": review.reviewable(config), "last_tick": studio.worker.last_tick}
+    return page(request, "home.html", **await studio.run(read))
+
+
+async def review_index(request: Request) -> Response:
+    """Review: every campaign, held ones linking to their send's review."""
+    def read(config: Config, store: Store) -> dict:
+        return {"campaigns": config.campaigns, "reviewable": review.reviewable(config)}
+    return page(request, "review_index.html", **await studio_of(request).run(read))
+
+
+async def review_campaign(request: Request) -> Response:
+    """One campaign's send under review: everyone in it, with where they stand."""
+    studio = studio_of(request)
+    name = request.path_params["campaign"]
+    now = studio.now()
+
+    def read(config: Config, store: Store) -> dict:
+        campaign = _campaign(config, name)
+        if campaign not in review.reviewable(config):
+            plan = prepare(config, store, campaign, now).plan
+            return {"campaign": campaign, "plan": plan, "rev": None}
+        draft = review.open_draft(config, store, campaign, now)
+        return {"campaign": campaign, "plan": None,
+                "rev": review.review(config, store, campaign, draft, now)}
+    data = await studio.run(read)
+    progress = studio.worker.progress(data["rev"].draft.send_id) if data["rev"] else None
+    return page(request, "review_campaign.html", progress=progress, **data)
+
+
+async def progress(request: Request) -> Response:
+    """The progress box of a send started here (HTMX polls it)."""
+    studio = studio_of(request)
+    return page(request, "progress.html",
+                progress=studio.worker.progress(request.query_params.get("send", "")))
+
+
+async def review_person(request: Request) -> Response:
+    """One person's email in the send: as they will get it, picks and reasons, actions."""
+    studio = studio_of(request)
+    name, email = request.path_params["campaign"], request.query_params.get("to", "")
+    now = studio.now()
+
+    def read(config: Config, store: Store) -> dict:
+        campaign = _campaign(config, name)
+        draft = review.open_draft(config, store, campaign, now)
+        rev = review.review(config, store, campaign, draft, now)
+        person = next((r for r in rev.recipients if r.email == email.lower()), None)
+        if person is None:
+            raise SphereError(f"{email} is not in this send", "pick someone on the list")
+        try:
+            subject, problem = review.render_email(config, store, campaign, draft, email,
+                                                   now).subject, ""
+        except SphereError as exc:
+            subject, problem = "", str(exc)
+        return {"campaign": campaign, "rev": rev, "person": person, "subject": subject,
+                "problem": problem}
+    return page(request, "review_person.html", **await studio.run(read))
+
+
+async def _email(request: Request) -> tuple[str, str]:
+    studio = studio_of(request)
+    name, email = request.path_params["campaign"], request.query_params.get("to", "")
+    now = studio.now()
+
+    def read(config: Config, store: Store) -> tuple[str, str]:
+        campaign = _campaign(config, name)
+        draft = review.open_draft(config, store, campaign, now)
+        rendered = review.render_email(config, store, campaign, draft, email, now)
+        return rendered.html, rendered.text
+    return await studio.run(read)
+
+
+async def email_html(request: Request) -> Response:
+    """The email's HTML exactly as it will go (shown in a sandboxed frame)."""
+    html, _ = await _email(request)
+    return HTMLResponse(html, headers={**PRIVATE_HEADERS, "Content-Security-Policy":
+                                       FRAME_CSP})
+
+
+async def email_text(request: Request) -> Response:
+    """The email's text version."""
+    _, text = await _email(request)
+    return PlainTextResponse(text, headers=PRIVATE_HEADERS)
+
+
+async def contacts_list(request: Request) -> Response:
+    """Contacts: searchable, sortable, with last sent and last opened."""
+    query = request.query_params.get("q", "").strip()
+    sort = request.query_params.get("sort", "name")
+    sort = sort if sort in SORTS else "name"
+
+    def read(config: Config, store: Store) -> list[contacts.ContactRow]:
+        return contacts.contact_rows(config, store)
+    rows = await studio_of(request).run(read)
+    if query:
+        needle = query.lower()
+        rows = [r for r in rows if needle in " ".join(
+            (r.contact.name, r.contact.email, r.contact.neighbourhood,
+             " ".join(r.contact.interests), r.contact.relationship)).lower()]
+
+    def key(r: contacts.ContactRow) -> str:
+        c = r.contact
+        value = {"name": c.name or c.email, "neighbourhood": c.neighbourhood,
+                 "interests": ";".join(c.interests), "relationship": c.relationship,
+                 "status": c.status, "last_sent": r.last_sent,
+                 "last_opened": r.last_opened}[sort]
+        return value.lower()
+    recent_first = sort in ("last_sent", "last_opened")
+    rows.sort(key=key, reverse=recent_first)
+    return page(request, "contacts.html", rows=rows, q=query, sort=sort)
+
+
+async def contact_page(request: Request) -> Response:
+    """One person: their fields to edit, what they would get now, their timeline."""
+    studio = studio_of(request)
+    email = request.query_params.get("email", "")
+    now = studio.now()
+
+    def read(config: Config, store: Store) -> dict:
+        record = contacts.read(config, email)
+        person = contacts.find(config, email)
+        previews = []
+        for campaign in config.campaigns:
+            if campaign.kind != "newsletter" or person is None or \
+                    not set(campaign.audiences) & {person.audience}:
+                continue
+            plan = prepare(config, store, campaign, now, only=frozenset({email.lower()})).plan
+            previews.append((campaign, plan.emails[0].picks if plan.emails else ()))
+        return {"record": record, "person": person, "previews": previews,
+                "timeline": contacts.timeline(config, store, email),
+                "shown": record.path.relative_to(config.project)}
+    return page(request, "contact.html", email=email, **await studio.run(read))
+
+
+async def import_page(request: Request) -> Response:
+    """The CRM export upload form."""
+    def read(config: Config, store: Store) -> tuple[str, ...]:
+        return config.audience_names
+    names = await studio_of(request).run(read)
+    return page(request, "import.html", names=names, report=None, upload="", audience="")
+
+
+async def calendar_page(request: Request) -> Response:
+    """Calendar: the next 60 days, per day, from the daemon's own calendar."""
+    studio = studio_of(request)
+    now = studio.now()
+
+    def read(config: Config, store: Store) -> list[ComingSend]:
+        return _coming(config, store, now, CALENDAR_DAYS)
+    days: dict[dt.date, list[ComingSend]] = defaultdict(list)
+    for send in await studio.run(read):
+        days[send.at.date()].append(send)
+    return page(request, "calendar.html", days=sorted(days.items()), span=CALENDAR_DAYS)
+
+
+async def report_page(request: Request) -> Response:
+    """Report: the report's tables and charts (in a frame: it is a page of its own)."""
+    return page(request, "report.html")
+
+
+async def report_html(request: Request) -> Response:
+    """The HTML report, as `sphere report --html` writes it."""
+    studio = studio_of(request)
+
+    def read(config: Config, store: Store) -> str:
+        return render_html(report_from_store(store, "", config.engagement.cold_after_sends),
+                           studio.now())
+    return HTMLResponse(await studio.run(read), headers={
+        **PRIVATE_HEADERS, "Content-Security-Policy": FRAME_CSP})
+
+
+async def approvals(request: Request) -> Response:
+    """Approvals: interest alerts waiting, each to approve with your words or drop."""
+    def read(config: Config, store: Store) -> dict:
+        titles = {a.id: a.title for a in store.articles()}
+        people = {c.email.lower(): c for c in load_audiences(
+            config.audience_files, config.audience_names, config.project).contacts}
+        rows = [(r, titles.get(r[3], r[3]), people.get(r[2])) for r in store.alerts()
+                if r[7] == "pending"]
+        return {"rows": rows}
+    return page(request, "approvals.html", **await studio_of(request).run(read))
+
+
+async def feeds(request: Request) -> Response:
+    """Feeds: health, last fetch, articles."""
+    now = studio_of(request).now()
+
+    def read(config: Config, store: Store) -> dict:
+        states = {s.source: s for s in store.feed_states()}
+        recent = store.recent_articles(now - dt.timedelta(days=14))[:40]
+        return {"sources": [(s, states.get(s.name)) for s in config.sources],
+                "recent": recent}
+    return page(request, "feeds.html", **await studio_of(request).run(read))
+
+
+ROUTES = [
+    Route("/", home), Route("/review", review_index),
+    Route("/review/{campaign}", review_campaign),
+    Route("/review/{campaign}/email", review_person),
+    Route("/review/{campaign}/email.html", email_html),
+    Route("/review/{campaign}/email.txt", email_text),
+    Route("/progress", progress), Route("/contacts", contacts_list),
+    Route("/contacts/person", contact_page), Route("/contacts/import", import_page),
+    Route("/calendar", calendar_page), Route("/report", report_page),
+    Route("/report.html", report_html), Route("/approvals", approvals),
+    Route("/feeds", feeds),
+]
