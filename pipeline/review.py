@@ -103,7 +103,8 @@ def open_draft(config: Config, store: Store, campaign: Campaign, now: dt.datetim
     if found and _live(store, found[0], now):
         return found[0]
     period = current
-    if found or store.ledger_status(send_id_for(campaign, current)):
+    current_id = send_id_for(campaign, current)
+    if found or any(row[0] == current_id for row in store.send_rows()):
         period = next_fire(campaign.schedule, now, tz)
         ahead = drafts.load(store, send_id=send_id_for(campaign, period))
         if ahead:

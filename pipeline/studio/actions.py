@@ -76,11 +76,11 @@ async def approve(request: Request) -> Response:
         return draft.id, draft.send_id, due
     draft_id, send_id, due = await studio.run(act)
     if not due:
-        return back(f"/review/{name}", "Approved: it goes out on schedule")
+        return back(f"/review/{name}", "Approved: it goes out on schedule", send=send_id)
     future = studio.worker.send_draft(draft_id, send_id)
     # A small send finishes before the page comes back; a big one shows its progress.
     await asyncio.wait([asyncio.wrap_future(future)], timeout=SEND_WAIT)
-    return back(f"/review/{name}", "Approved")
+    return back(f"/review/{name}", "Approved", send=send_id)
 
 
 async def save_contact(request: Request) -> Response:

@@ -101,7 +101,10 @@ async def review_campaign(request: Request) -> Response:
         if campaign not in review.reviewable(config):
             plan = prepare(config, store, campaign, now).plan
             return {"campaign": campaign, "plan": plan, "rev": None}
-        draft = review.open_draft(config, store, campaign, now)
+        # After an approval: that send, with its progress, before the next period's.
+        shown = drafts.load(store, send_id=request.query_params.get("send", ""))
+        draft = shown[0] if shown and shown[0].name == campaign.name else \
+            review.open_draft(config, store, campaign, now)
         return {"campaign": campaign, "plan": None,
                 "rev": review.review(config, store, campaign, draft, now)}
     data = await studio.run(read)

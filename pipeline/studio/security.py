@@ -120,9 +120,10 @@ async def uploaded(request: Request) -> tuple[dict[str, str], tuple[str, bytes] 
     form = await request.form(max_files=1, max_fields=20, max_part_size=UPLOAD_LIMIT)
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
     _check(request, fields.get("csrf", ""))
-    upload = next(((v.filename or "upload", await v.read()) for v in form.values()
-                   if not isinstance(v, str)), None)
-    return fields, upload
+    for value in form.values():
+        if not isinstance(value, str):
+            return fields, (value.filename or "upload", await value.read())
+    return fields, None
 
 
 Handler = Callable[[Request], Awaitable[object]]
