@@ -11,8 +11,17 @@ from pathlib import Path
 
 import click
 
-from .cli import CONTEXT, _transport, clock, err, handled, load, main, open_store, \
-    project_option
+from .cli import (
+    CONTEXT,
+    _transport,
+    clock,
+    err,
+    handled,
+    load,
+    main,
+    open_store,
+    project_option,
+)
 from .config import Config, load_config
 from .errors import LockedError, SphereError
 from .store import Store
@@ -56,7 +65,7 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
                               "choose another --port, or stop what is using it") from None
         root = config.project
 
-        def transport(cfg: Config):  # noqa: ANN202 - a Transport
+        def transport(cfg: Config):
             return _transport(cfg, None, False)
         worker = Worker(lambda: load_config(root), lambda: Store.open(config.db_path),
                         transport, clock())

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from .audience import FIELDS, _contact_from_row, email_key, load_audience
+from .audience import (
+    FIELDS,
+    PRIVATE_FIELDS,
+    _contact_from_row,
+    email_key,
+    load_audience,
+)
 from .config import Config
 from .errors import ConfigError, Problem, SphereError
 from .models import Contact
@@ -237,7 +243,7 @@ def _save_yaml(path: Path, email: str, fields: dict[str, str]) -> None:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
     items = data.get("contacts") if isinstance(data, dict) else data
     key = email_key(email)
-    for item in items:
+    for item in items or []:
         if isinstance(item, dict) and email_key(str(item.get("email", ""))) == key:
             for k, v in fields.items():
                 if k == "email" or (not v and k not in item):

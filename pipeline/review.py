@@ -20,8 +20,16 @@ from .deliver import OutboxTransport, Transport
 from .drafts import Draft, DraftRecipient
 from .errors import SphereError
 from .mime import address, build_alternative
-from .models import Campaign, Contact, Delivery, Note, Plan, PlannedEmail, RenderedEmail, \
-    RunSummary
+from .models import (
+    Campaign,
+    Contact,
+    Delivery,
+    Note,
+    Plan,
+    PlannedEmail,
+    RenderedEmail,
+    RunSummary,
+)
 from .plan import period_for, send_id_for
 from .render import Renderer
 from .runner import Progress, approved_items, prepare, run_due, run_ingest

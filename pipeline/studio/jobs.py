@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .. import daemon, drafts, review
 from ..config import Config
@@ -62,7 +63,7 @@ class Worker:
         with self._lock:
             return self._progress.get(send_id)
 
-    def _set(self, send_id: str, **changes: object) -> None:
+    def _set(self, send_id: str, **changes: Any) -> None:
         with self._lock:
             self._progress[send_id] = replace(self._progress.get(send_id) or
                                               SendProgress(send_id), **changes)
@@ -87,7 +88,7 @@ class Worker:
             self._set(send_id, state="done", line=summary_line(summaries))
         except SphereError as exc:
             self._set(send_id, state="failed", line=str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown on the page, logged in full
+        except Exception as exc:
             log.exception("send of %s failed", send_id)
             self._set(send_id, state="failed", line=f"{type(exc).__name__}: {exc}")
         finally:
@@ -121,7 +122,7 @@ class Worker:
                 transport.close()
             line = summary_line(list(report.summaries)) if report.summaries else "nothing due"
             self.last_tick = f"{self.clock():%Y-%m-%d %H:%M} UTC: {line}"
-        except Exception as exc:  # noqa: BLE001 - one bad tick must not stop the studio
+        except Exception as exc:
             log.exception("daemon tick failed")
             self.last_tick = f"failed: {exc}"
         finally:
