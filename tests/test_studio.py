@@ -61,7 +61,7 @@ def studio(project: Path) -> Iterator[tuple[TestClient, Path]]:
 
 def login(client: TestClient) -> str:
     """Log in; returns the page's CSRF token."""
-    assert client.get(f"/login?token={TOKEN}").status_code == 200
+    assert client.get(f"/login?token={TOKEN}").status_code == 303
     page = client.get("/review/monthly-sphere")
     assert page.status_code == 200, page.text
     return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]

@@ -84,6 +84,7 @@ def _page(browser, url: str, width: int = 1280):  # noqa: ANN001, ANN202 - Playw
     page = context.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
+    expect(page.get_by_role("heading", name="Home")).to_be_visible()
     return page
 
 

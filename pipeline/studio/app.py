@@ -89,17 +89,14 @@ async def problem_page(request: Request, exc: Exception) -> Response:
 
 
 async def login(request: Request) -> Response:
-    """GET /login?token=...: start a session; the page then moves to Home (a same-site
-    step, so the SameSite=Strict cookie goes with it)."""
+    """GET /login?token=...: start a session and go to Home (303, so the token leaves the
+    address bar and a browser or script waiting for the page lands on Home)."""
     studio = studio_of(request)
     session = studio.sessions.login(request.query_params.get("token", ""))
     if session is None:
         return Response("Wrong or missing token: use the address `sphere studio` printed.\n",
                         403, media_type="text/plain", headers=PRIVATE_HEADERS)
-    body = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta http-equiv="refresh" content="0;url=/"><title>Sphere Studio</title>'
-            '</head><body><p>Logged in. <a href="/">Open the studio</a></p></body></html>')
-    response = HTMLResponse(body, headers={**PRIVATE_HEADERS, "Content-Security-Policy": CSP})
+    response = RedirectResponse("/", 303, headers=PRIVATE_HEADERS)
     response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/")
     return response
 
