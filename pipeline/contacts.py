@@ -22,6 +22,7 @@ from .audience import (
     load_audience,
 )
 from .config import Config
+from .csvsafe import guard, unguard
 from .errors import ConfigError, Problem, SphereError
 from .models import Contact
 from .notes import StoredNote, notes
@@ -153,7 +154,8 @@ def read(config: Config, email: str) -> ContactFile:
         for _first, _last, cells in records:
             row = dict(zip(header, cells))
             if email_key(row.get("email", "")) == key:
-                return ContactFile(path, {k: row.get(k, "") for k in FIELDS})
+                return ContactFile(path, {k: unguard(row.get(k, "")) for k in
+                                          FIELDS})
     else:
         for item in _yaml_items(path):
             if email_key(str(item.get("email", ""))) == key:
@@ -228,8 +230,9 @@ def _save_csv(path: Path, email: str, fields: dict[str, str]) -> None:
         row = dict(zip(header, cells))
         if email_key(row.get("email", "")) != key:
             continue
-        # Columns Sphere does not know keep their cells.
-        values = [fields.get(h, row.get(h, "")) if h in FIELDS
+        # Columns Sphere does not know keep their cells; a typed value a spreadsheet
+        # would run as a formula is written with a leading apostrophe (csvsafe).
+        values = [guard(fields.get(h, "")) if h in FIELDS
                   else row.get(h, "") for h in header]
         out = io.StringIO()
         csv.writer(out, lineterminator=newline).writerow(values)
@@ -256,7 +259,9 @@ def _save_yaml(path: Path, email: str, fields: dict[str, str]) -> None:
 def _write_atomic(path: Path, text: str) -> None:
     """Temp file in the same folder, fsync, rename: a crash leaves the old file or the
     new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Named as csvsafe names its temp files, so an interrupted write's is cleaned up.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)

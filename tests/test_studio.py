@@ -351,3 +351,12 @@ def test_the_webhook_endpoints_need_no_session(studio) -> None:
     # Not the session but SendGrid's key guards the events (unset here: refused).
     assert client.post("/sendgrid/events", content=b"[]").status_code == 403
     assert client.get("/unsubscribe?t=bad").status_code in (400, 403)
+
+
+def test_a_typed_formula_is_written_harmless_and_read_back_as_typed(project: Path) -> None:
+    config = load_config(project)
+    contacts.save(config, ZOE, {"private_note": "=HYPERLINK(\"http://x\")"})
+    row = next(line for line in (project / "audiences" / "sphere.csv").read_text(
+        encoding="utf-8").splitlines() if line.startswith(ZOE))
+    assert row.endswith("'=HYPERLINK(\"\"http://x\"\")\"")
+    assert contacts.read(config, ZOE).fields["private_note"] == "=HYPERLINK(\"http://x\")"
