@@ -210,6 +210,17 @@ def drop_item(store: Store, draft_id: int, email: str, key: str,
     return True
 
 
+def replan(store: Store, draft_id: int, email: str, picks: Iterable[Pick]) -> bool:
+    """Replace the held stories of one person still waiting for a decision (their
+    contact changed); False if they are not waiting in the draft."""
+    with store.transaction() as tx:
+        cur = tx.execute("UPDATE draft_recipients SET picks=? WHERE draft_id=? AND email=? "
+                         "AND status='pending' AND excluded=0 AND draft_id IN (SELECT id "
+                         "FROM drafts WHERE status='pending')",
+                         (_picks_json(picks), draft_id, email.lower()))
+    return cur.rowcount > 0
+
+
 def declined(store: Store) -> dict[str, frozenset[str]]:
     """email -> every story dropped from that person's email in review: planning treats
     them as received, so a dropped story is never offered to that person again."""

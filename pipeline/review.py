@@ -233,6 +233,26 @@ def drop_story(config: Config, store: Store, campaign: Campaign, draft: Draft, e
         drafts.drop_item(store, draft.id, email, key, mine.picks)
 
 
+def refresh_person(config: Config, store: Store, email: str, now: dt.datetime) -> int:
+    """After a contact's fields change: the stories held for them in drafts still waiting
+    (and not yet sent to them) are picked again. Returns how many drafts changed."""
+    changed = 0
+    key = email_key(email)
+    for campaign in reviewable(config):
+        for draft in drafts.load(store):
+            row = draft.recipient(key)
+            if draft.name != campaign.name or row is None or draft.expired(now) or \
+                    draft.state(row, now) != "held" or drafts.sent_to(store, draft).get(key):
+                continue
+            fresh = prepare(config, store, campaign, now,
+                            period=dt.datetime.fromisoformat(draft.period),
+                            only=frozenset({key})).plan
+            mine = next((e for e in fresh.emails if email_key(e.contact.email) == key), None)
+            if mine is not None and drafts.replan(store, draft.id, key, mine.picks):
+                changed += 1
+    return changed
+
+
 def send_test(config: Config, store: Store, campaign: Campaign, draft: Draft, email: str,
               transport: Transport, now: dt.datetime) -> Delivery:
     """That person's email, marked as a test, to the sender's own address; never recorded

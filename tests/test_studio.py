@@ -360,3 +360,24 @@ def test_a_typed_formula_is_written_harmless_and_read_back_as_typed(project: Pat
         encoding="utf-8").splitlines() if line.startswith(ZOE))
     assert row.endswith("'=HYPERLINK(\"\"http://x\"\")\"")
     assert contacts.read(config, ZOE).fields["private_note"] == "=HYPERLINK(\"http://x\")"
+
+
+def test_a_contact_edit_repicks_their_email_still_under_review(studio) -> None:
+    client, project = studio
+    csrf = login(client)
+    config = load_config(project)
+    store = Store.open(config.db_path)
+    try:
+        held = drafts.load(store)[0].recipient(ZOE)
+    finally:
+        store.close()
+    assert held is not None and not any("golf" in p.reason for p in held.picks)
+    client.post("/contacts/person", data={"csrf": csrf, "email": ZOE, "interests": "golf"})
+    store = Store.open(config.db_path)
+    try:
+        after = drafts.load(store)[0].recipient(ZOE)
+    finally:
+        store.close()
+    assert after is not None and any("golf" in p.reason for p in after.picks)
+    page = client.get(f"/review/monthly-sphere/email?to={ZOE}").text
+    assert "golf" in page

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import contacts, drafts, review
-from ..config import AUDIENCES_DIR, Config
+from ..config import AUDIENCES_DIR, Config, load_config
 from ..errors import SphereError
 from ..importer import import_contacts
 from ..neighbourhoods import load_neighbourhoods
@@ -92,6 +92,8 @@ async def save_contact(request: Request) -> Response:
     def act(config: Config, store: Store) -> None:
         contacts.save(config, email, {k: v for k, v in form.items()
                                       if k in contacts.EDITABLE})
+        # Their email in a send still under review follows the new fields.
+        review.refresh_person(load_config(config.project), store, email, studio.now())
     await studio.run(act)
     return back("/contacts/person", "Contact saved", email=email)
 
