@@ -113,6 +113,10 @@ def timeline(config: Config, store: Store, email: str) -> list[TimelineEntry]:
                                  .isoformat(), what, event.url or event.send_id))
     for n in notes(store, key):
         out.append(_note_entry(n))
+    for send_id, note, created in store.conn.execute(
+            "SELECT d.send_id, r.note, coalesce(r.decided, r.created) FROM draft_recipients r "
+            "JOIN drafts d ON d.id = r.draft_id WHERE r.email=? AND r.note != ''", (key,)):
+        out.append(TimelineEntry(created, "personal note", f"{note} (in {send_id})"))
     return sorted(out, key=lambda t: t.when, reverse=True)
 
 

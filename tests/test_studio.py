@@ -381,3 +381,17 @@ def test_a_contact_edit_repicks_their_email_still_under_review(studio) -> None:
     assert after is not None and any("golf" in p.reason for p in after.picks)
     page = client.get(f"/review/monthly-sphere/email?to={ZOE}").text
     assert "golf" in page
+
+
+def test_the_timeline_shows_what_they_received_and_their_notes(studio) -> None:
+    client, _ = studio
+    csrf = login(client)
+    draft = draft_id(client)
+    client.post("/review/monthly-sphere/note",
+                data={"csrf": csrf, "draft": draft, "to": ZOE, "note": "See you Sunday"})
+    client.post("/review/monthly-sphere/approve", data={"csrf": csrf, "draft": draft})
+    page = client.get(f"/contacts/person?email={ZOE}").text
+    timeline = page[page.index("Timeline"):]
+    assert "received</strong> monthly-sphere@2026-12-01T09:00" in timeline
+    assert "personal note</strong> See you Sunday (in monthly-sphere@2026-12-01T09:00)" \
+        in timeline

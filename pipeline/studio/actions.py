@@ -19,7 +19,9 @@ from ..store import Store
 from .app import back, page, studio_of
 from .security import posted, uploaded
 
-SEND_WAIT = 20.0  # seconds an approval waits for a small send to finish before showing it
+# Seconds an approval waits for the send to finish before showing its progress instead:
+# a send of a few hundred to the outbox is done well within it.
+SEND_WAIT = 60.0
 IMPORTS = "imports"  # under var/: uploads waiting for "Apply import"
 
 
