@@ -137,7 +137,7 @@ def _when_sent(config: Config, draft: Draft, now: dt.datetime) -> str:
 def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, drop: bool,
                   contact_email: str | None, note: str | None) -> None:
     """Approve or drop a whole draft, or one person of it."""
-    from . import drafts
+    from . import drafts, review
     if draft.status == "dropped":
         fail(f"draft d{draft.id} ({draft.send_id}) was dropped; nothing of it is sent")
     if not drop and draft.expired(now):
@@ -148,8 +148,13 @@ def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, 
         if draft.recipient(contact_email) is None:
             fail(f"{contact_email} is not in draft d{draft.id} (`sphere approve --show "
                  f"d{draft.id}` lists who is)")
-        drafts.decide_recipient(store, draft.id, contact_email, now, approve=not drop,
-                                exclude=drop, note=note)
+        # The same operations as the studio's Review page (review.py).
+        if note is not None:
+            review.save_note(store, draft, contact_email, note, now)
+        if drop:
+            review.exclude(store, draft, contact_email, now)
+        else:
+            review.approve(store, draft, now, contact_email)
         if drop:
             out.print(f"Dropped {contact_email} from d{draft.id} ({draft.send_id}).",
                       markup=False)
@@ -157,7 +162,10 @@ def _decide_draft(config: Config, store: Store, draft: Draft, now: dt.datetime, 
             out.print(f"Approved {contact_email} in d{draft.id} ({draft.send_id}); it goes "
                       f"out with {_when_sent(config, draft, now)}.", markup=False)
         return
-    drafts.decide(store, draft.id, "dropped" if drop else "approved", now)
+    if drop:
+        drafts.decide(store, draft.id, "dropped", now)
+    else:
+        review.approve(store, draft, now)
     if drop:
         out.print(f"Dropped d{draft.id} ({draft.send_id}): nothing of it is sent.",
                   markup=False)
