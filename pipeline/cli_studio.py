@@ -8,24 +8,17 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .cli import (
-    CONTEXT,
-    _transport,
-    clock,
-    err,
-    handled,
-    load,
-    main,
-    open_store,
-    project_option,
-)
-from .config import Config, load_config
-from .errors import LockedError, SphereError
-from .store import Store
-from .webhook import PUBLIC_KEY_ENV, public_key_from_env, unsubscribe_paths
+from .cli import CONTEXT, clock, err, handled, load, main, open_store, project_option
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .deliver import Transport
+
+# Like every command, it imports what it uses when it runs: `sphere --help` stays light.
 
 
 def _loopback(host: str) -> bool:
@@ -53,10 +46,15 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         config = load(project)
         open_store(config).close()  # migrate now, and fail now if the folder is unusable
         # uvicorn and Starlette are loaded only by the commands that serve.
+        from .cli import _transport
+        from .config import load_config
+        from .errors import LockedError, SphereError
+        from .store import Store
         from .studio.app import studio_app
         from .studio.jobs import Worker
         from .studio.security import TOKEN_ENV
         from .web.server import Server, bind
+        from .webhook import PUBLIC_KEY_ENV, public_key_from_env, unsubscribe_paths
         token = os.environ.get(TOKEN_ENV, "").strip() or secrets.token_urlsafe(24)
         try:
             sock = bind(host, port)
@@ -65,7 +63,7 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
                               "choose another --port, or stop what is using it") from None
         root = config.project
 
-        def transport(cfg: Config):
+        def transport(cfg: Config) -> Transport:
             return _transport(cfg, None, False)
         worker = Worker(lambda: load_config(root), lambda: Store.open(config.db_path),
                         transport, clock())
