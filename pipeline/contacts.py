@@ -14,13 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from .audience import (
-    FIELDS,
-    PRIVATE_FIELDS,
-    _contact_from_row,
-    email_key,
-    load_audience,
-)
+from .audience import FIELDS, _contact_from_row, email_key, load_audience
 from .config import Config
 from .csvsafe import guard, unguard
 from .errors import ConfigError, Problem, SphereError
