@@ -395,3 +395,14 @@ def test_the_timeline_shows_what_they_received_and_their_notes(studio) -> None:
     assert "received</strong> monthly-sphere@2026-12-01T09:00" in timeline
     assert "personal note</strong> See you Sunday (in monthly-sphere@2026-12-01T09:00)" \
         in timeline
+
+
+def test_home_shows_checks_problems_with_file_and_line(studio) -> None:
+    client, project = studio
+    login(client)
+    template = project / "templates" / "newsletter.txt"
+    template.write_text(template.read_text(encoding="utf-8") + "\n{{ contact.frist_name }}\n",
+                        encoding="utf-8")
+    page = client.get("/").text
+    assert "audiences/sphere.csv:6: email:" in page  # the sample's malformed address
+    assert "templates/newsletter.txt:" in page and "frist_name" in page

@@ -15,10 +15,13 @@ from ..audience import load_audiences
 from ..config import Config
 from ..daemon import project_calendar
 from ..errors import SphereError
+from ..mime import address_problem
 from ..models import Campaign
+from ..neighbourhoods import coverage_warnings
 from ..report import render_html, report_from_store
 from ..runner import prepare
 from ..store import Store
+from ..templatecheck import check_templates
 from ..web.app import PRIVATE_HEADERS
 from .app import page, studio_of
 
@@ -53,6 +56,18 @@ def _coming(config: Config, store: Store, now: dt.datetime, days: int) -> list[C
                   key=lambda s: (s.at, s.send_id))
 
 
+def _problems(config: Config, problems: tuple, people: tuple, now: dt.datetime
+              ) -> list[str]:
+    """What `sphere check` reports, as file:line: key: problem lines."""
+    found = [*config.warnings, *problems, *coverage_warnings(config, people, now),
+             *check_templates(config)]
+    lines = [("warning: " if getattr(p, "severity", "error") != "error" else "") + str(p)
+             for p in found]
+    lines += [f"warning: {c.origin}: email: {problem}" for c in people
+              if (problem := address_problem(c.email, config.transport))]
+    return lines
+
+
 def _campaign(config: Config, name: str) -> Campaign:
     found = next((c for c in config.campaigns if c.name == name), None)
     if found is None:
@@ -78,7 +93,7 @@ async def home(request: Request) -> Response:
                 "alerts": [r for r in store.alerts() if r[7] == "pending"],
                 "feeds": [f for f in store.feed_states() if f.consecutive_failures],
                 "sends": store.send_counts()[:8],
-                "problems": [str(p) for p in (*config.warnings, *audience.problems)],
+                "problems": _problems(config, audience.problems, audience.contacts, now),
                 "reviewable": review.reviewable(config), "last_tick": studio.worker.last_tick}
     return page(request, "home.html", **await studio.run(read))
 
