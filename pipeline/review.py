@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apscheduler.triggers.cron import CronTrigger
 
-from . import drafts
+from . import drafts, notes
 from .audience import email_key, load_audiences
 from .config import Config
 from .deliver import OutboxTransport, Transport
@@ -286,6 +286,32 @@ def send_now(config: Config, store: Store, transport: Transport, draft: Draft,
         return run_due(config, store, transport, items, now, progress=progress)
     finally:
         transport.close()
+
+
+def upcoming_email(config: Config, store: Store, campaign: Campaign, email: str,
+                   now: dt.datetime) -> tuple[Plan, PlannedEmail]:
+    """For a campaign sent without approval: what this person would get from its send of
+    the current period, as planned now (their waiting one-off notes included)."""
+    plan = prepare(config, store, campaign, now, only=frozenset({email_key(email)})).plan
+    if not plan.emails:
+        why = plan.skipped[0].reason if plan.skipped else "not in this campaign's audience"
+        raise SphereError(f"{email} gets nothing from {campaign.name} now: {why}",
+                          "pick someone on the list")
+    return Plan(campaign, plan.send_id, plan.period, plan.emails[:1], ()), plan.emails[0]
+
+
+def set_next_note(store: Store, email: str, text: str, now: dt.datetime) -> None:
+    """The one-off note for the next email to this person (campaigns without approval):
+    replaces their waiting one, or adds one; empty text removes it."""
+    waiting = [n for n in notes.notes(store, email_key(email)) if not n.used]
+    text = text.strip()
+    if waiting:
+        if text:
+            notes.edit_note(store, waiting[-1].id, text)
+        else:
+            notes.remove_note(store, waiting[-1].id)
+    elif text:
+        store.add_note(email_key(email), text, now)
 
 
 def test_folder(state_dir: Path) -> Path:

@@ -406,3 +406,32 @@ def test_home_shows_checks_problems_with_file_and_line(studio) -> None:
     page = client.get("/").text
     assert "audiences/sphere.csv:6: email:" in page  # the sample's malformed address
     assert "templates/newsletter.txt:" in page and "frist_name" in page
+
+
+def test_a_campaign_without_approval_shows_each_email_and_takes_a_note_for_the_next(
+        studio) -> None:
+    client, project = studio
+    csrf = login(client)
+    config = load_config(project)
+    store = Store.open(config.db_path)
+    try:
+        run_ingest(config, store, NOW)
+    finally:
+        store.close()
+    page = client.get("/review/recent-sales").text
+    assert "without approval" in page
+    assert f'href="/review/recent-sales/email?to={ZOE.replace("@", "%40")}">Zoë Hartmann</a>' \
+        in page
+    person = client.get(f"/review/recent-sales/email?to={ZOE}").text
+    assert "Approve send" not in person and "Personal note" in person
+    answer = client.post("/review/recent-sales/note",
+                         data={"csrf": csrf, "to": ZOE, "note": "Coffee next week?"})
+    assert answer.status_code == 303
+    assert "Coffee next week?" in client.get(f"/review/recent-sales/email.txt?to={ZOE}").text
+    store = Store.open(config.db_path)
+    try:
+        assert [n.text for n in store.pending_notes()[ZOE]] == ["Coffee next week?"]
+        assert drafts.load(store, send_id="") == []  # nothing was drafted for it
+        assert not any(d.name == "recent-sales" for d in drafts.load(store))
+    finally:
+        store.close()

@@ -42,6 +42,10 @@ async def person_action(request: Request) -> Response:
     now = studio.now()
 
     def act(config: Config, store: Store) -> str:
+        reviewed = any(c.name == name for c in review.reviewable(config))
+        if action == "note" and not reviewed:  # sent without approval: a one-off note
+            review.set_next_note(store, email, form.get("note", ""), now)
+            return "Note saved for their next email"
         campaign, draft = _draft_of(store, config, name, form.get("draft", ""))
         if action == "note":
             review.save_note(store, draft, email, form.get("note", ""), now)

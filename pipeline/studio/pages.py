@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .. import contacts, drafts, review
+from .. import contacts, drafts, notes, review
 from ..audience import load_audiences
 from ..config import Config
 from ..daemon import project_calendar
@@ -18,6 +18,7 @@ from ..errors import SphereError
 from ..mime import address_problem
 from ..models import Campaign
 from ..neighbourhoods import coverage_warnings
+from ..render import Renderer
 from ..report import render_html, report_from_store
 from ..runner import prepare
 from ..store import Store
@@ -142,6 +143,8 @@ async def review_person(request: Request) -> Response:
 
     def read(config: Config, store: Store) -> dict:
         campaign = _campaign(config, name)
+        if campaign not in review.reviewable(config):
+            return _upcoming_person(config, store, campaign, email, now)
         draft = review.open_draft(config, store, campaign, now)
         rev = review.review(config, store, campaign, draft, now)
         person = next((r for r in rev.recipients if r.email == email.lower()), None)
@@ -157,6 +160,21 @@ async def review_person(request: Request) -> Response:
     return page(request, "review_person.html", **await studio.run(read))
 
 
+def _upcoming_person(config: Config, store: Store, campaign: Campaign, email: str,
+                     now: dt.datetime) -> dict:
+    """A person of a campaign sent without approval: their email as planned now."""
+    _, planned = review.upcoming_email(config, store, campaign, email, now)
+    waiting = [n for n in notes.notes(store, email.lower()) if not n.used]
+    person = review.ReviewRecipient(
+        planned.contact.email.lower(), planned.contact.name or planned.contact.email,
+        "sends on schedule", waiting[-1].text if waiting else "", False, False,
+        tuple(review.ReviewPick(p.section, p.key, p.article.title if p.article else
+                                f"Tip: {p.tip.title}" if p.tip else p.key, p.reason, False)
+              for p in planned.picks))
+    return {"campaign": campaign, "rev": None, "person": person, "subject": "",
+            "problem": ""}
+
+
 async def _email(request: Request) -> tuple[str, str]:
     studio = studio_of(request)
     name, email = request.path_params["campaign"], request.query_params.get("to", "")
@@ -164,8 +182,13 @@ async def _email(request: Request) -> tuple[str, str]:
 
     def read(config: Config, store: Store) -> tuple[str, str]:
         campaign = _campaign(config, name)
-        draft = review.open_draft(config, store, campaign, now)
-        rendered = review.render_email(config, store, campaign, draft, email, now)
+        if campaign not in review.reviewable(config):
+            plan, planned = review.upcoming_email(config, store, campaign, email, now)
+            rendered = Renderer(config.project, config.sender, store.secret()).render(
+                plan, planned, now)
+        else:
+            draft = review.open_draft(config, store, campaign, now)
+            rendered = review.render_email(config, store, campaign, draft, email, now)
         return rendered.html, rendered.text
     return await studio.run(read)
 
