@@ -618,8 +618,5 @@ from . import cli_templates  # noqa: F401
 # registers them.
 from . import cli_contacts  # noqa: E402,F401
 
-# `backup` (the database's online copy) lives in its own module too.
-from . import cli_state  # noqa: F401
-
-# `studio` (the browser app) lives in its own module too.
-from . import cli_studio  # noqa: E402,F401
+# `backup` (the database's online copy) and `studio` (the browser app): their own modules.
+from . import cli_state, cli_studio  # noqa: F401
