@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from .match import MIN_INTEREST_SCORE, Matcher, Trace, pick_for_contact
 from .models import Campaign, Contact, Tip
-from .textmatch import phrase
 
 SHOWN = 6  # rejected candidates listed per contact
 PER_REASON = 2  # of those, at most this many lost for the same kind of reason
@@ -42,7 +41,7 @@ def _stale(matcher: Matcher, contact: Contact) -> list[Rejected]:
                                     x.article.source, round(score, 4), f"{why_age}; {how}"))
                 continue
         for interest in contact.interests:
-            score, how = matcher.evidence(x, interest, matcher.terms(interest))
+            score, how = matcher.score(x, interest)
             if score >= MIN_INTEREST_SCORE:
                 out.append(Rejected("interests", x.article.id, x.article.title,
                                     x.article.source, round(score, 4),
@@ -56,7 +55,7 @@ def _near_misses(matcher: Matcher, contact: Contact) -> list[Rejected]:
     out = []
     for interest in contact.interests:
         matcher.scored(interest)  # fills near_misses for this interest
-        for score, x, how in matcher.near_misses.get(phrase(interest), []):
+        for score, x, how in matcher.near_misses.get(matcher.key(interest), []):
             out.append(Rejected("interests", x.article.id, x.article.title, x.article.source,
                                 round(score, 4),
                                 f"below threshold for '{interest}' ({how}; needs "

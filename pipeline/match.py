@@ -14,7 +14,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .models import Article, Campaign, Contact, Pick, Tip
+from . import taxonomy
+from .interests import Understood, understand
+from .models import Article, Campaign, Contact, Pick, Tip, TopicProfile
 from .textmatch import (
     DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key,
     proper_ngrams, similar_titles, subject_stems, title_signature,
@@ -58,6 +60,8 @@ class Analysed:
     freshness: float  # 1.0 today, halving every HALF_LIFE_DAYS
     age_days: float | None
     words: tuple[tuple[str, ...], ...] = ()  # title and text stems, in order
+    topics_of: Mapping[str, tuple[float, str]] | None = None  # taxonomy topic -> (score, how)
+    business: bool = False  # reads as company or stock-market news
 
 
 @dataclass(frozen=True)
@@ -77,19 +81,30 @@ def _age_days(article: Article, now: dt.datetime) -> float | None:
     return max(0.0, (now - article.published).total_seconds() / 86400)
 
 
+def topic_profile(a: Article, tax: taxonomy.Taxonomy) -> TopicProfile:
+    """The article's stored topic profile, or a fresh one when it was computed by another
+    taxonomy version (or never: articles made outside ingest)."""
+    if a.profile is not None and a.profile.version == tax.version:
+        return a.profile
+    return taxonomy.profile(a, tax)
+
+
 def analyse(articles: Iterable[Article], now: dt.datetime) -> list[Analysed]:
     """Tokenise articles once: subject stems for interests, proper nouns for places."""
     out = []
+    tax = taxonomy.load()
     for a in articles:
         if not a.url:
             continue  # its only link was unsafe or missing: nothing for a reader to open
         age = _age_days(a, now)
         title, text = tuple(subject_stems(a.title)), tuple(subject_stems(a.summary_text))
+        prof = topic_profile(a, tax)
         out.append(Analysed(
             a, ngrams(list(title)), ngram_counts(list(text)),
             frozenset(phrase(t) for t in a.topics), proper_ngrams(a.title),
             proper_ngrams(a.summary_text),
-            0.5 if age is None else 0.5 ** (age / HALF_LIFE_DAYS), age, (title, text)))
+            0.5 if age is None else 0.5 ** (age / HALF_LIFE_DAYS), age, (title, text),
+            {t: (score, how) for t, score, how in prof.topics}, prof.business))
     return out
 
 
@@ -180,6 +195,23 @@ class Matcher:
                              if len(ts) == 1}
         self.source_lists = {name: frozenset(phrase(t) for t in ts)
                              for name, ts in topics.items()}
+        self.tax = taxonomy.load()
+        self._understood: dict[str, Understood] = {}
+        self._article_words: frozenset[str] | None = None
+        self.user_synonyms = {phrase(k): tuple(v) for k, v in synonyms.items()}
+        # The same, read through the taxonomy: a feed declared "craft beer" vouches for
+        # stories for people who typed "beer nerd".
+        self.source_topic_t = {name: frozenset(self.understood(ts[0]).topics)
+                               for name, ts in topics.items() if len(ts) == 1}
+        self.source_lists_t = {name: frozenset(t for x in ts for t in self.understood(x).topics)
+                               for name, ts in topics.items()}
+        # topic -> the fresh articles whose profile names it: planning is a lookup.
+        self.by_topic: dict[str, list[Analysed]] = {}
+        self.by_source: dict[str, list[Analysed]] = {}
+        for x in self.analysed:
+            for t in x.topics_of or ():
+                self.by_topic.setdefault(t, []).append(x)
+            self.by_source.setdefault(x.article.source, []).append(x)
         self._interest: dict[str, list[Candidate]] = {}
         self._terms: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._broader_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
@@ -218,11 +250,43 @@ class Matcher:
                  for x in ordered]
         return regular, general, plain
 
+    def understood(self, interest: str) -> Understood:
+        """How a typed interest reads: taxonomy topics, or words to look for."""
+        u = self._understood.get(interest)
+        if u is None:
+            tax = self.tax
+            if all(w in tax.vocabulary or w in tax.filler or len(w) < 5
+                   for w in taxonomy.words(interest)):
+                u = understand(interest, tax)
+            else:
+                if self._article_words is None:
+                    self._article_words = frozenset(
+                        w for x in self.analysed + self.stale
+                        for w in taxonomy.words(x.article.title + " " + x.article.summary_text))
+                known = self._article_words
+                u = understand(interest, tax, known.__contains__, known)
+            self._understood[interest] = u
+        return u
+
+    def key(self, interest: str) -> tuple[str, ...]:
+        """The cache key of an interest's ranked list: spellings that read the same share
+        it ("gardens", "Gardening", "loves gardening")."""
+        u = self.understood(interest)
+        return ("topic:",) + u.topics if u.topics else phrase(u.words)
+
     def terms(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
-        """The interest and its synonyms, as (word as written, stems) pairs."""
+        """The interest and its synonyms, as (word as written, stems) pairs; for an
+        interest the taxonomy knows, only the user's own synonyms (the taxonomy has the
+        rest)."""
         if interest not in self._terms:
-            own = phrase(interest)
-            words = [(interest, own)] + [(s, phrase(s)) for s in self.synonyms.get(own, ())]
+            u = self.understood(interest)
+            if u.topics:
+                words = [(s, phrase(s)) for t in u.topics + (u.words,)
+                         for s in self.user_synonyms.get(phrase(t), ())]
+            else:
+                own = phrase(u.words or interest)
+                words = [(u.words or interest, own)] + \
+                    [(s, phrase(s)) for s in self.synonyms.get(own, ())]
             self._terms[interest] = _distinct(words)
         return self._terms[interest]
 
@@ -298,16 +362,71 @@ class Matcher:
         # Two reasons read as a reason; five read as a log.
         return score, ", ".join(parts[:2])
 
+    def topic_evidence(self, x: Analysed, interest: str) -> tuple[float, str]:
+        """How strongly one article is about an interest the taxonomy knows: its stored
+        profile, the feed it came from, and the user's own synonyms."""
+        u = self.understood(interest)
+        prof = x.topics_of or {}
+        score, how, via = 0.0, "", ""
+        for t in u.topics:
+            got = prof.get(t)
+            if got and got[0] > score:
+                score, how = got
+                via = t
+        parts = [how] if how else []
+        source = x.article.source
+        if u.topics and set(u.topics) & self.source_topic_t.get(source, frozenset()):
+            if score:
+                score += SOURCE_BONUS
+                parts.append("from a feed about it")
+            elif not x.business and not _about_something_else(x, u.topics):
+                # A feed devoted to the hobby vouches for a story that names no other
+                # subject; never for its business news (a chain's share price).
+                score = WEIGHT_SOURCE
+                parts.append("from a feed about it")
+        elif score and set(u.topics) & self.source_lists_t.get(source, frozenset()):
+            score += LISTED_BONUS
+            parts.append("from a feed that covers it")
+        if x.article.kind in MARKET_KINDS:
+            # Money and market writing borrows hobby words as figures of speech: it
+            # needs twice the evidence (homes by a golf course have it, "teed up" not).
+            score *= FIGURATIVE_DISCOUNT
+        if self.terms(interest):
+            own, words_how = self.evidence(x, interest, self.terms(interest))
+            if own > score:
+                return own, words_how
+        if via and via != u.topics[0]:
+            parts[0] = f"{via}: {parts[0]}"
+        return score, "; ".join(parts[:2])
+
+    def score(self, x: Analysed, interest: str) -> tuple[float, str]:
+        """An article's evidence for an interest, whichever way the interest reads."""
+        if self.understood(interest).topics:
+            return self.topic_evidence(x, interest)
+        return self.evidence(x, interest, self.terms(interest))
+
     def scored(self, interest: str) -> list[tuple[float, Analysed, str]]:
         """(score, article, how) for every fresh article matching an interest, best first;
-        shared by every spelling with the same stems ("gardens", "Gardening")."""
-        key = phrase(interest)
+        shared by every spelling that reads the same ("gardens", "loves gardening")."""
+        key = self.key(interest)
         if key in self._scored:
             return self._scored[key]
-        terms = self.terms(interest)
+        u = self.understood(interest)
+        if u.topics and not self.terms(interest):
+            # Only articles whose profile names a topic, or from a feed devoted to one,
+            # can match: look them up instead of scoring every article.
+            pool: dict[str, Analysed] = {}
+            for t in u.topics:
+                pool.update((x.article.id, x) for x in self.by_topic.get(t, ()))
+            for source, ts in self.source_topic_t.items():
+                if ts & set(u.topics):
+                    pool.update((x.article.id, x) for x in self.by_source.get(source, ()))
+            candidates: Iterable[Analysed] = pool.values()
+        else:
+            candidates = self.analysed
         found, near = [], []
-        for x in self.analysed:
-            score, how = self.evidence(x, interest, terms)
+        for x in candidates:
+            score, how = self.score(x, interest)
             if score >= MIN_INTEREST_SCORE:
                 found.append((score * (0.5 + 0.5 * x.freshness), x, how))
             elif score:
@@ -322,8 +441,11 @@ class Matcher:
         """Articles matching one interest (or its synonyms), best first."""
         if interest in self._interest:
             return self._interest[interest]
+        u = self.understood(interest)
+        read = f" ({', '.join(u.topics[:2])})" if u.topics and \
+            u.topics[0] != interest.strip().lower() else ""
         found = [self._candidate(score, x.article, "interests",
-                                 f"matches your interest '{interest}': {how}")
+                                 f"matches your interest '{interest}'{read}: {how}")
                  for score, x, how in self.scored(interest)]
         self._interest[interest] = found
         return found
@@ -362,6 +484,14 @@ class Matcher:
         found.sort(key=lambda c: (-c.score, c.article.id))
         self._hood[hood] = found
         return found
+
+
+def _about_something_else(x: Analysed, topics: tuple[str, ...]) -> bool:
+    """True when the article's profile is clearly about another hobby and not these."""
+    prof = x.topics_of or {}
+    if any(prof.get(t, (0.0, ""))[0] >= taxonomy.KEEP for t in topics):
+        return False
+    return any(score >= MIN_INTEREST_SCORE for score, _ in prof.values())
 
 
 def _distinct(words: list[tuple[str, tuple[str, ...]]]) -> list[tuple[str, tuple[str, ...]]]:

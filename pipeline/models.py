@@ -55,6 +55,16 @@ class Article:
     topics: tuple[str, ...] = ()  # feed-declared topics + entry categories
     image_url: str = ""
     cluster: str = ""  # near-duplicate key: the same story from two sources shares it
+    profile: TopicProfile | None = None  # hobby topics, computed once at ingest
+
+
+@dataclass(frozen=True)
+class TopicProfile:
+    """Which hobbies an article is about, by the taxonomy (taxonomy.profile, at ingest)."""
+
+    version: str  # taxonomy and scoring version: another one is recomputed, not trusted
+    topics: tuple[tuple[str, float, str], ...] = ()  # (topic, score, evidence), best first
+    business: bool = False  # reads as company or stock-market news
 
 
 @dataclass(frozen=True)

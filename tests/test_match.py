@@ -106,22 +106,22 @@ def test_money_writing_needs_more_evidence_for_a_hobby_word() -> None:
 
 def test_built_in_synonyms_and_the_users_extend_them() -> None:
     arts = [art("t", "Taproom trivia returns", "Trivia at the taproom of a brewery."),
-            art("r", "Regatta off the breakwater", "Twenty boats raced the regatta.")]
+            art("r", "HO layout night at the depot", "The club ran the HO layout all night.")]
     plain = matcher(arts)
     assert ids(plain.for_interest("craft beer")) == ["t"]  # built in: taproom, brewery
-    assert plain.for_interest("sailing") == []
-    extended = matcher(arts, synonyms={"sailing": ("regatta",), "craft beer": ("ipa",)})
-    assert ids(extended.for_interest("Sailing")) == ["r"]
+    assert plain.for_interest("model trains") == []
+    extended = matcher(arts, synonyms={"model trains": ("HO layout",), "craft beer": ("ipa",)})
+    assert ids(extended.for_interest("Model Trains")) == ["r"]
     assert ids(extended.for_interest("craft beer")) == ["t"]  # defaults kept
-    reason = extended.for_interest("Sailing")[0].reason
-    assert reason.startswith("matches your interest 'Sailing'") and "'regatta'" in reason
+    reason = extended.for_interest("Model Trains")[0].reason
+    assert reason.startswith("matches your interest 'Model Trains'") and "'HO layout'" in reason
 
 
 def test_broader_subject_counts_through_tags() -> None:
     m = matcher([art("c", "Symphony adds a matinee", "An extra performance.",
                      topics=("music",))])
     assert ids(m.for_interest("live music")) == ["c"]
-    assert "tagged 'music'" in m.for_interest("live music")[0].reason
+    assert "tagged by its source" in m.for_interest("live music")[0].reason
 
 
 # --- evidence and recency --------------------------------------------------------------
@@ -292,7 +292,8 @@ def test_explain_says_why_candidates_lost() -> None:
             art("g2", "Chipping drills", topics=("golf",), source="tee"),
             art("g3", "Driving drills", topics=("golf",), source="tee"),
             art("old", "Golf course aeration", topics=("golf",), source="t3", age=80),
-            art("weak", "Notes from the clubhouse", "The golf shop is open.", source="t4")]
+            art("weak", "Notes from the pro shop", "A round on the greens costs the same.",
+                source="t4")]
     m = matcher(arts)
     person = Contact("p@x.test", interests=("golf",))
     why = {r.article_id: r.why for r in explain_contact(
@@ -321,13 +322,13 @@ def test_plan_explain_on_the_command_line(project, cli) -> None:
 
 def test_scoring_grows_with_distinct_interests_not_contacts(monkeypatch) -> None:
     calls = {"n": 0}
-    real = Matcher.evidence
+    real = Matcher.score
 
     def counted(self, *args, **kwargs):
         calls["n"] += 1
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Matcher, "evidence", counted)
+    monkeypatch.setattr(Matcher, "score", counted)
     arts = [art(f"a{i}", f"Story {i} about golf and wine", topics=("golf",))
             for i in range(20)]
     people = tuple(Contact(f"p{i}@x.test", interests=("golf", "Wine", "wines"))
