@@ -31,6 +31,9 @@ WEIGHT_TAG = 3.0
 WEIGHT_SOURCE = 1.5  # from a feed devoted to this one topic, with no other evidence
 SOURCE_BONUS = 1.0  # other evidence, and the feed is devoted to this topic
 LISTED_BONUS = 0.5  # other evidence, and the feed lists this topic among several
+# A multi-topic feed backs up more than one strong word in the text or weak words alone
+# (taxonomy.STRONG_TEXT, taxonomy.WEAK_ONLY_CAP).
+LISTED_NEEDS = 1.25
 WEIGHT_TITLE = 1.0
 WEIGHT_MENTION = 0.5  # per mention in the story's text, up to MAX_MENTIONS
 MAX_MENTIONS = 3
@@ -376,15 +379,14 @@ class Matcher:
         parts = [how] if how else []
         source = x.article.source
         if u.topics and set(u.topics) & self.source_topic_t.get(source, frozenset()):
-            if score:
-                score += SOURCE_BONUS
-                parts.append("from a feed about it")
-            elif not x.business and not _about_something_else(x, u.topics):
-                # A feed devoted to the hobby vouches for a story that names no other
+            if not x.business and not _about_something_else(x, u.topics):
+                # A feed devoted to the hobby vouches for a story that is about no other
                 # subject; never for its business news (a chain's share price).
-                score = WEIGHT_SOURCE
+                score = max(score + SOURCE_BONUS, WEIGHT_SOURCE)
                 parts.append("from a feed about it")
-        elif score and set(u.topics) & self.source_lists_t.get(source, frozenset()):
+        elif score >= LISTED_NEEDS and \
+                set(u.topics) & self.source_lists_t.get(source, frozenset()):
+            # A feed about several subjects backs up good evidence, never a lone mention.
             score += LISTED_BONUS
             parts.append("from a feed that covers it")
         if x.article.kind in MARKET_KINDS:

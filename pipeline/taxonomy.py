@@ -36,6 +36,8 @@ TAG_NAME, TAG_TERM = 3.0, 1.5  # the entry's own category names the topic / a st
 AGAINST_FACTOR = 0.4  # another subject's context words present (a cinema for theatre)
 BUSINESS_FACTOR = 0.25  # a company or stock-market story about the hobby's trade
 BUSINESS_WORDS = 2  # distinct business words that make a story business news
+RELATED = 0.8  # a story about a narrower topic (youth hockey) counts this much for the
+# broader one (hockey)
 KEEP = 0.3  # smallest score stored (near misses are shown by `plan --explain`)
 KEEP_TOPICS = 12
 
@@ -78,6 +80,7 @@ class Topic:
     against: frozenset[tuple[str, ...]]
     also: tuple[str, ...]
     parent: str
+    own: tuple[str, ...] = ()  # the topic's name as words
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,11 @@ def build(doc: dict, version: str) -> Taxonomy:
                   _phrases(spec.get("phrases", ())), _phrases(spec.get("strong", ())),
                   _phrases(spec.get("terms", ())), _phrases(spec.get("not", ())),
                   _phrases(spec.get("against", ())), tuple(spec.get("also", ())),
-                  str(spec.get("parent", "") or ""))
+                  str(spec.get("parent", "") or ""), words(name))
         topics[name] = t
         for p in t.strong:
             evidence.setdefault(p, []).append((name, True))
-        for p in t.terms - t.strong:
+        for p in (t.terms | t.names) - t.strong:
             evidence.setdefault(p, []).append((name, False))
         for p in t.not_:
             masks.setdefault(p, []).append(name)
@@ -180,6 +183,8 @@ def _gather(tax: Taxonomy, fields: tuple[tuple[str, ...], ...]) -> dict[str, _Hi
                     continue
                 taken.update(span)
                 h = hits.setdefault(topic, _Hits({}, {}, set()))
+                # The hobby's own name in the headline is strong ("Snow closes schools").
+                strong = strong or (field_no == 0 and g == tax.topics[topic].own)
                 bucket = h.strong if strong else h.weak
                 bucket[g] = bucket.get(g, 0) + 1
                 if field_no == 0:
@@ -240,11 +245,17 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
     context = _present(title, against) | _present(text, against)
     business = len(_present(title, tax.business) | _present(text, tax.business)) \
         >= BUSINESS_WORDS
-    scored = []
+    found: dict[str, tuple[float, str]] = {}
     for topic in set(hits) | set(tag_score):
         h = hits.get(topic) or _Hits({}, {}, set())
-        score, how = _score(tax, topic, h, tag_score.get(topic, 0.0), context, business)
-        if score >= KEEP:
-            scored.append((topic, round(score, 3), how))
+        found[topic] = _score(tax, topic, h, tag_score.get(topic, 0.0), context, business)
+    for topic, (score, how) in list(found.items()):
+        t = tax.topics[topic]
+        for other in (t.parent,) if t.parent else ():
+            related = score * RELATED
+            if related > found.get(other, (0.0, ""))[0]:
+                found[other] = (related, f"about {topic}: {how}")
+    scored = [(topic, round(score, 3), how) for topic, (score, how) in found.items()
+              if score >= KEEP]
     scored.sort(key=lambda t: (-t[1], t[0]))
     return TopicProfile(tax.version, tuple(scored[:KEEP_TOPICS]), business)
