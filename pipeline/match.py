@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import heapq
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from . import taxonomy
@@ -19,7 +20,7 @@ from .interests import Understood, understand
 from .models import Article, Campaign, Contact, Pick, Tip, TopicProfile
 from .textmatch import (
     DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key,
-    proper_ngrams, similar_titles, subject_stems, title_signature,
+    proper_ngrams, similar_titles, story_words, subject_stems, title_signature,
 )
 
 MARKET_KINDS = ("market", "economy")
@@ -44,6 +45,11 @@ WEIGHT_OWN_HOOD = 3.0
 WEIGHT_HOOD_TITLE = 2.0
 WEIGHT_HOOD_MENTION = 1.0
 HALF_LIFE_DAYS = 21.0
+# Two stories are one when the rare words they share carry this share of the weight of
+# all their words (rarity-weighted Jaccard). On both evaluation sets retellings score
+# 0.40-0.63 and different stories at most 0.26.
+RETOLD_SIMILARITY = 0.35
+RETOLD_RARE_MIN, RETOLD_RARE_SHARE = 20, 50  # rare: in at most max(20, 2%) of the stories
 # With nothing matched to a person's interests, at most this many general market items
 # stand in, so the email stays short rather than padded.
 GENERAL_FILL = 2
@@ -117,10 +123,12 @@ def is_stale(x: Analysed, max_age_days: int | None) -> bool:
 
 
 def stories(articles: list[Article]) -> dict[str, str]:
-    """Article id and cluster -> story key; near-identical headlines join one story.
+    """Article id and cluster -> story key; near-identical headlines, or a headline and
+    summary that tell the same thing in other words, join one story.
 
     Ingest clusters by canonical URL, so the same press release run by two feeds under
-    two URLs needs the headline comparison as well.
+    two URLs needs the headline comparison as well, and a story retold under another
+    headline needs the summaries.
     """
     parent = list(range(len(articles)))
 
@@ -150,6 +158,7 @@ def stories(articles: list[Article]) -> dict[str, str]:
             for j in postings[word]:
                 if j > i and root(i) != root(j) and similar_titles(sig, sigs[j]):
                     join(i, j)
+    _join_retold(articles, join, root)
     out: dict[str, str] = {}
     for i, a in enumerate(articles):
         key = "story:" + articles[root(i)].id
@@ -157,6 +166,34 @@ def stories(articles: list[Article]) -> dict[str, str]:
         if a.cluster:
             out[a.cluster] = key
     return out
+
+
+def _join_retold(articles: list[Article], join: Callable[[int, int], None],
+                 root: Callable[[int], int]) -> None:
+    """Join stories whose headline and summary share most of their rare words (weighted
+    by rarity): "Front Street's old picture house will show movies again" and "Movie
+    theater on Front Street to reopen as a cinema" tell one story."""
+    texts = [story_words(a.title, a.summary_text) for a in articles]
+    df = Counter(w for t in texts for w in t)
+    total = len(articles)
+    idf = {w: math.log(total / n) for w, n in df.items()}
+    # A word in many stories says nothing about which story this is; comparing only
+    # through rare ones keeps this near-linear (and generated text with no rare words
+    # costs nothing).
+    rare_cap = max(RETOLD_RARE_MIN, total // RETOLD_RARE_SHARE)
+    postings: dict[str, list[int]] = {}
+    for i, t in enumerate(texts):
+        for w in t:
+            if 1 < df[w] <= rare_cap:
+                postings.setdefault(w, []).append(i)
+    for i, t in enumerate(texts):
+        rare = sorted((w for w in t if w in postings), key=lambda w: (df[w], w))[:4]
+        for j in {j for w in rare for j in postings[w] if j > i}:
+            if root(i) == root(j):
+                continue
+            shared = sum(idf[w] for w in t & texts[j])
+            if shared >= RETOLD_SIMILARITY * sum(idf[w] for w in t | texts[j]):
+                join(i, j)
 
 
 def _merge_synonyms(user: Mapping[str, tuple[str, ...]]

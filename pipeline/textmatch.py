@@ -129,6 +129,13 @@ def title_signature(title: str) -> frozenset[str]:
     return frozenset(s for s in stems(title) if s not in STOPWORDS)
 
 
+def story_words(title: str, summary: str, limit: int = 80) -> frozenset[str]:
+    """The content stems of a headline and the start of its summary, for spotting one
+    story retold in other words."""
+    words = stems(title) + stems(summary)[:limit]
+    return frozenset(s for s in words if s not in STOPWORDS and len(s) > 1)
+
+
 def similar_titles(a: frozenset[str], b: frozenset[str], threshold: float = 0.6) -> bool:
     """True when two headline signatures share most of their words (Jaccard)."""
     if len(a) < 3 or len(b) < 3:

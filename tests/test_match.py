@@ -190,6 +190,24 @@ def test_near_identical_headlines_are_one_story() -> None:
     assert s["x"] == s["y"] == s["u1"] == s["u2"] != s["z"]
 
 
+def test_a_story_retold_under_another_headline_is_one_story() -> None:
+    arts = [art("a", "Movie theater on Front Street to reopen as a four-screen cinema",
+                "The owners will show new releases and a monthly silent film with a live "
+                "organ.", cluster="u1"),
+            art("b", "Front Street's old picture house will show movies again",
+                "A four-screen cinema with new releases and a silent film night with a live "
+                "organ is planned by the owners.", cluster="u2"),
+            art("c", "Cinema club picks a silent film for its winter night",
+                "Members vote on the film; the hall lends the projector."),
+            art("d", "Front Street repaving starts Monday", "Expect detours for two weeks."),
+            art("e", "Bakery adds Sunday hours", "Open from eight to noon."),
+            art("f", "Organ recital at St. Mark's", "A program of Bach and Widor."),
+            art("g", "New books at the library", "Fresh novels to borrow.")]
+    s = stories(arts)
+    assert s["a"] == s["b"] == s["u1"] == s["u2"]
+    assert len({s[i] for i in "acdefg"}) == 6
+
+
 def test_source_cap_and_one_story_per_email() -> None:
     arts = [art(f"g{i}", title, topics=("golf",), source="tee") for i, title in enumerate((
         "Putting drills for winter", "Simulator league signups", "Greens fees drop",
