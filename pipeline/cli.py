@@ -331,9 +331,10 @@ def send(campaign: str, project: Path, dry_run: bool, transport_name: str | None
 @click.argument("campaign")
 @project_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--explain", is_flag=True, help="Also list each contact's best rejected "
-              "candidates and why they lost (already sent, same story, source cap, stale, "
-              "below threshold, section full).")
+@click.option("--explain", is_flag=True, help="Also show how each interest was understood "
+              "('loves golf' -> golf) and list each contact's best rejected candidates and "
+              "why they lost (already sent, same story, source cap, stale, below threshold, "
+              "section full).")
 @click.option("--no-ingest", is_flag=True, help="Use stored articles; do not fetch feeds "
               "first (send fetches them, so the plan may then differ from the send).")
 def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: bool

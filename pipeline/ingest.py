@@ -26,6 +26,7 @@ from .models import Article, Source
 from .sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
                        plain_to_html, safe_url, to_text, trim)
 from .store import FeedState, Store
+from .taxonomy import profile
 from .workers import context, cores, exit_with
 
 # Query parameters that say who shared a link, not what it points to.
@@ -466,7 +467,10 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
                                           permanent_url=r.permanent_url,
                                           outcome="not_modified")
                 continue
-            articles = _reconcile(feed.articles, store, index)
+            # Each story's hobby topics, read once here and stored: planning only looks
+            # them up (taxonomy.profile is pure, so it may move to wherever parsing runs).
+            articles = [replace(a, profile=profile(a))
+                        for a in _reconcile(feed.articles, store, index)]
             n, u = store.upsert_articles(articles, now)
             new, updated = new + n, updated + u
             fetched += 1

@@ -190,4 +190,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE referrals ADD COLUMN recorded TEXT;
     UPDATE referrals SET recorded = updated WHERE status = 'received';
     """,
+    # 8: each article's hobby topic profile, computed once at ingest (issue #16): JSON
+    # {"v": taxonomy version, "t": [[topic, score, evidence], ...], "b": business news}
+    """
+    ALTER TABLE articles ADD COLUMN profile TEXT NOT NULL DEFAULT '';
+    """,
 )

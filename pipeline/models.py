@@ -230,6 +230,8 @@ class Plan:
     period: str
     emails: tuple[PlannedEmail, ...]
     skipped: tuple[Skipped, ...] = ()
+    # With --explain: each interest as typed -> how it was read ("'loves golf' -> golf")
+    understood: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

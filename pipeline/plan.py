@@ -63,7 +63,7 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
 
     `tip_last_seen` (email -> tip id -> when last sent) lets a finished tip rotation
     restart with the least recently seen; `explain` adds each contact's best rejected
-    candidates with the reason they lost.
+    candidates with the reason they lost, and how each interest was read.
     """
     period = period or period_for(campaign.schedule, now, sender_tz)
     matcher = Matcher(articles, now, campaign.max_age_days, synonyms, source_topics)
@@ -89,5 +89,8 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
                                    rejected=rejected))
             continue
         emails.append(PlannedEmail(contact, picks, notes.get(key, ()), rejected=rejected))
+    understood = {i: matcher.understood(i).label for c in contacts for i in c.interests} \
+        if explain else {}
     return Plan(campaign=campaign, send_id=send_id_for(campaign, period),
-                period=period.isoformat(), emails=tuple(emails), skipped=tuple(skipped))
+                period=period.isoformat(), emails=tuple(emails), skipped=tuple(skipped),
+                understood=understood)

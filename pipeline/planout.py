@@ -41,6 +41,9 @@ def plan_json(prepared: Prepared, done: set[str], explain: bool) -> str:
                               "source": k.article.source} if k.article else
                              {"tip": k.tip.id, "title": k.tip.title})}  # type: ignore[union-attr]
                          for k in e.picks], **_rejected(e.rejected, explain),
+               # --explain: how each interest was read ("'loves golf' -> golf")
+               **({"interests": [p.understood[i] for i in e.contact.interests]}
+                  if explain else {}),
                **_sales_json(e), "already_sent": e.contact.email in done}
               for e in p.emails]
     skipped = [{"email": s.email, "reason": s.reason, **_rejected(s.rejected, explain)}
@@ -83,6 +86,10 @@ def plan_text(p: Plan, done: set[str], colour: bool) -> str:
         for k in e.picks:
             title = k.article.title if k.article else k.tip.title  # type: ignore[union-attr]
             lines.append(f"  {k.section:<13} {title}  " + st(f"({k.reason})", dim=True))
+        if p.understood and e.contact.interests:  # --explain: how each interest was read
+            lines.append(st(f"  {'understood':<13} "
+                            + "; ".join(p.understood[i] for i in e.contact.interests),
+                            dim=True))
         rejected(e.rejected)
     for s in p.skipped:
         lines.append(f"{st('skipped', fg='yellow')} {s.email}: {s.reason}")

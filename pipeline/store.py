@@ -14,7 +14,7 @@ from . import dbfile
 from .errors import StoreError
 from .links import link_keys
 from .migrations import MIGRATIONS
-from .models import Article, Note, RenderedEmail
+from .models import Article, Note, RenderedEmail, TopicProfile
 
 # Seconds a command waits for another process's write to finish before it says the
 # database is locked (a send commits often, so a real wait is short).
@@ -27,6 +27,23 @@ def _iso(moment: dt.datetime | None) -> str | None:
 
 def _parse(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
+
+
+def _profile_json(profile: TopicProfile | None) -> str:
+    """An article's topic profile as stored ('' when none was computed)."""
+    if profile is None:
+        return ""
+    return json.dumps({"v": profile.version, "t": [list(t) for t in profile.topics],
+                       "b": profile.business}, ensure_ascii=False)
+
+
+def _profile(text: str) -> TopicProfile | None:
+    """The stored topic profile, or None (then the matcher computes it)."""
+    if not text:
+        return None
+    doc = json.loads(text)
+    return TopicProfile(doc["v"], tuple((str(t), float(s), str(h)) for t, s, h in doc["t"]),
+                        bool(doc.get("b")))
 
 
 def _begin_row(tx: sqlite3.Connection, send_id: str, email: str, message_id: str,
@@ -292,22 +309,26 @@ class Store:
                 values = (a.source, a.kind, a.url, a.title, a.summary_html, a.summary_text,
                           _iso(a.published), a.neighbourhood, json.dumps(list(a.topics)),
                           a.image_url)
+                profile = _profile_json(a.profile)
                 row = tx.execute("SELECT source, kind, url, title, summary_html, "
-                                 "summary_text, published, neighbourhood, topics, image_url "
-                                 "FROM articles WHERE id=?", (a.id,)).fetchone()
+                                 "summary_text, published, neighbourhood, topics, image_url, "
+                                 "profile FROM articles WHERE id=?", (a.id,)).fetchone()
                 if row is None:
                     tx.execute("INSERT INTO articles (source, kind, url, title, summary_html, "
                                "summary_text, published, neighbourhood, topics, image_url, "
-                               "cluster, id, first_seen, updated) "
-                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                               (*values, a.cluster, a.id, stamp, stamp))
+                               "cluster, id, first_seen, updated, profile) "
+                               "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                               (*values, a.cluster, a.id, stamp, stamp, profile))
                     new += 1
-                elif tuple(row) != values:
+                elif tuple(row)[:-1] != values:
                     tx.execute("UPDATE articles SET source=?, kind=?, url=?, title=?, "
                                "summary_html=?, summary_text=?, published=?, neighbourhood=?, "
-                               "topics=?, image_url=?, updated=? WHERE id=?",
-                               (*values, stamp, a.id))
+                               "topics=?, image_url=?, updated=?, profile=? WHERE id=?",
+                               (*values, stamp, profile, a.id))
                     updated += 1
+                elif profile and row[-1] != profile:
+                    # The same story read by a newer taxonomy: not an edit.
+                    tx.execute("UPDATE articles SET profile=? WHERE id=?", (profile, a.id))
         return new, updated
 
     def article_clusters(self, ids: Iterable[str]) -> dict[str, str]:
@@ -343,7 +364,8 @@ class Store:
                         title=r["title"], summary_html=r["summary_html"],
                         summary_text=r["summary_text"], published=_parse(r["published"]),
                         neighbourhood=r["neighbourhood"], topics=tuple(json.loads(r["topics"])),
-                        image_url=r["image_url"], cluster=r["cluster"]) for r in rows]
+                        image_url=r["image_url"], cluster=r["cluster"],
+                        profile=_profile(r["profile"])) for r in rows]
 
     def article_count(self) -> int:
         """How many articles are stored."""

@@ -350,7 +350,8 @@ def test_an_edited_entry_updates_the_stored_article(tmp_path: Path) -> None:
     (after,) = store.articles()
     assert after.id == before.id and after.cluster == before.cluster
     assert after.title == "Corrected headline about rates"
-    assert dataclasses.replace(after, title=before.title) == before
+    assert dataclasses.replace(after, title=before.title,
+                               profile=before.profile) == before
 
 
 def test_sample_feeds_in_the_repository_are_all_safe(project: Path, tmp_path: Path) -> None:

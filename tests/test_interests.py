@@ -1,0 +1,179 @@
+"""Interests read as typed and articles read without tags (issue 16): filler, plurals,
+typos, related things; the taxonomy's topic profile and the senses it rules out; the
+profile computed once at ingest and stored; `plan --explain` saying how each interest
+was read."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import taxonomy
+from pipeline.interests import understand
+from pipeline.match import Matcher
+from pipeline.models import Article
+from pipeline.store import Store
+from test_match import NOW, art, ids, matcher
+
+
+@pytest.mark.parametrize("typed, topics", [
+    ("loves golf", ("golf",)),
+    ("Big hockey fan", ("hockey",)),
+    ("into gardening", ("gardening",)),
+    ("fan of live music", ("music",)),
+    ("has a beagle", ("dogs",)),
+    ("has a golden retriever", ("dogs",)),
+    ("hockey dad", ("youth hockey",)),
+    ("his daughter's travel hockey", ("youth hockey",)),
+    ("does triathlons", ("triathlon", "running", "cycling", "swimming")),
+    ("Craft Beers", ("craft beer",)),
+    ("golfing", ("golf",)),
+    ("quiltng", ("quilting",)),
+    ("photograpy", ("photography",)),
+    ("beer nerd", ("craft beer",)),
+    ("crazy cat lady", ("cats",)),
+])
+def test_interests_are_read_as_people_type_them(typed: str, topics: tuple[str, ...]) -> None:
+    assert understand(typed, taxonomy.load()).topics == topics
+
+
+def test_what_the_taxonomy_does_not_know_stays_words_with_filler_dropped() -> None:
+    u = understand("loves Dinner Parties", taxonomy.load())
+    assert u.topics == () and u.words == "dinner party"
+    assert u.label == "'loves Dinner Parties' -> the words 'dinner party'"
+
+
+def test_a_typo_is_fixed_against_the_articles_words_too() -> None:
+    m = matcher([art("a", "Model railway club opens its layout", "Trains run all day."),
+                 art("b", "Council meets", "Budget talk.")])
+    u = m.understood("railwya")
+    assert u.words == "railway" and u.fixes == (("railwya", "railway"),)
+    assert ids(m.for_interest("railwya")) == []  # one headline word is not enough ...
+    assert "'railwya' read as 'railway'" in u.label
+
+
+def test_phrases_find_stories_that_never_name_the_hobby() -> None:
+    m = matcher([
+        art("suit", "Choosing your first cold-water wetsuit", "A hooded suit keeps a "
+            "beginner surfer in the lineup through January; check the seams at the shop."),
+        art("wall", "Quarry Road gym unveils a 40-foot lead wall", "New routes for every "
+            "grade, plus a bouldering cave and belay classes on Tuesday nights."),
+        art("pup", "Scent games for a bored hound", "Treats hidden in boxes tire out a "
+            "beagle faster than a long walk."),
+        art("ice", "Rink adds early ice for peewee teams", "Squirt and peewee squads get "
+            "6 a.m. practice slots."),
+    ])
+    assert ids(m.for_interest("surfs")) == ["suit"]
+    assert ids(m.for_interest("rock climbing")) == ["wall"]
+    assert ids(m.for_interest("has a beagle")) == ["pup"]
+    assert ids(m.for_interest("hockey dad")) == ["ice"]
+    assert "(youth hockey)" in m.for_interest("hockey dad")[0].reason
+
+
+def test_figurative_uses_never_reach_an_interest() -> None:
+    traps = [("Buyers teed up a rally in condo sales", "A rate dip teed up a late rally."),
+             ("Another rate hike would squeeze buyers", "One more hike before spring."),
+             ("Cooking the books, and how small firms fail", "Auditors explain the signs."),
+             ("Where we are in the business cycle", "The expansion is maturing."),
+             ("The dog days of the housing market", "Showings slowed in the dog days."),
+             ("Smooth sailing for refinancers", "Rates eased this month.")]
+    m = matcher([art(f"f{i}", t, x, kind="economy") for i, (t, x) in enumerate(traps)])
+    for interest in ("golf", "hiking", "cooking", "cycling", "dogs", "sailing"):
+        assert m.for_interest(interest) == [], interest
+
+
+def test_a_sense_the_taxonomy_rules_out_is_not_the_hobby() -> None:
+    m = matcher([
+        art("cam", "Speed cameras go live on Mill Race Road", "Drivers caught on camera "
+            "will get a ticket by mail; the camera program starts Monday."),
+        art("film", "The Lyric cinema restores its old theatre projector", "Classic film "
+            "nights return to the theatre with a double feature and popcorn."),
+        art("stage", "Players cast a winter production of Our Town", "Rehearsals start "
+            "next week on the Grange Hall stage; the playwright's estate approved it."),
+        art("skates", "Sharpen your hockey skates before the season", "A dull edge "
+            "slows every stride on the rink."),
+    ])
+    assert ids(m.for_interest("photography")) == []  # a traffic camera
+    assert ids(m.for_interest("theatre")) == ["stage"]  # not the cinema
+    assert ids(m.for_interest("movie buff")) == ["film"]
+    assert ids(m.for_interest("figure skating")) == []  # hockey skates are not skating
+    assert ids(m.for_interest("hockey")) == ["skates"]
+
+
+def test_a_devoted_feed_does_not_vouch_for_business_news_in_its_trade() -> None:
+    arts = [art("drill", "A putting drill for the living room", "Two coins and a rug.",
+                source="tee"),
+            art("biz", "Golf retailer's shares slide on weak outlook", "The chain told "
+                "investors quarterly sales would fall; analysts cut targets.", source="tee")]
+    m = matcher(arts, source_topics={"tee": ("golf",)})
+    assert ids(m.for_interest("golf")) == ["drill"]
+
+
+def test_strong_hobby_evidence_in_a_market_story_reaches_its_fans() -> None:
+    m = matcher([
+        art("homes", "Homes along the Hollins golf course command a premium", "Houses "
+            "backing onto the fairways sold for more; buyers cite views of the greens and "
+            "the clubhouse.", kind="market"),
+        art("fares", "Airfares drop for winter getaways", "Airlines cut fares to warm "
+            "destinations; travelers who book flights early save most.", kind="economy"),
+    ])
+    assert ids(m.for_interest("golf")) == ["homes"]
+    assert ids(m.for_interest("loves to travel")) == ["fares"]
+
+
+# --- computed once at ingest, stored, looked up when planning ---------------------------
+
+def test_the_profile_is_stored_and_planning_only_looks_it_up(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    a = art("suit", "Choosing your first wetsuit", "A surfer needs a suit that fits.")
+    stored = dataclasses.replace(a, profile=taxonomy.profile(a))
+    store = Store.open(tmp_path / "s.db")
+    store.upsert_articles([stored], NOW)
+    back = store.articles()[0]
+    assert back.profile == stored.profile and back.profile.topics[0][0] == "surfing"
+
+    def not_again(article: Article, tax=None):
+        raise AssertionError("profiled again while planning")
+
+    monkeypatch.setattr(taxonomy, "profile", not_again)
+    m = Matcher([back], NOW, 45, {}, {})
+    assert ids(m.for_interest("surfs")) == ["suit"]
+    # A profile from another taxonomy version is not trusted: it is computed afresh.
+    old = dataclasses.replace(back, profile=dataclasses.replace(back.profile, version="x"))
+    with pytest.raises(AssertionError, match="profiled again"):
+        Matcher([old], NOW, 45, {}, {})
+
+
+def test_ingest_stores_each_articles_profile(project: Path, cli) -> None:
+    assert cli("ingest", project=project).exit_code == 0
+    store = Store.open(project / "var" / "sphere.db")
+    articles = store.articles()
+    assert articles and all(a.profile is not None for a in articles)
+    assert any(a.profile.topics for a in articles)
+    assert all(a.profile.version == taxonomy.load().version for a in articles)
+
+
+def test_plan_explain_says_how_each_interest_was_read(project: Path, cli) -> None:
+    csv = project / "audiences" / "sphere.csv"
+    rows = csv.read_text(encoding="utf-8").splitlines()
+    head = rows[0].split(",")
+    cells = rows[1].split(",")
+    cells[head.index("interests")] = "loves golf;has a beagle;quiltng"
+    csv.write_text("\n".join([rows[0], ",".join(cells)] + rows[2:]) + "\n", encoding="utf-8")
+    doc = json.loads(cli("plan", "monthly-sphere", "--json", "--explain",
+                         project=project).stdout)
+    assert doc["emails"][0]["interests"] == [
+        "'loves golf' -> golf", "'has a beagle' -> dogs",
+        "'quiltng' -> quilting (spelling: 'quiltng' read as 'quilting')"]
+    text = cli("plan", "monthly-sphere", "--explain", project=project).stdout
+    assert "'loves golf' -> golf" in text
+    assert "understood" not in cli("plan", "monthly-sphere", project=project).stdout
+
+
+def test_the_taxonomy_ships_inside_the_package() -> None:
+    root = Path(taxonomy.__file__).parent
+    assert (root / "data" / "taxonomy.yaml").is_file()
+    pyproject = (root.parent / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'packages = ["pipeline"]' in pyproject  # hatch ships every file under it
