@@ -50,6 +50,8 @@ HALF_LIFE_DAYS = 21.0
 # 0.40-0.63 and different stories at most 0.26.
 RETOLD_SIMILARITY = 0.35
 RETOLD_RARE_MIN, RETOLD_RARE_SHARE = 20, 50  # rare: in at most max(20, 2%) of the stories
+RETOLD_COMMON_SHARE = 10  # common: in more than max(20, 10%) of them; never compared
+RETOLD_SHARED_WORDS = 3
 # With nothing matched to a person's interests, at most this many general market items
 # stand in, so the email stays short rather than padded.
 GENERAL_FILL = 2
@@ -173,13 +175,15 @@ def _join_retold(articles: list[Article], join: Callable[[int, int], None],
     """Join stories whose headline and summary share most of their rare words (weighted
     by rarity): "Front Street's old picture house will show movies again" and "Movie
     theater on Front Street to reopen as a cinema" tell one story."""
-    texts = [story_words(a.title, a.summary_text) for a in articles]
-    df = Counter(w for t in texts for w in t)
+    words = [story_words(a.title, a.summary_text) for a in articles]
+    df = Counter(w for t in words for w in t)
     total = len(articles)
-    idf = {w: math.log(total / n) for w, n in df.items()}
-    # A word in many stories says nothing about which story this is; comparing only
-    # through rare ones keeps this near-linear (and generated text with no rare words
-    # costs nothing).
+    # A word in many stories ("council", "new") says nothing about which story this is:
+    # only the others are compared.
+    common = max(RETOLD_RARE_MIN, total // RETOLD_COMMON_SHARE)
+    texts = [frozenset(w for w in t if df[w] <= common) for t in words]
+    idf = {w: math.log(total / n) for w, n in df.items() if n <= common}
+    # Candidates share one of their rarest words: near-linear in the number of stories.
     rare_cap = max(RETOLD_RARE_MIN, total // RETOLD_RARE_SHARE)
     postings: dict[str, list[int]] = {}
     for i, t in enumerate(texts):
@@ -191,8 +195,10 @@ def _join_retold(articles: list[Article], join: Callable[[int, int], None],
         for j in {j for w in rare for j in postings[w] if j > i}:
             if root(i) == root(j):
                 continue
-            shared = sum(idf[w] for w in t & texts[j])
-            if shared >= RETOLD_SIMILARITY * sum(idf[w] for w in t | texts[j]):
+            both = t & texts[j]
+            # Several shared words, not one place name two different stories mention.
+            if len(both) >= RETOLD_SHARED_WORDS and sum(idf[w] for w in both) >= \
+                    RETOLD_SIMILARITY * sum(idf[w] for w in t | texts[j]):
                 join(i, j)
 
 
@@ -259,6 +265,9 @@ class Matcher:
         self.near_misses: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self._hood: dict[str, list[Candidate]] = {}
         self._tips: dict[str, Pick] = {}
+        # (campaign, neighbourhood, interests) -> the article picks of someone with no
+        # history: shared by everyone with the same three
+        self.walks: dict[tuple[str, str, tuple[str, ...]], tuple[Pick, ...]] = {}
         self.market, self.market_general, self.market_general_plain = self._market()
 
     def _candidate(self, score: float, a: Article, section: str, reason: str,
@@ -657,6 +666,28 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
                      tip_last_seen: Mapping[str, str] | None = None,
                      trace: Trace | None = None) -> tuple[Pick, ...]:
     """Choose this contact's items, section by section, each with a reason."""
+    if seen or trace is not None:
+        picks = _article_picks(matcher, contact, campaign, seen, trace)
+    else:
+        # Without a history, the articles depend only on the neighbourhood and the
+        # interests: people who share both share the walk (only the tip is their own).
+        key = (campaign.name, contact.neighbourhood, contact.interests)
+        picks = matcher.walks.get(key)  # type: ignore[assignment]
+        if picks is None:
+            picks = matcher.walks[key] = _article_picks(matcher, contact, campaign, seen,
+                                                        None)
+    if not picks and campaign.skip_empty:
+        return ()
+    if campaign.sections.tip:
+        tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
+        if tip:
+            return picks + (matcher.tip_pick(tip),)
+    return picks
+
+
+def _article_picks(matcher: Matcher, contact: Contact, campaign: Campaign,
+                   seen: frozenset[str], trace: Trace | None) -> tuple[Pick, ...]:
+    """The articles of one contact's email, section by section."""
     sizes = campaign.sections
     email = _Email(matcher, seen, campaign.max_per_source, trace)
     if contact.neighbourhood and sizes.neighbourhood:
@@ -680,12 +711,6 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
             # story that does not fit, and the reason says it is general.
             _fill(email, "market", matcher.market_general if contact.interests
                   else matcher.market_general_plain, min(GENERAL_FILL, sizes.interests))
-    if not email.picks and campaign.skip_empty:
-        return ()
-    if sizes.tip:
-        tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
-        if tip:
-            email.picks.append(matcher.tip_pick(tip))
     return tuple(email.picks)
 
 

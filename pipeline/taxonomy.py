@@ -42,6 +42,7 @@ KEEP = 0.3  # smallest score stored (near misses are shown by `plan --explain`)
 KEEP_TOPICS = 12
 
 
+@lru_cache(maxsize=100_000)
 def fold(word: str) -> str:
     """Lower-case, drop a possessive and fold a plural: "Golfers" -> "golfer", "Lee's" ->
     "lee", "puppies" -> "puppy"; never strips -ing or -er (skates != skating)."""
@@ -96,6 +97,10 @@ class Taxonomy:
     called: dict[tuple[str, ...], tuple[str, ...]]  # typed name or phrase -> topics
     named: dict[tuple[str, ...], tuple[str, ...]]  # strong word -> topics ("beagle": dogs)
     vocabulary: frozenset[str]  # every word the taxonomy knows
+    # first word -> the longest phrase starting with it, per index, so a scan tries only
+    # the lengths that can match
+    starts: dict[str, dict[str, int]]
+    context: dict[tuple[str, ...], tuple]  # every "against" and business phrase
     name_words: frozenset[str]  # the words of the topics' names and typed phrases
 
 
@@ -125,14 +130,18 @@ def build(doc: dict, version: str) -> Taxonomy:
         for p in t.names | t.phrases:
             called.setdefault(p, []).append(name)
     vocab = {w for d in (evidence, masks, called) for p in d for w in p}
+    business = _phrases(doc.get("business", ()))
+    context: dict[tuple[str, ...], tuple] = {p: () for p in business}
+    context.update((p, ()) for t in topics.values() for p in t.against)
     return Taxonomy(version, topics, frozenset(fold(w) for w in doc.get("filler", ())),
-                    _phrases(doc.get("business", ())),
+                    business,
                     {k: tuple(v) for k, v in evidence.items()},
                     {k: tuple(v) for k, v in masks.items()},
                     {k: tuple(dict.fromkeys(v)) for k, v in called.items()},
                     {p: tuple(dict.fromkeys(t for t, strong in ts if strong))
                      for p, ts in evidence.items() if any(strong for _, strong in ts)},
-                    frozenset(vocab), frozenset(w for p in called for w in p))
+                    frozenset(vocab), _starts(evidence=evidence, masks=masks, context=context),
+                    context, frozenset(w for p in called for w in p))
 
 
 @lru_cache(maxsize=1)
@@ -144,12 +153,23 @@ def load() -> Taxonomy:
     return build(yaml.load(raw, Loader=loader), version)
 
 
-def _spans(tokens: tuple[str, ...], index: dict[tuple[str, ...], tuple]
-           ) -> Iterable[tuple[int, int, tuple[str, ...]]]:
+def _starts(**indexes: dict[tuple[str, ...], object]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for name, index in indexes.items():
+        starts: dict[str, int] = {}
+        for p in index:
+            starts[p[0]] = max(starts.get(p[0], 0), len(p))
+        out[name] = starts
+    return out
+
+
+def _spans(tokens: tuple[str, ...], index: dict[tuple[str, ...], tuple],
+           starts: dict[str, int]) -> Iterable[tuple[int, int, tuple[str, ...]]]:
     """(start, end, phrase) for every indexed phrase in tokens, longest first per start."""
     n = len(tokens)
     for i in range(n):
-        for size in range(min(MAX_TERM, n - i), 0, -1):
+        longest = starts.get(tokens[i], 0)
+        for size in range(min(longest, n - i), 0, -1):
             g = tokens[i:i + size]
             if g in index:
                 yield i, i + size, g
@@ -170,11 +190,11 @@ def _gather(tax: Taxonomy, fields: tuple[tuple[str, ...], ...]) -> dict[str, _Hi
     hits: dict[str, _Hits] = {}
     for field_no, tokens in enumerate(fields):
         masked: dict[str, set[int]] = {}
-        for start, end, g in _spans(tokens, tax.masks):
+        for start, end, g in _spans(tokens, tax.masks, tax.starts["masks"]):
             for topic in tax.masks[g]:
                 masked.setdefault(topic, set()).update(range(start, end))
         covered: dict[str, set[int]] = {}
-        for start, end, g in _spans(tokens, tax.evidence):
+        for start, end, g in _spans(tokens, tax.evidence, tax.starts["evidence"]):
             span = range(start, end)
             for topic, strong in tax.evidence[g]:
                 taken = covered.setdefault(topic, set())
@@ -192,8 +212,10 @@ def _gather(tax: Taxonomy, fields: tuple[tuple[str, ...], ...]) -> dict[str, _Hi
     return hits
 
 
-def _present(tokens: tuple[str, ...], phrases: frozenset[tuple[str, ...]]) -> set:
-    return {g for _, _, g in _spans(tokens, {p: () for p in phrases})} if phrases else set()
+def _context(tax: Taxonomy, fields: tuple[tuple[str, ...], ...]) -> set[tuple[str, ...]]:
+    """The "against" and business phrases present in any field."""
+    return {g for tokens in fields
+            for _, _, g in _spans(tokens, tax.context, tax.starts["context"])}
 
 
 def _score(tax: Taxonomy, topic: str, h: _Hits, tagged: float, context: set,
@@ -241,10 +263,8 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
         for topic, strong in tax.evidence.get(tag, ()):
             if strong:
                 tag_score[topic] = max(tag_score.get(topic, 0.0), TAG_TERM)
-    against = frozenset(p for t in (set(hits) | set(tag_score)) for p in tax.topics[t].against)
-    context = _present(title, against) | _present(text, against)
-    business = len(_present(title, tax.business) | _present(text, tax.business)) \
-        >= BUSINESS_WORDS
+    context = _context(tax, (title, text))
+    business = len(context & tax.business) >= BUSINESS_WORDS
     found: dict[str, tuple[float, str]] = {}
     for topic in set(hits) | set(tag_score):
         h = hits.get(topic) or _Hits({}, {}, set())
