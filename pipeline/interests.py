@@ -73,15 +73,17 @@ def correct(word: str, vocabularies: Iterable[frozenset[str]]) -> str:
     return word
 
 
-def _lookup(tokens: tuple[str, ...], index: dict[tuple[str, ...], tuple[str, ...]]
+def _lookup(tokens: tuple[str, ...], *indexes: dict[tuple[str, ...], tuple[str, ...]]
             ) -> tuple[str, ...]:
-    """Topics named by the longest indexed phrase in tokens (earliest first on ties)."""
+    """Topics named by the longest phrase in tokens found in an index (the earlier index
+    first for phrases of one length, the earliest phrase first)."""
     for size in range(min(MAX_TERM, len(tokens)), 0, -1):
-        found: list[str] = []
-        for i in range(len(tokens) - size + 1):
-            found.extend(index.get(tokens[i:i + size], ()))
-        if found:
-            return tuple(dict.fromkeys(found))
+        for index in indexes:
+            found: list[str] = []
+            for i in range(len(tokens) - size + 1):
+                found.extend(index.get(tokens[i:i + size], ()))
+            if found:
+                return tuple(dict.fromkeys(found))
     return ()
 
 
@@ -109,8 +111,11 @@ def understand(typed: str, tax: Taxonomy, known: Callable[[str], bool] | None = 
         tokens.append(fixed)
     toks = tuple(tokens)
     core = tuple(w for w in toks if w not in tax.filler) or toks
-    topics = tax.called.get(toks) or tax.called.get(core) or _lookup(toks, tax.called) \
-        or _lookup(core, tax.named)
+    # The whole phrase, then the longest name, typed phrase or named thing in it
+    # ("volunteers at food bank": "food bank" before "food").
+    topics = tax.called.get(toks) or tax.called.get(core) or \
+        _lookup(toks, tax.called, {} if core != toks and len(core) < 2 else tax.named) or \
+        _lookup(core, tax.named)
     return Understood(typed, _expand(tax, tuple(topics)), " ".join(core), tuple(fixes))
 
 

@@ -37,7 +37,9 @@ AGAINST_FACTOR = 0.4  # another subject's context words present (a cinema for th
 BUSINESS_FACTOR = 0.25  # a company or stock-market story about the hobby's trade
 BUSINESS_WORDS = 2  # distinct business words that make a story business news
 RELATED = 0.8  # a story about a narrower topic (youth hockey) counts this much for the
-# broader one (hockey)
+# broader one (hockey), and one about a triathlon for swimming, cycling and running
+MINOR_SHARE, MINOR_FACTOR = 0.45, 0.7  # a topic far behind the story's main one is a
+# passing mention (a brewery as the venue of an open mic): it counts this much less
 KEEP = 0.3  # smallest score stored (near misses are shown by `plan --explain`)
 KEEP_TOPICS = 12
 
@@ -82,6 +84,7 @@ class Topic:
     also: tuple[str, ...]
     parent: str
     own: tuple[str, ...] = ()  # the topic's name as words
+    covers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Taxonomy:
     starts: dict[str, dict[str, int]]
     context: dict[tuple[str, ...], tuple]  # every "against" and business phrase
     name_words: frozenset[str]  # the words of the topics' names and typed phrases
+    place: frozenset[str] = frozenset()  # words that end a place name ("Loon Lake")
 
 
 def _phrases(items: Iterable[str]) -> frozenset[tuple[str, ...]]:
@@ -119,7 +123,8 @@ def build(doc: dict, version: str) -> Taxonomy:
                   _phrases(spec.get("phrases", ())), _phrases(spec.get("strong", ())),
                   _phrases(spec.get("terms", ())), _phrases(spec.get("not", ())),
                   _phrases(spec.get("against", ())), tuple(spec.get("also", ())),
-                  str(spec.get("parent", "") or ""), words(name))
+                  str(spec.get("parent", "") or ""), words(name),
+                  tuple(spec.get("covers", ())))
         topics[name] = t
         for p in t.strong:
             evidence.setdefault(p, []).append((name, True))
@@ -141,7 +146,8 @@ def build(doc: dict, version: str) -> Taxonomy:
                     {p: tuple(dict.fromkeys(t for t, strong in ts if strong))
                      for p, ts in evidence.items() if any(strong for _, strong in ts)},
                     frozenset(vocab), _starts(evidence=evidence, masks=masks, context=context),
-                    context, frozenset(w for p in called for w in p))
+                    context, frozenset(w for p in called for w in p),
+                    frozenset(fold(str(w)) for w in doc.get("place", ())))
 
 
 @lru_cache(maxsize=1)
@@ -184,7 +190,26 @@ class _Hits:
     title: set[tuple[str, ...]]
 
 
-def _gather(tax: Taxonomy, fields: tuple[tuple[str, ...], ...]) -> dict[str, _Hits]:
+def _place_names(text: str, tax: Taxonomy) -> set[int]:
+    """Positions of capitalised words that name a place with the word after them ("Loon
+    Lake", "Eagle Bluff"): the bird or the fish is not there. A run that is itself
+    evidence ("Dog Park", "Ski Hill" in a title-case headline) is left alone."""
+    raw = _TOKEN_RE.findall(text)
+    out: set[int] = set()
+    for i in range(1, len(raw)):
+        if fold(raw[i]) not in tax.place or not raw[i][:1].isupper():
+            continue
+        j = i
+        while j > 0 and i - j < 2 and raw[j - 1][:1].isupper():
+            j -= 1
+        run = tuple(fold(w) for w in raw[j:i + 1])
+        if j < i and not any(run[k:] in tax.evidence for k in range(len(run) - 1)):
+            out.update(range(j, i))
+    return out
+
+
+def _gather(tax: Taxonomy, fields: tuple[tuple[str, ...], ...],
+            places: tuple[set[int], ...] = ()) -> dict[str, _Hits]:
     """Every topic's evidence words in the title (fields[0]) and the text, with the words
     inside a ruled-out phrase left out, and a longer phrase hiding the words inside it."""
     hits: dict[str, _Hits] = {}
@@ -194,8 +219,11 @@ def _gather(tax: Taxonomy, fields: tuple[tuple[str, ...], ...]) -> dict[str, _Hi
             for topic in tax.masks[g]:
                 masked.setdefault(topic, set()).update(range(start, end))
         covered: dict[str, set[int]] = {}
+        named = places[field_no] if places else set()
         for start, end, g in _spans(tokens, tax.evidence, tax.starts["evidence"]):
             span = range(start, end)
+            if any(i in named for i in span):
+                continue
             for topic, strong in tax.evidence[g]:
                 taken = covered.setdefault(topic, set())
                 mask = masked.get(topic, ())
@@ -254,7 +282,8 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
     """What one article is about, by the taxonomy: (topic, score, evidence), best first."""
     tax = tax or load()
     title, text = words(article.title), words(article.summary_text)
-    hits = _gather(tax, (title, text))
+    hits = _gather(tax, (title, text), (_place_names(article.title, tax),
+                                        _place_names(article.summary_text, tax)))
     tags = [words(t) for t in article.topics]
     tag_score: dict[str, float] = {}
     for tag in tags:
@@ -271,11 +300,16 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
         found[topic] = _score(tax, topic, h, tag_score.get(topic, 0.0), context, business)
     for topic, (score, how) in list(found.items()):
         t = tax.topics[topic]
-        for other in (t.parent,) if t.parent else ():
+        for other in ((t.parent,) if t.parent else ()) + t.covers:
             related = score * RELATED
             if related > found.get(other, (0.0, ""))[0]:
                 found[other] = (related, f"about {topic}: {how}")
-    scored = [(topic, round(score, 3), how) for topic, (score, how) in found.items()
-              if score >= KEEP]
+    top = max((score for score, _ in found.values()), default=0.0)
+    scored = []
+    for topic, (score, how) in found.items():
+        if score < MINOR_SHARE * top and topic not in tag_score:
+            score *= MINOR_FACTOR
+        if score >= KEEP:
+            scored.append((topic, round(score, 3), how))
     scored.sort(key=lambda t: (-t[1], t[0]))
     return TopicProfile(tax.version, tuple(scored[:KEEP_TOPICS]), business)

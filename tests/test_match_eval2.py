@@ -3,9 +3,10 @@ type them, untagged hobby feeds covering several subjects, stories that never na
 hobby, figurative traps in market and economy feeds, retold stories, business news in a
 hobby's trade.
 
-The set has two parts decided before tuning: tune.yaml (looked at while adjusting the
-taxonomy and weights) and heldout.yaml (never looked at; its figures are the ones that
-count). The goals hold on the held-out part: interests precision@3 >= 0.95, hobby recall
+The set has parts decided before tuning: tune.yaml (looked at while adjusting the
+taxonomy and weights), tune2.yaml (the first held-out part: seen once, with interests
+precision@3 0.873 and hobby recall 0.844, then used for tuning too) and heldout.yaml
+(written after that, never looked at while tuning; its figures are the ones that count). The goals hold on the held-out part: interests precision@3 >= 0.95, hobby recall
 >= 0.80, no contact given general filler although a relevant hobby story existed, no
 wrong-section pick. They are measured twice: in process through build_plan, and through
 `sphere plan --json` on a project built from the set (feeds as RSS files, contacts in a
@@ -171,15 +172,16 @@ def heldout() -> Part:
 
 
 def test_the_set_is_big_and_hard_enough() -> None:
-    parts = [load_part("tune"), load_part("heldout")]
+    parts = [load_part("tune"), load_part("tune2"), load_part("heldout")]
     articles = [a for p in parts for a in p.articles]
     assert len(articles) >= 150 and len({a.source for a in articles}) >= 12
     assert sum(len(p.contacts) for p in parts) >= 40
     untagged = [a for a in articles if not a.topics]
     assert len(untagged) > 0.9 * len(articles)
-    # The two parts share no story and no contact.
-    assert not {a.id for a in parts[0].articles} & {a.id for a in parts[1].articles}
-    assert not {c.email for c in parts[0].contacts} & {c.email for c in parts[1].contacts}
+    # The parts share no story and no contact.
+    assert len({a.id for a in articles}) == len(articles)
+    emails = [c.email for p in parts for c in p.contacts]
+    assert len(set(emails)) == len(emails)
     for p in parts:
         assert all(i in p.subjects for c in p.contacts for i in c.interests)
 
@@ -188,6 +190,7 @@ def test_goals_hold_on_the_held_out_part(heldout: Part) -> None:
     m = evaluate(heldout)
     print("\n" + report("eval2 held-out", m))
     print(report("eval2 tune", evaluate(load_part("tune"))))
+    print(report("eval2 tune2 (first held-out)", evaluate(load_part("tune2"))))
     assert m["precision@3"] >= GOALS["precision@3"], m["wrong_picks"]
     assert m["recall"] >= GOALS["recall"]
     assert m["filler_despite_relevant"] == []
