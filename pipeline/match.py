@@ -269,6 +269,8 @@ class Matcher:
         # (campaign, neighbourhood, interests) -> the article picks of someone with no
         # history: shared by everyone with the same three
         self.walks: dict[tuple[str, str, tuple[str, ...]], tuple[Pick, ...]] = {}
+        self.with_tip: dict[tuple[tuple[str, str, tuple[str, ...]], str],
+                            tuple[Pick, ...]] = {}
         self.market, self.market_general, self.market_general_plain = self._market()
 
     def _candidate(self, score: float, a: Article, section: str, reason: str,
@@ -668,23 +670,31 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
                      tip_last_seen: Mapping[str, str] | None = None,
                      trace: Trace | None = None) -> tuple[Pick, ...]:
     """Choose this contact's items, section by section, each with a reason."""
+    key = None
     if seen or trace is not None:
         picks = _article_picks(matcher, contact, campaign, seen, trace)
     else:
         # Without a history, the articles depend only on the neighbourhood and the
         # interests: people who share both share the walk (only the tip is their own).
         key = (campaign.name, contact.neighbourhood, contact.interests)
-        picks = matcher.walks.get(key)  # type: ignore[assignment]
-        if picks is None:
-            picks = matcher.walks[key] = _article_picks(matcher, contact, campaign, seen,
+        found = matcher.walks.get(key)
+        if found is None:
+            found = matcher.walks[key] = _article_picks(matcher, contact, campaign, seen,
                                                         None)
+        picks = found
     if not picks and campaign.skip_empty:
         return ()
-    if campaign.sections.tip:
-        tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
-        if tip:
-            return picks + (matcher.tip_pick(tip),)
-    return picks
+    tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen) \
+        if campaign.sections.tip else None
+    if tip is None:
+        return picks
+    if key is None:
+        return picks + (matcher.tip_pick(tip),)
+    # One shared tuple per walk and tip, not one per person.
+    whole = matcher.with_tip.get((key, tip.id))
+    if whole is None:
+        whole = matcher.with_tip[(key, tip.id)] = picks + (matcher.tip_pick(tip),)
+    return whole
 
 
 def _article_picks(matcher: Matcher, contact: Contact, campaign: Campaign,

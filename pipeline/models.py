@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 SourceKind = Literal["neighbourhood", "economy", "hobby", "tips", "market"]
@@ -78,7 +79,9 @@ class Tip:
     season: str = ""
 
 
-@dataclass(frozen=True)
+# Slots: a send can hold a million contacts and planned emails; without a __dict__ each
+# is about a third the size (issue 18: planning 1M contacts under 1 GB).
+@dataclass(frozen=True, slots=True)
 class Contact:
     """A person in an audience file."""
 
@@ -196,7 +199,10 @@ class Pick:
         return self.article.id if self.article else f"tip:{self.tip.id}"  # type: ignore[union-attr]
 
 
-@dataclass(frozen=True)
+NO_EXTRA: Mapping[str, Any] = MappingProxyType({})  # shared: most emails have none
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedEmail:
     """What one contact will receive in one send."""
 
@@ -204,7 +210,7 @@ class PlannedEmail:
     picks: tuple[Pick, ...]
     notes: tuple[Note, ...] = ()
     template: str = ""  # overrides the campaign's (drip steps name their own)
-    extra: Mapping[str, Any] = field(default_factory=dict)  # years, referral, sales...
+    extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA)  # years, referral...
     rejected: tuple = ()  # explain.Rejected: best candidates left out, with why (--explain)
 
     def section(self, name: str) -> tuple[Pick, ...]:
