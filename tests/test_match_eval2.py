@@ -199,6 +199,11 @@ def test_goals_hold_on_the_held_out_part(heldout: Part) -> None:
 
 # --- the same through `sphere plan --json` on a project built from the set -------------
 
+def deliverable(email: str) -> str:
+    """The set's address with a domain the audience loader accepts (.test is reserved)."""
+    return email.replace(".test", ".example.com")
+
+
 def write_project(part: Part, target: Path, campaign: Campaign) -> Path:
     """A Sphere project holding the part: one RSS file per feed, one audience CSV."""
     root = copy_sample(target)
@@ -220,8 +225,8 @@ def write_project(part: Part, target: Path, campaign: Campaign) -> Path:
                                                encoding="utf-8")
     rows = ["email,first_name,last_name,neighbourhood,interests,relationship,closing_date,"
             "timezone,note,status"]
-    rows += [f"{c.email},,,{c.neighbourhood},{';'.join(c.interests)},sphere,,UTC,,subscribed"
-             for c in part.contacts]
+    rows += [f"{deliverable(c.email)},,,{c.neighbourhood},{';'.join(c.interests)},sphere,,UTC,,"
+             "subscribed" for c in part.contacts]
     (root / "audiences" / "sphere.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     config = yaml.safe_load((root / "campaigns.yaml").read_text(encoding="utf-8"))
     config["synonyms"] = {}
@@ -239,7 +244,7 @@ def cli_picks(part: Part, root: Path, cli) -> dict[str, list[Got]]:
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     by_url = {a.url: a.id for a in part.articles}
-    return {e["email"]: [Got(p["section"], by_url[p["url"]], p["score"], p["general"])
+    return {e["email"].replace(".example.com", ".test"): [Got(p["section"], by_url[p["url"]], p["score"], p["general"])
                          for p in e["picks"] if "url" in p] for e in doc["emails"]}
 
 
