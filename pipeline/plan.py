@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import zoneinfo
 from collections.abc import Mapping
 
@@ -66,6 +67,25 @@ def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list
     candidates with the reason they lost, and how each interest was read.
     """
     period = period or period_for(campaign.schedule, now, sender_tz)
+    # Planning makes millions of small objects and no reference cycles: the cyclic
+    # collector would only walk them again and again (a fifth of the time at 1M contacts).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(campaign, contacts, articles, tips, history, suppressed, notes,
+                     synonyms, now, period, source_topics, tip_last_seen, explain)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list[Article],
+          tips: tuple[Tip, ...], history: Mapping[str, frozenset[str]],
+          suppressed: frozenset[str], notes: Mapping[str, tuple[Note, ...]],
+          synonyms: Mapping[str, tuple[str, ...]], now: dt.datetime, period: dt.datetime,
+          source_topics: Mapping[str, tuple[str, ...]] | None,
+          tip_last_seen: Mapping[str, Mapping[str, str]] | None, explain: bool) -> Plan:
+    """build_plan's work, with the period known."""
     matcher = Matcher(articles, now, campaign.max_age_days, synonyms, source_topics)
     emails: list[PlannedEmail] = []
     skipped: list[Skipped] = []

@@ -20,7 +20,6 @@ from .models import Article, Note, RenderedEmail, TopicProfile
 # database is locked (a send commits often, so a real wait is short).
 BUSY_TIMEOUT = 30.0
 
-
 def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.timezone.utc).isoformat() if moment else None
 
