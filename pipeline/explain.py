@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .match import MIN_INTEREST_SCORE, Matcher, Trace, pick_for_contact
+from .match import MIN_INTEREST_SCORE, Matcher
 from .models import Campaign, Contact, Tip
+from .walk import Trace, pick_for_contact
 
 SHOWN = 6  # rejected candidates listed per contact
 PER_REASON = 2  # of those, at most this many lost for the same kind of reason

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 
 from . import cron
 from .audience import email_key
-from .models import Article, Campaign, Contact, Note, Plan, PlannedEmail, Skipped, Tip
 from .explain import explain_contact
-from .match import Matcher, pick_for_contact
+from .match import Matcher
+from .models import Article, Campaign, Contact, Note, Plan, PlannedEmail, Skipped, Tip
+from .walk import pick_for_contact
 
 # Look back this far for the latest scheduled run; growing steps keep a per-minute cron
 # cheap and still find a yearly one.

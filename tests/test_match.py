@@ -6,7 +6,8 @@ import dataclasses
 import datetime as dt
 
 from pipeline.explain import explain_contact
-from pipeline.match import Matcher, choose_tip, pick_for_contact, stories
+from pipeline.match import Matcher, choose_tip, stories
+from pipeline.walk import pick_for_contact
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
 from pipeline.plan import build_plan
 from pipeline.textmatch import fixed_compound, phrase, stem, subject_stems
