@@ -44,9 +44,10 @@ TAG_NAME, TAG_TERM = 3.0, 1.5  # the entry's own category names the topic / a st
 AGAINST_FACTOR = 0.4  # another subject's context words present (a cinema for theatre)
 BUSINESS_FACTOR = 0.25  # a company or stock-market story about the hobby's trade
 BUSINESS_WORDS = 2  # distinct business words that make a story business news
-RELATED = 0.8  # a story about a narrower topic (youth hockey) counts this much for the
-# broader one (hockey), and one about a triathlon for swimming, cycling and running
-MINOR_SHARE, MINOR_FACTOR = 0.45, 0.7  # a topic far behind the story's main one is a
+RELATED = 0.6  # a story about a narrower topic (youth hockey) counts this much for the
+# broader one (hockey): a peewee tournament is not NHL news
+COVERED = 1.0  # a story about a triathlon is as much about swimming, cycling and running
+MINOR_SHARE, MINOR_FACTOR = 0.5, 0.7  # a topic far behind the story's main one is a
 # passing mention (a brewery as the venue of an open mic): it counts this much less
 KEEP = 0.3  # smallest score stored (near misses are shown by `plan --explain`)
 KEEP_TOPICS = 12
@@ -305,8 +306,9 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
         found[topic] = _score(tax, topic, h, tag_score.get(topic, 0.0), context, business)
     for topic, (score, how) in list(found.items()):
         t = tax.topics[topic]
-        for other in ((t.parent,) if t.parent else ()) + t.covers:
-            related = score * RELATED
+        for other, share in [(t.parent, RELATED)] * bool(t.parent) + \
+                [(c, COVERED) for c in t.covers]:
+            related = score * share
             if related > found.get(other, (0.0, ""))[0]:
                 found[other] = (related, f"about {topic}: {how}")
     top = max((score for score, _ in found.values()), default=0.0)
