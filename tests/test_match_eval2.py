@@ -4,9 +4,10 @@ hobby, figurative traps in market and economy feeds, retold stories, business ne
 hobby's trade.
 
 The set has parts decided before tuning: tune.yaml (looked at while adjusting the
-taxonomy and weights), tune2.yaml (the first held-out part: seen once, with interests
-precision@3 0.873 and hobby recall 0.844, then used for tuning too) and heldout.yaml
-(written after that, never looked at while tuning; its figures are the ones that count). The issue's goals are interests precision@3 >= 0.95, hobby recall >= 0.80, no
+taxonomy and weights); tune2.yaml and tune3.yaml, each a held-out part first, seen once
+(interests precision@3 0.873 and hobby recall 0.844; then 0.939 and 0.808) and then tuned
+on; and heldout.yaml, written before the last round of tuning and never looked at while
+tuning: its figures are the ones that count. The issue's goals are interests precision@3 >= 0.95, hobby recall >= 0.80, no
 contact given general filler although a relevant hobby story existed, no wrong-section
 pick; on the held-out part the last two hold and the first two are kept at the floors
 below (see FLOORS). They are measured twice: in process through build_plan, and through
@@ -179,7 +180,7 @@ def heldout() -> Part:
 
 
 def test_the_set_is_big_and_hard_enough() -> None:
-    parts = [load_part("tune"), load_part("tune2"), load_part("heldout")]
+    parts = [load_part(p) for p in ("tune", "tune2", "tune3", "heldout")]
     articles = [a for p in parts for a in p.articles]
     assert len(articles) >= 150 and len({a.source for a in articles}) >= 12
     assert sum(len(p.contacts) for p in parts) >= 40
@@ -200,6 +201,7 @@ def test_goals_hold_on_the_held_out_part(heldout: Part) -> None:
     print(report("eval2 held-out", m))
     print(report("eval2 tune", evaluate(load_part("tune"))))
     print(report("eval2 tune2 (first held-out)", evaluate(load_part("tune2"))))
+    print(report("eval2 tune3 (second held-out)", evaluate(load_part("tune3"))))
     assert m["precision@3"] >= FLOORS["precision@3"], m["wrong_picks"]
     assert m["recall"] >= FLOORS["recall"]
     assert m["filler_despite_relevant"] == []
