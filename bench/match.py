@@ -101,6 +101,7 @@ def make_data(contacts: int, articles: int, seed: int
     ids = [a.id for a in arts]
     people = []
     history: dict[str, frozenset[str]] = {}
+    tip_ids = [f"tip:t{i}" for i in range(26)]  # one string per tip, not one per person
     for n in range(contacts):
         email = f"person{n}@bench.example"
         mine = []
@@ -115,7 +116,7 @@ def make_data(contacts: int, articles: int, seed: int
                               interests=tuple(mine)))
         if rng.random() < 0.33:
             got = rng.sample(ids, rng.randint(5, 25))
-            history[email] = frozenset(got) | {f"tip:t{rng.randrange(26)}" for _ in range(3)}
+            history[email] = frozenset(got) | {tip_ids[rng.randrange(26)] for _ in range(3)}
     tips = tuple(Tip(f"t{i}", "maintenance", f"Tip {i}", "Body.",
                      season=("", "winter", "autumn")[i % 3]) for i in range(26))
     return arts, tuple(people), history, source_topics, tips

@@ -183,6 +183,8 @@ class Matcher:
         # (campaign, neighbourhood, interests) -> the article picks of someone with no
         # history: shared by everyone with the same three
         self.walks: dict[tuple[str, str, tuple[str, ...]], tuple[Pick, ...]] = {}
+        self.with_tip: dict[tuple[tuple[str, str, tuple[str, ...]], str],
+                            tuple[Pick, ...]] = {}
         self.market, self.market_general, self.market_general_plain = self._market()
 
     def _candidate(self, score: float, a: Article, section: str, reason: str,

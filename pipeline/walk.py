@@ -81,6 +81,7 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
                      tip_last_seen: Mapping[str, str] | None = None,
                      trace: Trace | None = None) -> tuple[Pick, ...]:
     """Choose this contact's items, section by section, each with a reason."""
+    key = None
     if seen or trace is not None:
         picks = _article_picks(matcher, contact, campaign, seen, trace)
     else:
@@ -91,14 +92,21 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
         if found is None:
             found = matcher.walks[key] = _article_picks(matcher, contact, campaign, seen,
                                                         None)
+            key = None  # the first to walk it: nothing to share yet
         picks = found
     if not picks and campaign.skip_empty:
         return ()
-    if campaign.sections.tip:
-        tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
-        if tip:
-            return picks + (matcher.tip_pick(tip),)
-    return picks
+    tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen) \
+        if campaign.sections.tip else None
+    if tip is None:
+        return picks
+    if key is None:
+        return picks + (matcher.tip_pick(tip),)
+    # A shared walk: one tuple per walk and tip, not one per person (a million emails).
+    whole = matcher.with_tip.get((key, tip.id))
+    if whole is None:
+        whole = matcher.with_tip[(key, tip.id)] = picks + (matcher.tip_pick(tip),)
+    return whole
 
 
 def _article_picks(matcher: Matcher, contact: Contact, campaign: Campaign,
