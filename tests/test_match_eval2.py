@@ -34,11 +34,12 @@ EVAL = Path(__file__).parent / "eval2"
 TIPS = (Tip("gutters", "maintenance", "Clean the gutters", "Before the rains."),)
 GOALS = {"precision@3": 0.95, "recall": 0.80}  # issue 16
 # What the held-out part measured when first run (in process / through the CLI, where the
-# one contact with a history has none): precision@3 0.939, recall 0.808 / 0.797. The
-# precision goal is NOT met on held-out data; these floors keep what was reached, and
-# the figures are printed beside the goals. Raising them needs a new held-out part: this
-# one has been seen.
-FLOORS = {"precision@3": 0.93, "recall": 0.79}
+# one contact with a history has none): precision@3 0.902 / 0.902, recall 0.875 / 0.877.
+# The recall goal holds; the precision goal is NOT met on held-out data (nor was it on
+# the two earlier held-out parts: 0.873, then 0.939). The floor keeps what was reached
+# and the figures are printed beside the goals; raising it needs a new held-out part,
+# since this one has now been seen.
+FLOORS = {"precision@3": 0.90, "recall": GOALS["recall"]}
 
 
 @dataclasses.dataclass(frozen=True)
