@@ -355,3 +355,28 @@ def test_scoring_grows_with_distinct_interests_not_contacts(monkeypatch) -> None
     build_plan(campaign(), people, arts, TIPS, {}, frozenset(), {}, {}, NOW, "UTC", NOW)
     # "Wine" and "wines" share one scoring pass: two subjects x 20 articles.
     assert calls["n"] == 2 * len(arts)
+
+
+def test_people_without_history_sharing_neighbourhood_and_interests_share_a_walk(
+        monkeypatch) -> None:
+    import gc
+
+    from pipeline import walk
+    calls = {"n": 0}
+    real = walk._article_picks
+
+    def counted(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(walk, "_article_picks", counted)
+    arts = [art(f"a{i}", f"Golf story {i}", topics=("golf",)) for i in range(5)]
+    people = tuple(Contact(f"p{i}@x.test", neighbourhood="North End", interests=("golf",))
+                   for i in range(300))
+    history = {"p0@x.test": frozenset({"a1"})}
+    plan = build_plan(campaign(), people, arts, TIPS, history, frozenset(), {}, {}, NOW,
+                      "UTC", NOW)
+    assert calls["n"] == 2  # one shared walk, and the one person with a history
+    assert {e.picks[:-1] for e in plan.emails[1:]} == {plan.emails[1].picks[:-1]}
+    assert {e.picks[-1].tip for e in plan.emails} == set(TIPS)  # tips stay personal
+    assert gc.isenabled()  # paused only while planning
