@@ -180,11 +180,10 @@ class Matcher:
         self.near_misses: dict[tuple[str, ...], list[tuple[float, Analysed, str]]] = {}
         self._hood: dict[str, list[Candidate]] = {}
         self._tips: dict[str, Pick] = {}
-        # (campaign, neighbourhood, interests) -> the article picks of someone with no
-        # history: shared by everyone with the same three
-        self.walks: dict[tuple[str, str, tuple[str, ...]], tuple[Pick, ...]] = {}
-        self.with_tip: dict[tuple[tuple[str, str, tuple[str, ...]], str],
-                            tuple[Pick, ...]] = {}
+        # (neighbourhood, interests) -> the email of the first person with no history to
+        # walk them (walk.pick_for_contact): shared by everyone with the same two
+        self.walks: dict[tuple[str, tuple[str, ...]], tuple[Pick, ...]] = {}
+        self.with_tip: dict[tuple[tuple[str, tuple[str, ...]], str], tuple[Pick, ...]] = {}
         self.market, self.market_general, self.market_general_plain = self._market()
 
     def _candidate(self, score: float, a: Article, section: str, reason: str,

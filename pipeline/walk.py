@@ -81,32 +81,48 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
                      tip_last_seen: Mapping[str, str] | None = None,
                      trace: Trace | None = None) -> tuple[Pick, ...]:
     """Choose this contact's items, section by section, each with a reason."""
-    key = None
     if seen or trace is not None:
-        picks = _article_picks(matcher, contact, campaign, seen, trace)
-    else:
-        # Without a history, the articles depend only on the neighbourhood and the
-        # interests: people who share both share the walk (only the tip is their own).
-        key = (campaign.name, contact.neighbourhood, contact.interests)
-        found = matcher.walks.get(key)
-        if found is None:
-            found = matcher.walks[key] = _article_picks(matcher, contact, campaign, seen,
-                                                        None)
-            key = None  # the first to walk it: nothing to share yet
-        picks = found
+        return _with_tip(matcher, contact, campaign, tips, seen, tip_last_seen,
+                         _article_picks(matcher, contact, campaign, seen, trace))
+    # Without a history, the articles depend only on the neighbourhood and the interests:
+    # people who share both share the walk, and its tuple when their tip is the same
+    # (a million emails). The first to walk it keeps its whole email there, tip included.
+    key = (contact.neighbourhood, contact.interests)
+    first = matcher.walks.get(key)
+    if first is None:
+        whole = _with_tip(matcher, contact, campaign, tips, seen, tip_last_seen,
+                          _article_picks(matcher, contact, campaign, seen, None))
+        matcher.walks[key] = whole
+        return whole
+    tipped = bool(first) and first[-1].tip is not None
+    picks = first[:-1] if tipped else first
     if not picks and campaign.skip_empty:
         return ()
     tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen) \
         if campaign.sections.tip else None
     if tip is None:
         return picks
-    if key is None:
-        return picks + (matcher.tip_pick(tip),)
-    # A shared walk: one tuple per walk and tip, not one per person (a million emails).
+    if tipped and first[-1].tip == tip:
+        return first
     whole = matcher.with_tip.get((key, tip.id))
     if whole is None:
         whole = matcher.with_tip[(key, tip.id)] = picks + (matcher.tip_pick(tip),)
     return whole
+
+
+def _with_tip(matcher: Matcher, contact: Contact, campaign: Campaign,
+              tips: tuple[Tip, ...], seen: frozenset[str],
+              tip_last_seen: Mapping[str, str] | None, picks: tuple[Pick, ...]
+              ) -> tuple[Pick, ...]:
+    """The articles plus this person's tip; () when there is nothing and the campaign
+    skips empty emails."""
+    if not picks and campaign.skip_empty:
+        return ()
+    if campaign.sections.tip:
+        tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
+        if tip:
+            return picks + (matcher.tip_pick(tip),)
+    return picks
 
 
 def _article_picks(matcher: Matcher, contact: Contact, campaign: Campaign,
