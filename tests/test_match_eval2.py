@@ -254,7 +254,7 @@ def cli_picks(part: Part, root: Path, cli) -> dict[str, list[Got]]:
     """email -> picks, from `sphere plan eval --json`."""
     result = cli("plan", "eval", "--json", project=root)
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     by_url = {a.url: a.id for a in part.articles}
     return {e["email"].replace(".example.com", ".test"): [Got(p["section"], by_url[p["url"]], p["score"], p["general"])
                          for p in e["picks"] if "url" in p] for e in doc["emails"]}
