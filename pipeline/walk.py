@@ -104,10 +104,10 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
         return picks
     if tipped and first[-1].tip == tip:
         return first
-    whole = matcher.with_tip.get((key, tip.id))
-    if whole is None:
-        whole = matcher.with_tip[(key, tip.id)] = picks + (matcher.tip_pick(tip),)
-    return whole
+    shared = matcher.with_tip.get((key, tip.id))
+    if shared is None:
+        shared = matcher.with_tip[(key, tip.id)] = picks + (matcher.tip_pick(tip),)
+    return shared
 
 
 def _with_tip(matcher: Matcher, contact: Contact, campaign: Campaign,
