@@ -59,6 +59,7 @@ def _read(file: Path, key: str) -> tuple[Contact, ...] | None:
             return None
         dates, tuples, names = doc["dates"], doc["tuples"], doc["fields"]
         out = []
+        setters = [getattr(Contact, name).__set__ for name in names]
         for row in doc["rows"]:
             for i in dates:
                 if row[i] is not None:
@@ -67,8 +68,10 @@ def _read(file: Path, key: str) -> tuple[Contact, ...] | None:
                 row[i] = tuple(row[i])
             # Our own rows of exactly these fields (the key covers models.py): set them
             # without the frozen dataclass's per-field __init__, a third of the read.
+            # Contact has slots (no __dict__), so through its slot descriptors.
             contact = object.__new__(Contact)
-            contact.__dict__.update(zip(names, row))
+            for put, value in zip(setters, row):
+                put(contact, value)
             out.append(contact)
         return tuple(out)
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
