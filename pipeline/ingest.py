@@ -348,7 +348,9 @@ def parse_feed(source: Source, body: bytes, headers: dict[str, str] | None = Non
         return ParsedFeed((), f"malformed feed: {_parse_error(parsed)}; no entry could be "
                               f"read from {source.url}: open it to check the url, or tell "
                               "the feed's owner")
-    return ParsedFeed(tuple(out.values()))
+    # Each story's hobby topics, read once here, where parsing runs (in worker processes),
+    # and stored: planning only looks them up. taxonomy.profile is pure.
+    return ParsedFeed(tuple(replace(a, profile=profile(a)) for a in out.values()))
 
 
 def _parse_error(parsed: feedparser.FeedParserDict) -> str:
@@ -467,10 +469,7 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
                                           permanent_url=r.permanent_url,
                                           outcome="not_modified")
                 continue
-            # Each story's hobby topics, read once here and stored: planning only looks
-            # them up (taxonomy.profile is pure, so it may move to wherever parsing runs).
-            articles = [replace(a, profile=profile(a))
-                        for a in _reconcile(feed.articles, store, index)]
+            articles = _reconcile(feed.articles, store, index)
             n, u = store.upsert_articles(articles, now)
             new, updated = new + n, updated + u
             fetched += 1
