@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
 
 SourceKind = Literal["neighbourhood", "economy", "hobby", "tips", "market"]
@@ -199,7 +198,26 @@ class Pick:
         return self.article.id if self.article else f"tip:{self.tip.id}"  # type: ignore[union-attr]
 
 
-NO_EXTRA: Mapping[str, Any] = MappingProxyType({})  # shared: most emails have none
+class _NoExtra(Mapping[str, Any]):
+    """The empty, read-only `extra` shared by every email without one (a million emails
+    need no million empty dicts); pickles as itself, for the render workers."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __reduce__(self) -> str:
+        return "NO_EXTRA"
+
+
+NO_EXTRA: Mapping[str, Any] = _NoExtra()
 
 
 @dataclass(frozen=True, slots=True)
