@@ -3,6 +3,7 @@ network transports share, and the outbox implementation (SMTP and SendGrid live 
 smtp_transport.py and sendgrid_transport.py)."""
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -17,6 +18,8 @@ from typing import Any, Protocol
 from .models import Delivery, RenderedEmail
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Addresses whose file name maps back to them: its one '_' was the '@'.
+_REVERSIBLE = re.compile(r"[a-z0-9.-]+@[a-z0-9.-]+")
 
 
 class Transport(Protocol):
@@ -163,7 +166,14 @@ def extra_headers(raw: bytes) -> dict[str, str]:
 
 def outbox_name(send_id: str, email: str) -> str:
     """A readable, unique file name for one (send, contact)."""
-    return f"{_UNSAFE.sub('_', send_id)}--{_UNSAFE.sub('_', email.lower())}.eml"
+    address = email.lower()
+    name = f"{_UNSAFE.sub('_', send_id)}--{_UNSAFE.sub('_', address)}"
+    if not _REVERSIBLE.fullmatch(address):
+        # Replacing characters loses them (`a+b@` and `a_b@`, `ü@` and `ø@` would share
+        # a file, the second overwriting the first): a digest of the address keeps it
+        # unique. '~' never occurs in a sanitised name, so no plain name can collide.
+        name += "~" + hashlib.sha256(address.encode("utf-8")).hexdigest()[:12]
+    return name + ".eml"
 
 
 class OutboxTransport:

@@ -169,3 +169,27 @@ def test_a_message_that_cannot_be_built_fails_its_contact_and_no_one_else(
         assert len(recorder.messages) == 27 and broken not in recorder.by_rcpt()
     if transport == "sendgrid":
         assert standin and sum(standin.delivered.values()) == 27
+
+
+def test_addresses_that_differ_only_in_unsafe_characters_get_their_own_outbox_files(
+        project: Path, cli) -> None:
+    """`dana+news@` and `dana_news@`, or two accented names, used to share one file
+    name: the second message overwrote the first, one person's mail was lost, and a
+    crash recovery could take the file for the other person's delivery."""
+    path = project / "audiences/sphere.csv"
+    text = path.read_text(encoding="utf-8")
+    for old, new in (("grace.lindqvist@example.org", "dana+news@example.org"),
+                     ("daniel.achterberg@example.com", "dana_news@example.org"),
+                     ("ben.whitaker@example.net", "üser@exämple.com"),
+                     ("helen.varga@example.com", "øser@exämple.com")):
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+    result = cli("send", "monthly-sphere", project=project)
+    assert result.exit_code == 0, result.output
+    assert "Sent 28," in result.stdout
+    files = list((project / "var/outbox").glob("*.eml"))
+    assert len(files) == 28
+    to = {email.message_from_string(p.read_bytes().decode("utf-8"), policy=policy.default)
+          ["To"].addresses[0].addr_spec for p in files}
+    assert {"dana+news@example.org", "dana_news@example.org", "üser@xn--exmple-cua.com",
+            "øser@xn--exmple-cua.com"} <= to
