@@ -226,7 +226,9 @@ def unsent(config: Config, store: Store, now: dt.datetime,
     grace = dt.timedelta(hours=config.scheduling.catch_up_hours)
     saved = store.meta(CHECKPOINT)
     start = dt.datetime.fromisoformat(saved) if saved else now - grace
-    running = f"the daemon's last tick was {saved[:16]}Z" if saved else \
+    # The checkpoint keeps the clock's own offset (SPHERE_NOW may carry one): say UTC.
+    last = start.astimezone(dt.timezone.utc)
+    running = f"the daemon's last tick was {last:%Y-%m-%dT%H:%M}Z" if saved else \
         "the daemon has not run (`sphere run`)"
     contacts = all_contacts(config) if contacts is None else contacts
     latest, nexts = campaign_firings(config, campaign_zones(config, contacts),

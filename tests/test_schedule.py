@@ -313,3 +313,17 @@ def test_referral_update_waits_out_quiet_hours_then_the_daemon_sends_it(project:
     assert len(sent) == 1
     msg = email.message_from_bytes(sent[0].read_bytes(), policy=policy.default)
     assert parsedate_to_datetime(msg["Date"]) == dt.datetime(2026, 11, 23, 16, 5, tzinfo=UTC)
+
+
+def test_times_marked_utc_are_utc_when_the_clock_carries_an_offset(
+        project: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPHERE_NOW=18:55-08:00 is 02:55 UTC the next day: `run --once` printed
+    "2026-12-02 18:55Z" and `status` "the daemon's last tick was 2026-12-02T18:55Z"."""
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-02T18:55:00-08:00")
+    result = cli("run", "--once", project=project)
+    assert result.exit_code == 0, result.output
+    assert "2026-12-03 02:55Z " in result.stdout
+    assert "18:55Z" not in result.stdout
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-05T18:00:00-08:00")
+    status = cli("status", project=project).output
+    assert "last tick was 2026-12-03T02:55Z" in status
