@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,7 @@ def unsent(config: Config, store: Store, now: dt.datetime,
     latest, nexts = campaign_firings(config, campaign_zones(config, contacts),
                                      now - MISSED_LOOKBACK, now)
     out = _unsent_campaigns(store, latest, saved, start, now, grace, running)
+    out += _left_out(config, store, contacts, latest, start, now, running)
     lookback = min(start, now - MISSED_LOOKBACK)
     # The next step of a drip over thousands of people is usually days away: look a
     # week ahead first, and further only for drips with nothing in that week.
@@ -290,6 +292,48 @@ def _unsent_campaigns(store: Store, latest: dict[str, Firing], saved: str | None
             f"due; the next tick of `sphere run` sends it ({running})"
         who = f"{f.count} {'person' if f.count == 1 else 'people'}"
         out.append(Unsent(f.send_id, f.name, f.local, who, old, why, command))
+    return out
+
+
+def _left_out(config: Config, store: Store, contacts: tuple[Contact, ...],
+              latest: dict[str, Firing], start: dt.datetime, now: dt.datetime,
+              running: str) -> list[Unsent]:
+    """People of a begun campaign send whose time has come and of whom no ledger row,
+    draft or delivery exists: the tick that began it sent the zones inside the catch-up
+    window and left the older ones out, so they are listed (a zone goes out as a whole,
+    so a zone with nobody recorded is one that was left out). Due at or before `start`
+    (the checkpoint, or one window back) is missed: no tick will look that far back."""
+    begun = store.started(f.send_id for f in latest.values() if not f.check)
+    out = []
+    for f in latest.values():
+        if f.send_id not in begun:
+            continue
+        campaign = next(c for c in config.campaigns if c.name == f.name)
+        period = dt.datetime.strptime(f.send_id.split("@", 1)[1], "%Y-%m-%dT%H:%M")
+        recorded = {e.lower() for e in store.ledger_status(f.send_id)}
+        for draft in drafts.load(store, send_id=f.send_id):
+            recorded |= {r.email.lower() for r in draft.recipients}
+        zones: dict[str, set[str]] = {}
+        for c in contacts:
+            if c.subscribed and c.audience in campaign.audiences:
+                zones.setdefault(c.timezone or config.sender.timezone, set()).add(
+                    c.email.lower())
+        old = recent = 0
+        for zone, emails in zones.items():
+            due = period.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+            if due <= now and not emails & recorded:
+                if due <= start:
+                    old += len(emails)
+                else:
+                    recent += len(emails)
+        for n, missed in ((old, True), (recent, False)):
+            if n:
+                why = f"{running}; older than the catch-up window when its send began " \
+                    f"({config.scheduling.catch_up_hours} h)" if missed else \
+                    f"due; the next tick of `sphere run` sends it ({running})"
+                out.append(Unsent(f.send_id, f.name, f.local,
+                                  f"{n} {'person' if n == 1 else 'people'}", missed, why,
+                                  f"sphere send {f.name}"))
     return out
 
 

@@ -327,3 +327,20 @@ def test_times_marked_utc_are_utc_when_the_clock_carries_an_offset(
     monkeypatch.setenv("SPHERE_NOW", "2026-12-05T18:00:00-08:00")
     status = cli("status", project=project).output
     assert "last tick was 2026-12-03T02:55Z" in status
+
+
+def test_people_left_out_of_a_begun_send_by_the_catch_up_window_are_listed_as_missed(
+        project: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first `run --once` late on the 2nd sends the 1st's newsletter to the zones still
+    inside the catch-up window; New York's and London's people, older than it, were
+    dropped and `status` listed nothing: the send had begun and none of it had failed."""
+    monkeypatch.setenv("SPHERE_NOW", "2026-12-03T02:00:00+00:00")
+    result = cli("run", "--once", project=project)
+    assert result.exit_code == 0, result.output
+    with_london = {"oliver.grant@example.org", "george.baptiste@example.com"}
+    sent = {p.name.split("--")[1] for p in (project / "var/outbox").glob("monthly-*.eml")}
+    assert not {e.replace("@", "_") + ".eml" for e in with_london} & sent
+    status = cli("status", project=project).output
+    line = next((ln for ln in status.splitlines()
+                 if "MISSED monthly-sphere@2026-12-01T09:00" in ln), "")
+    assert "5 people" in line and "sphere send monthly-sphere" in line, status
