@@ -318,6 +318,9 @@ def _left_out(config: Config, store: Store, contacts: tuple[Contact, ...],
             if c.subscribed and c.audience in campaign.audiences:
                 zones.setdefault(c.timezone or config.sender.timezone, set()).add(
                     c.email.lower())
+        # Unsubscribed by link or bounced: skipped on purpose, not left out.
+        recorded |= {e.lower() for e in store.suppressed_among(
+            [e for emails in zones.values() for e in emails])}
         old = recent = 0
         for zone, emails in zones.items():
             due = period.replace(tzinfo=zoneinfo.ZoneInfo(zone))

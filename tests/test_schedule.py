@@ -344,3 +344,11 @@ def test_people_left_out_of_a_begun_send_by_the_catch_up_window_are_listed_as_mi
     line = next((ln for ln in status.splitlines()
                  if "MISSED monthly-sphere@2026-12-01T09:00" in ln), "")
     assert "5 people" in line and "sphere send monthly-sphere" in line, status
+    # People who unsubscribed by link are skipped on purpose: not listed as left out.
+    from pipeline.store import Store
+    store = Store.open(project / "var/sphere.db")
+    for e in with_london:
+        store.suppress(e, "unsubscribe", "link", dt.datetime(2026, 12, 2, tzinfo=UTC))
+    store.close()
+    status = cli("status", project=project).output
+    assert "monthly-sphere@2026-12-01T09:00 to 3 people" in status, status
