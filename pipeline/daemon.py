@@ -228,7 +228,7 @@ def unsent(config: Config, store: Store, now: dt.datetime,
     saved = store.meta(CHECKPOINT)
     start = dt.datetime.fromisoformat(saved) if saved else now - grace
     # The checkpoint keeps the clock's own offset (SPHERE_NOW may carry one): say UTC.
-    last = start.astimezone(dt.timezone.utc)
+    last = start.astimezone(dt.UTC)
     running = f"the daemon's last tick was {last:%Y-%m-%dT%H:%M}Z" if saved else \
         "the daemon has not run (`sphere run`)"
     contacts = all_contacts(config) if contacts is None else contacts
