@@ -94,39 +94,59 @@ class Breaker(Cancelled):
     counts only when it was a message's last try (it means "slow down", which we do).
     It trips after `limit` failures in a row, or at once on an answer that every message
     would get (a bad key, a refused login). Once tripped, no request starts, retries
-    included; requests already in flight finish. So at most limit + workers - 1
-    requests fail before a run pauses, and at most workers - 1 follow a bad key."""
+    included; requests already in flight finish.
+
+    Slow start: until a request has succeeded, and again after any failure, one request
+    is in flight at a time (a probe); the others wait for its answer. So a bad key costs
+    exactly one request, a provider failing everything exactly `limit`, and only requests
+    already in flight when a healthy provider starts failing can add to that."""
 
     def __init__(self, limit: int = MAX_CONSECUTIVE_FAILURES) -> None:
         super().__init__()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self.limit = limit
         self.streak = 0
         self.reason = ""
+        self._proven = False  # the last answered request succeeded
+        self._prober: threading.Thread | None = None  # the one request allowed meanwhile
 
     def rearm(self, limit: int) -> None:
         """Start a new run: nothing counted, nothing tripped."""
         with self._lock:
             self.clear()
             self.limit, self.streak, self.reason = max(1, limit), 0, ""
+            self._proven, self._prober = False, None
 
     def admit(self) -> bool:
-        """May a request start now?"""
-        return not self.is_set()
+        """May a request start now? Waits while another worker's probe is unanswered."""
+        me = threading.current_thread()
+        with self._lock:
+            while not self.is_set():
+                prober = self._prober
+                if self._proven or prober is None or prober is me \
+                        or not prober.is_alive():  # a probe whose worker has gone
+                    if not self._proven:
+                        self._prober = me
+                    return True
+                self._lock.wait(0.05)
+            return False
 
     def succeeded(self) -> None:
-        """A request succeeded: the failures were not in a row."""
+        """A request succeeded: the failures were not in a row; open to every worker."""
         with self._lock:
-            self.streak = 0
+            self.streak, self._proven, self._prober = 0, True, None
+            self._lock.notify_all()
 
     def failed(self, why: str) -> None:
         """A request failed; trips the breaker at the limit."""
         with self._lock:
             self.streak += 1
+            self._proven, self._prober = False, None
             if self.streak >= self.limit and not self.is_set():
                 self.reason = f"paused after {self.streak} failed requests in a row " \
                               f"(last: {why})"
                 self.set()
+            self._lock.notify_all()
 
     def trip(self, reason: str) -> None:
         """Stop every new request now (the first reason is kept)."""
@@ -134,6 +154,7 @@ class Breaker(Cancelled):
             if not self.is_set():
                 self.reason = reason
                 self.set()
+            self._lock.notify_all()
 
     def held(self) -> str:
         """The error of a message that was not tried because the breaker tripped."""
