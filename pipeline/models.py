@@ -282,6 +282,9 @@ class RenderedEmail:
     pick_keys: tuple[str, ...] = ()
     clusters: tuple[str, ...] = ()
     note_ids: tuple[int, ...] = ()
+    # The transport's own request body, built beside the rendering in a worker process
+    # (SendGrid's v3 JSON); empty when the transport builds it itself.
+    wire: bytes = b""
 
 
 @dataclass(frozen=True)

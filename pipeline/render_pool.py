@@ -20,6 +20,10 @@ from .models import Plan, PlannedEmail, RenderedEmail
 from .render import Renderer
 from .workers import context, cores, exit_with
 
+# A transport's picklable step turning a rendered email into the one it sends (with
+# `wire` set, and the parts it no longer reads emptied).
+Prepare = Callable[[RenderedEmail], RenderedEmail]
+
 # Below this many emails, starting worker processes costs more than it saves.
 POOL_FROM = 300
 CHUNK = 32  # emails per task: big enough to amortise a round trip, small enough to stream
@@ -29,11 +33,15 @@ _renderer: Renderer | None = None  # one per worker process
 
 
 _raw_only = False  # the transport reads only `raw`: do not ship html and text back
+# The transport's own finishing step (SendGrid's JSON body), run here beside rendering
+# so the dispatcher's thread, which the transport's threads share, does not build it.
+_prepare: Prepare | None = None
 
 
-def _start(renderer: Renderer, parent: int, raw_only: bool) -> None:
-    global _renderer, _raw_only
-    _renderer, _raw_only = renderer, raw_only
+def _start(renderer: Renderer, parent: int, raw_only: bool, prepare: Prepare | None
+           ) -> None:
+    global _renderer, _raw_only, _prepare
+    _renderer, _raw_only, _prepare = renderer, raw_only, prepare
     exit_with(parent)
 
 
@@ -46,6 +54,9 @@ def _render_chunk(plan: Plan, chunk: Sequence[PlannedEmail], now: dt.datetime
     for planned in chunk:
         try:
             rendered = _renderer.render(plan, planned, now)
+            if _prepare is not None:
+                out.append(_prepare(rendered))
+                continue
             # Unpickling the HTML and text twice over costs the dispatcher's thread
             # 0.2 ms a message when the transport sends `raw` alone.
             out.append(replace(rendered, html="", text="") if _raw_only else rendered)
@@ -64,15 +75,17 @@ def pool_size(emails: int) -> int:
 class RenderAhead:
     """Jobs for dispatch() whose messages are rendered ahead in `workers` processes (in
     this process when `workers` is 0); with `raw_only` (the transport sends the MIME
-    bytes alone), their `html` and `text` are left empty. Use as a context manager:
-    leaving it stops the workers, rendered or not."""
+    bytes alone), their `html` and `text` are left empty; with `prepare`, each is passed
+    through it in the worker. Use as a context manager: leaving it stops the workers,
+    rendered or not."""
 
-    def __init__(self, renderer: Renderer, workers: int, raw_only: bool = False) -> None:
+    def __init__(self, renderer: Renderer, workers: int, raw_only: bool = False,
+                 prepare: Prepare | None = None) -> None:
         self.renderer = renderer
         self.workers = workers
         self._pool = ProcessPoolExecutor(
             workers, mp_context=context("pipeline.render_pool"), initializer=_start,
-            initargs=(renderer, os.getpid(), raw_only)) if workers else None
+            initargs=(renderer, os.getpid(), raw_only, prepare)) if workers else None
 
     def __enter__(self) -> Self:
         return self

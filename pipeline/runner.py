@@ -111,7 +111,8 @@ def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
     # A large send renders ahead in worker processes (render_pool.py); this thread keeps
     # the ledger and feeds the transport.
     with RenderAhead(renderer, pool_size(len(plan.emails) - len(sent)),
-                     raw_only=getattr(transport, "raw_only", False)) as ahead:
+                     raw_only=getattr(transport, "raw_only", False),
+                     prepare=getattr(transport, "prepare", None)) as ahead:
         result = dispatch(store, transport, plan.send_id,
                           ahead.jobs(plan, now, skip=sent.__contains__), len(plan.emails),
                           now, max_failures,

@@ -13,6 +13,8 @@ import os
 import time
 import zoneinfo
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -204,6 +206,27 @@ def build_payload(email: RenderedEmail, sender: Sender, settings: SendGridSettin
     return mail.get()
 
 
+def request_body(email: RenderedEmail, sender: Sender, settings: SendGridSettings,
+                 send_at: int | None = None) -> bytes:
+    """The JSON bytes POSTed to /v3/mail/send for one rendered message."""
+    return json.dumps(build_payload(email, sender, settings, send_at),
+                      ensure_ascii=False).encode("utf-8")
+
+
+def prepare_request(sender: Sender, settings: SendGridSettings, email: RenderedEmail
+                    ) -> RenderedEmail:
+    """In a render worker (render_pool.py): the email with its request body in `wire`
+    and the parts the transport no longer reads (html, text, raw) left empty, so the
+    dispatcher's process neither builds the JSON nor unpickles the message three times.
+    An email the body cannot be built for is returned as it was: send() builds it and
+    reports the error for that contact."""
+    try:
+        body = request_body(email, sender, settings)
+    except ValueError:
+        return email
+    return replace(email, html="", text="", raw=b"", wire=body)
+
+
 SendAtRule = Callable[[RenderedEmail], "dt.datetime | None"]
 
 
@@ -224,6 +247,9 @@ class SendGridTransport:
         self.breaker = Breaker()
         self.client = SendGridClient(host or api_host(settings), api_key, settings.timeout,
                                      pool=settings.workers, retry=retry, stop=self.breaker)
+        # The request body is built in the render workers unless each email's send_at
+        # depends on this process's clock (send --local-time).
+        self.prepare = None if send_at else partial(prepare_request, sender, settings)
 
     @classmethod
     def from_env(cls, settings: SendGridSettings, sender: Sender,
@@ -256,10 +282,10 @@ class SendGridTransport:
                 "the @; send it over SMTP through a relay that offers SMTPUTF8, or ask the "
                 "contact for another address"))
         try:
-            payload = build_payload(email, self.sender, self.settings, self._send_at(email))
+            body = email.wire or request_body(email, self.sender, self.settings,
+                                              self._send_at(email))
         except ValueError as exc:
             return Delivery(to, "failed", self.name, error=str(exc))
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         try:
             response = self.client.request("POST", "/v3/mail/send", body=body)
         except Held as exc:

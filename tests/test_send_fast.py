@@ -284,3 +284,39 @@ def test_a_raw_only_transport_gets_the_same_bytes_without_the_parts(project: Pat
     assert [(m.message_id, m.pick_keys, m.clusters, m.note_ids) for m in got] == \
         [(e.message_id, e.pick_keys, e.clusters, e.note_ids) for e in s.emails]
     assert OutboxTransport.raw_only and not DryRunTransport.__dict__.get("raw_only")
+
+
+def test_sendgrid_request_bodies_are_built_in_the_render_workers(project: Path,
+                                                                 monkeypatch) -> None:
+    # The dispatcher's process builds no SendGrid payload (the workers do, beside the
+    # rendering), and SendGrid receives the very bodies the transport would have built.
+    from pipeline import sendgrid_transport
+    from pipeline.config import SendGridSettings
+    from pipeline.sendgrid_transport import SendGridTransport, build_payload
+    from tests.sendgrid_standin import KEY, StandIn
+
+    s = sample(project)
+    monkeypatch.setattr(render_pool, "POOL_FROM", 1)
+    monkeypatch.setattr(render_pool, "CHUNK", 5)
+    built: list[str] = []
+    real = sendgrid_transport.build_payload
+    monkeypatch.setattr(sendgrid_transport, "build_payload",
+                        lambda email, *a, **k: built.append(email.contact.email) or
+                        real(email, *a, **k))
+    standin = StandIn().start()
+    try:
+        transport = SendGridTransport(SendGridSettings(timeout=5, workers=4),
+                                      s.config.sender, KEY, host=standin.url)
+        summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW,
+                               False)
+    finally:
+        standin.stop()
+    assert summary.sent == 28 and built == []
+    strip = re.compile(r"=_sphere_[0-9a-f]+")
+
+    def key(body: dict) -> str:
+        return body["personalizations"][0]["to"][0]["email"]
+    want = sorted((build_payload(e, s.config.sender, transport.settings) for e in s.emails),
+                  key=key)
+    got = sorted(standin.accepted, key=key)
+    assert [strip.sub("", repr(b)) for b in got] == [strip.sub("", repr(b)) for b in want]
