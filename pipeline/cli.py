@@ -441,6 +441,7 @@ def _feeds_table(config: Config, store: Store) -> None:
     from rich.table import Table
 
     from .errors import redact, redact_url
+    from .fetch import retry_after
     feeds = Table(title="Feeds (times UTC)", title_justify="left")
     for col in ("source", "last run", "last success"):
         feeds.add_column(col, no_wrap=True)
@@ -464,6 +465,10 @@ def _feeds_table(config: Config, store: Store) -> None:
                        if s.last_error else "")
         if error and not s.consecutive_failures:
             error = f"[dim]{error}, since recovered[/]"
+        retry = retry_after(s) if src.is_remote and s.url == src.url else None
+        if retry is not None:
+            # ingest leaves it until then (fetch.backing_off); a url edit retries at once
+            error += f"; next try {_when(retry.isoformat())}"
         name = escape(src.name)
         if s.consecutive_failures >= FAILING_FEED_THRESHOLD:
             name += " [red](failing)[/]"
@@ -473,8 +478,10 @@ def _feeds_table(config: Config, store: Store) -> None:
     out.print(feeds)
     where = config.project / "content_sources.yaml"
     for src, s in failing:
+        retry = retry_after(s) if src.is_remote and s.url == src.url else None
+        later = f"; not fetched again before {_when(retry.isoformat())}" if retry else ""
         out.print(f"[red]{escape(src.name)} failed {s.consecutive_failures} times in a row[/]"
-                  f" (last: {escape(redact(s.last_error or ''))}); check its url at "
+                  f" (last: {escape(redact(s.last_error or ''))}){later}; check its url at "
                   f"{escape(str(where))}:{src.line} in a browser, or remove the source")
     for src, url in moved:
         out.print(f"[yellow]{escape(src.name)} has moved permanently[/] to "

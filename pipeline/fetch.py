@@ -6,6 +6,7 @@ Only bytes and headers come out of here; parsing and storing are ingest.py's bus
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import ipaddress
 import os
@@ -63,6 +64,31 @@ class FetchSettings:
 
 DEFAULT_SETTINGS = FetchSettings()
 
+# A remote feed that failed is not fetched again until a retry time that doubles with
+# each failure in a row: 30 min, 1 h, 2 h ... at most a day (Miniflux and other readers
+# back off the same way). A dead or silent feed otherwise costs every run its whole
+# deadline, and its server a request that will fail again.
+BACKOFF_FIRST = dt.timedelta(minutes=30)
+BACKOFF_MAX = dt.timedelta(hours=24)
+
+
+def retry_after(state: FeedState) -> dt.datetime | None:
+    """When a failing feed may be fetched again; None when it is not failing."""
+    if state.consecutive_failures < 1 or not state.last_error_at:
+        return None
+    wait = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** min(state.consecutive_failures - 1, 12))
+    return dt.datetime.fromisoformat(state.last_error_at) + wait
+
+
+def backing_off(source: Source, state: FeedState, now: dt.datetime) -> dt.datetime | None:
+    """The retry time when `source` is not to be fetched at `now`, else None. Local
+    files are always read (it costs nothing), and a feed whose url the user has changed
+    since it failed is tried at once."""
+    if not source.is_remote or state.url != source.url:
+        return None
+    at = retry_after(state)
+    return at if at is not None and now < at else None
+
 
 @dataclass(frozen=True)
 class FetchResult:
@@ -79,6 +105,9 @@ class FetchResult:
     error: str = ""
     bytes_read: int = 0  # bytes on the wire (compressed), for the benchmark
     http_status: int = 0
+    # False when no server was asked (the address guard refused the url): trying again
+    # costs nothing, so such a failure starts no backoff (see backing_off).
+    asked: bool = True
 
     @property
     def content_hash(self) -> str:
@@ -382,7 +411,7 @@ async def fetch_remote(client: httpx.AsyncClient, source: Source, state: FeedSta
                 if isinstance(exc, TimeoutError) else _timeout_text(exc, settings))
         return FetchResult(source, "failed", error=f"timeout: {what}")
     except AddressRefused as exc:
-        return FetchResult(source, "failed", error=f"refused: {exc}")
+        return FetchResult(source, "failed", error=f"refused: {exc}", asked=False)
     except httpx.TooManyRedirects:
         return FetchResult(source, "failed", error=f"more than {settings.max_redirects} "
                            "redirects (a loop? open the url in a browser)")

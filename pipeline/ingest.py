@@ -21,7 +21,7 @@ import feedparser
 from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 
 from .errors import redact
-from .fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, fetch_all
+from .fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, backing_off, fetch_all
 from .models import Article, Source
 from .sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
                        plain_to_html, safe_url, to_text, trim)
@@ -79,6 +79,8 @@ class IngestSummary:
     bytes_read: int = 0  # bytes received on the wire
     seconds: float = 0.0
     moved: tuple[tuple[str, str], ...] = ()  # (source, new url) after a 301/308
+    # (source, retry time) of failing feeds not fetched this run (fetch.backing_off)
+    deferred: tuple[tuple[str, dt.datetime], ...] = ()
 
     def line(self) -> str:
         """`fetched 48, not modified 30, failed 2: a (HTTP 500), b (timeout)`."""
@@ -86,6 +88,9 @@ class IngestSummary:
                 f"failed {len(self.failed)}")
         if self.failed:
             text += ": " + ", ".join(f"{n} ({e})" for n, e in self.failed)
+        if self.deferred:
+            text += (f"; {len(self.deferred)} failing feed(s) left until their retry time "
+                     "(`sphere status`)")
         return text + f"; {self.new} new, {self.updated} updated articles"
 
 
@@ -415,6 +420,11 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     """Fetch, parse, sanitise and store every source; one bad feed never stops the rest."""
     started = time.monotonic()
     states = {s.name: store.feed_state(s.name) for s in sources}
+    deferred = tuple((s.name, at) for s in sources
+                     if (at := backing_off(s, states[s.name], now)) is not None)
+    if deferred:
+        left = {name for name, _ in deferred}
+        sources = tuple(s for s in sources if s.name not in left)
     parsed: dict[str, ParsedFeed] = {}
     pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context("pipeline.ingest"),
                                initializer=exit_with, initargs=(os.getpid(),)) \
@@ -459,7 +469,10 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
                 # A feed url may carry credentials (user:pass@, ?key=): never stored or
                 # shown.
                 error = redact(r.error or (feed.error if feed else ""))
-                store.record_feed_failure(name, now, error)
+                # The url it failed at starts the backoff (fetch.backing_off); none when
+                # no server was asked, so a config fix (allow_private) is tried at once.
+                store.record_feed_failure(name, now, error,
+                                          url=r.source.url if r.asked else "")
                 failed.append((name, error))
                 continue
             if r.status == "not_modified" or feed is None:
@@ -484,4 +497,5 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     return IngestSummary(fetched, not_modified, tuple(failed), new, updated,
                          tuple(parsed_all), requests=len(remote),
                          bytes_read=sum(r.bytes_read for r in remote),
-                         seconds=time.monotonic() - started, moved=moved)
+                         seconds=time.monotonic() - started, moved=moved,
+                         deferred=deferred)

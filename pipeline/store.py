@@ -400,11 +400,18 @@ class Store:
                        (etag, last_modified, stamp, stamp, permanent_url, url, content_hash,
                         outcome, new, source, source))
 
-    def record_feed_failure(self, source: str, now: dt.datetime, error: str) -> None:
-        """A fetch or parse failed: remember why and count it."""
+    def record_feed_failure(self, source: str, now: dt.datetime, error: str,
+                            url: str | None = None) -> None:
+        """A fetch or parse failed: remember why and count it, and at which `url` (the
+        retry backoff, fetch.backing_off, holds for that url only). A failure at a new
+        url drops the old url's validators: they belong to the url that gave them."""
         stamp = _iso(now)
         with self.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO feed_state (source) VALUES (?)", (source,))
+            if url is not None:
+                tx.execute("UPDATE feed_state SET url=?, etag=NULL, last_modified=NULL, "
+                           "content_hash=NULL WHERE source=? AND url IS NOT ?",
+                           (url, source, url))
             tx.execute("UPDATE feed_state SET last_attempt=?, last_error=?, last_error_at=?, "
                        "consecutive_failures=consecutive_failures+1, last_outcome='failed' "
                        "WHERE source=?",

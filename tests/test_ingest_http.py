@@ -222,7 +222,7 @@ def test_slow_trickling_and_silent_servers_time_out_without_stopping_others(
 
 
 def test_http_errors_are_counted_and_status_flags_a_feed_failing_in_a_row(
-        server: FeedServer, project: Path, cli) -> None:
+        server: FeedServer, project: Path, cli, monkeypatch) -> None:
     server.routes["/500.xml"] = lambda h: _reply(h, 500, b"oops")
     server.routes["/ok.xml"] = static(rss([("Fine", "http://f.test/1")]), etag='"e"')
     config = yaml.safe_load((project / "content_sources.yaml").read_text())
@@ -232,6 +232,8 @@ def test_http_errors_are_counted_and_status_flags_a_feed_failing_in_a_row(
         {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy", "allow_private": True}]
     (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
     for run in range(3):
+        # A day apart: a failing feed is retried once its backoff (at most a day) is over.
+        monkeypatch.setenv("SPHERE_NOW", (NOW + dt.timedelta(days=run)).isoformat())
         result = cli("ingest", project=project)
         assert result.exit_code == 0, result.output
     assert ("failed 2: gone (HTTP 404 Not Found: check the url in content_sources.yaml), "
@@ -323,7 +325,7 @@ def test_malformed_xml_and_web_pages(server: FeedServer, tmp_path: Path) -> None
 
 
 def test_a_truncated_feed_is_reported_failing_not_healthy(server: FeedServer, project: Path,
-                                                           cli) -> None:
+                                                           cli, monkeypatch) -> None:
     server.routes["/truncated.xml"] = static(b"<rss><channel><item><title>Broken & bad")
     server.routes["/cut.xml"] = static(rss([("Whole story", "http://c.test/1")])[:-40])
     server.routes["/ok.xml"] = static(rss([("Fine", "http://f.test/1")]))
@@ -333,7 +335,9 @@ def test_a_truncated_feed_is_reported_failing_not_healthy(server: FeedServer, pr
         {"name": "cut", "url": server.url("/cut.xml"), "kind": "economy", "allow_private": True},
         {"name": "fine", "url": server.url("/ok.xml"), "kind": "economy", "allow_private": True}]
     (project / "content_sources.yaml").write_text(yaml.safe_dump(config))
-    for _ in range(3):
+    for run in range(3):
+        # A day apart: a failing feed is retried once its backoff (at most a day) is over.
+        monkeypatch.setenv("SPHERE_NOW", (NOW + dt.timedelta(days=run)).isoformat())
         result = cli("ingest", project=project)
         assert result.exit_code == 0, result.output
     reason = (f"malformed feed: not well-formed (invalid token); no entry could be read "
@@ -350,6 +354,8 @@ def test_a_truncated_feed_is_reported_failing_not_healthy(server: FeedServer, pr
     status = cli("status", project=project).stdout
     assert "truncated (failing)" in status and "truncated failed 3 times in a row" in status
     assert re.search(r"truncated \(failing\)\s+│ failed", status)
+    # Not fetched again until 2 h after the third failure in a row (fetch.backing_off).
+    assert "not fetched again before 2026-11-24 20:00" in re.sub(r"\s+", " ", status)
     assert "cut (failing)" not in status and "fine (failing)" not in status
 
 
@@ -399,3 +405,39 @@ def test_hostile_feed_reaches_neither_store_nor_email(server: FeedServer, projec
         assert not re.search(r"(java|vb)script:|data:text/html", html + text, re.I)
         assert "evil.test" not in html and "tracker.test" not in html
     assert shown  # the hostile stories really were in the emails checked above
+
+
+def test_a_failing_feed_is_left_until_its_retry_time_which_doubles(
+        server: FeedServer, tmp_path: Path) -> None:
+    # A dead feed costs each run a request (a silent one its whole deadline): after a
+    # failure it is not fetched again until a retry time, 30 min doubling per failure in
+    # a row; a url edit retries at once; a success ends the backoff.
+    from pipeline.fetch import retry_after
+    state = {"up": False}
+    good = static(rss([("Back", "http://b.test/1")]))
+    server.routes["/flaky.xml"] = lambda h: good(h) if state["up"] else _reply(h, 503)
+    server.routes["/other.xml"] = lambda h: _reply(h, 503)
+    flaky = Source("flaky", server.url("/flaky.xml"), "economy", allow_private=True)
+    store = Store.open(tmp_path / "s.db")
+    minutes = dt.timedelta(minutes=1)
+
+    def run(at: dt.datetime, source: Source = flaky):
+        return ingest((source,), store, at, settings=FAST)
+
+    assert run(NOW).failed and len(server.hits("/flaky.xml")) == 1
+    later = run(NOW + 29 * minutes)  # within the first 30 min: not fetched
+    assert later.deferred == (("flaky", NOW + 30 * minutes),) and not later.failed
+    assert len(server.hits("/flaky.xml")) == 1 and "1 failing feed(s) left" in later.line()
+    assert run(NOW + 30 * minutes).failed and len(server.hits("/flaky.xml")) == 2
+    # Two failures in a row: an hour from the second.
+    assert retry_after(store.feed_state("flaky")) == NOW + 90 * minutes
+    assert run(NOW + 89 * minutes).deferred and len(server.hits("/flaky.xml")) == 2
+    # The user points the source elsewhere: tried at once, whatever the backoff.
+    moved = Source("flaky", server.url("/other.xml"), "economy", allow_private=True)
+    assert run(NOW + 89 * minutes, moved).failed and len(server.hits("/other.xml")) == 1
+    assert run(NOW + 90 * minutes, moved).deferred  # and that url fails: backing off
+    state["up"] = True
+    back = run(NOW + 200 * minutes)
+    assert back.fetched == 1 and not back.failed and not back.deferred
+    assert retry_after(store.feed_state("flaky")) is None
+    assert not run(NOW + 201 * minutes).deferred and len(server.hits("/flaky.xml")) == 4
