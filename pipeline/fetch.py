@@ -65,10 +65,11 @@ class FetchSettings:
 DEFAULT_SETTINGS = FetchSettings()
 
 # A remote feed that failed is not fetched again until a retry time that doubles with
-# each failure in a row: 30 min, 1 h, 2 h ... at most a day (Miniflux and other readers
-# back off the same way). A dead or silent feed otherwise costs every run its whole
-# deadline, and its server a request that will fail again.
-BACKOFF_FIRST = dt.timedelta(minutes=30)
+# each failure in a row: 2 h, 4 h, 8 h ... at most a day (feed readers back off
+# likewise). A dead or silent feed otherwise costs every run its whole deadline, and its
+# server a request that will fail again. Ingests run before sends (daily at most, as a
+# rule), so the first wait costs a digest nothing; it spares the re-runs around a send.
+BACKOFF_FIRST = dt.timedelta(hours=2)
 BACKOFF_MAX = dt.timedelta(hours=24)
 
 

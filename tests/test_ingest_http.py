@@ -354,8 +354,8 @@ def test_a_truncated_feed_is_reported_failing_not_healthy(server: FeedServer, pr
     status = cli("status", project=project).stdout
     assert "truncated (failing)" in status and "truncated failed 3 times in a row" in status
     assert re.search(r"truncated \(failing\)\s+│ failed", status)
-    # Not fetched again until 2 h after the third failure in a row (fetch.backing_off).
-    assert "not fetched again before 2026-11-24 20:00" in re.sub(r"\s+", " ", status)
+    # Not fetched again until 8 h after the third failure in a row (fetch.backing_off).
+    assert "not fetched again before 2026-11-25 02:00" in re.sub(r"\s+", " ", status)
     assert "cut (failing)" not in status and "fine (failing)" not in status
 
 
@@ -410,8 +410,9 @@ def test_hostile_feed_reaches_neither_store_nor_email(server: FeedServer, projec
 def test_a_failing_feed_is_left_until_its_retry_time_which_doubles(
         server: FeedServer, tmp_path: Path) -> None:
     # A dead feed costs each run a request (a silent one its whole deadline): after a
-    # failure it is not fetched again until a retry time, 30 min doubling per failure in
-    # a row; a url edit retries at once; a success ends the backoff.
+    # failure it is not fetched again until a retry time, BACKOFF_FIRST doubling per
+    # failure in a row; a url edit retries at once; a success ends the backoff.
+    from pipeline.fetch import BACKOFF_FIRST as first
     from pipeline.fetch import retry_after
     state = {"up": False}
     good = static(rss([("Back", "http://b.test/1")]))
@@ -419,25 +420,26 @@ def test_a_failing_feed_is_left_until_its_retry_time_which_doubles(
     server.routes["/other.xml"] = lambda h: _reply(h, 503)
     flaky = Source("flaky", server.url("/flaky.xml"), "economy", allow_private=True)
     store = Store.open(tmp_path / "s.db")
-    minutes = dt.timedelta(minutes=1)
+    second = dt.timedelta(seconds=1)
 
     def run(at: dt.datetime, source: Source = flaky):
         return ingest((source,), store, at, settings=FAST)
 
     assert run(NOW).failed and len(server.hits("/flaky.xml")) == 1
-    later = run(NOW + 29 * minutes)  # within the first 30 min: not fetched
-    assert later.deferred == (("flaky", NOW + 30 * minutes),) and not later.failed
+    later = run(NOW + first - second)  # before the retry time: not fetched
+    assert later.deferred == (("flaky", NOW + first),) and not later.failed
     assert len(server.hits("/flaky.xml")) == 1 and "1 failing feed(s) left" in later.line()
-    assert run(NOW + 30 * minutes).failed and len(server.hits("/flaky.xml")) == 2
-    # Two failures in a row: an hour from the second.
-    assert retry_after(store.feed_state("flaky")) == NOW + 90 * minutes
-    assert run(NOW + 89 * minutes).deferred and len(server.hits("/flaky.xml")) == 2
+    assert run(NOW + first).failed and len(server.hits("/flaky.xml")) == 2
+    # Two failures in a row: twice as long from the second.
+    assert retry_after(store.feed_state("flaky")) == NOW + 3 * first
+    assert run(NOW + 3 * first - second).deferred and len(server.hits("/flaky.xml")) == 2
     # The user points the source elsewhere: tried at once, whatever the backoff.
     moved = Source("flaky", server.url("/other.xml"), "economy", allow_private=True)
-    assert run(NOW + 89 * minutes, moved).failed and len(server.hits("/other.xml")) == 1
-    assert run(NOW + 90 * minutes, moved).deferred  # and that url fails: backing off
+    assert run(NOW + first, moved).failed and len(server.hits("/other.xml")) == 1
+    assert run(NOW + first + second, moved).deferred  # that url fails too: backing off
     state["up"] = True
-    back = run(NOW + 200 * minutes)
+    back = run(NOW + 10 * first)
     assert back.fetched == 1 and not back.failed and not back.deferred
     assert retry_after(store.feed_state("flaky")) is None
-    assert not run(NOW + 201 * minutes).deferred and len(server.hits("/flaky.xml")) == 4
+    assert not run(NOW + 10 * first + second).deferred
+    assert len(server.hits("/flaky.xml")) == 4
