@@ -79,6 +79,7 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
     # no more than that, because after a crash every begun row is 'unknown' to resolve.
     # A transport that can tell afterwards what it delivered (the outbox: the file is
     # there or not) leaves no unknowns, so it may keep more in flight: bigger commits.
+    # SendGrid keeps two per connection: a commit (an fsync) then never idles them all.
     window = getattr(transport, "window", 0) or workers + max(2, workers // 4)
     inflight: dict[Future[Delivery], str] = {}
     jobs_left = iter(jobs)

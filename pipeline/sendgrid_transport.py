@@ -242,6 +242,10 @@ class SendGridTransport:
         self.settings = settings
         self.sender = sender
         self.workers = settings.workers
+        # Messages begun and not yet settled (dispatch.py): each ledger commit (an fsync)
+        # covers up to this many, and after a crash at most this many are 'unknown'.
+        # Twice the connections keeps every one busy while the ledger commits.
+        self.window = 2 * self.workers
         self.send_at = send_at
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self.breaker = Breaker()

@@ -194,3 +194,30 @@ def test_an_interruption_while_rendering_settles_what_the_relay_already_took(
     assert took and {e for e, st in ledger.items() if st == "sent"} == took
     # Begun but never handed to the relay: certainly not sent, so the next run sends them.
     assert set(ledger.values()) <= {"sent", "failed"} and not s.store.pending_deliveries()
+
+
+def test_sendgrid_keeps_at_most_its_window_begun_and_unsettled(project: Path) -> None:
+    # Each ledger commit covers up to `window` messages (twice the connections), and a
+    # crash leaves at most that many 'unknown': counted in the ledger itself each time a
+    # request starts.
+    import sqlite3
+    s = sample(project)
+    standin = StandIn().start()
+    seen: list[int] = []
+    try:
+        transport = _sendgrid(standin, s.config.sender, workers=4)
+        assert transport.window == 8
+        real = transport.send
+
+        def counting(email):
+            with sqlite3.connect(s.store.path) as db:
+                seen.append(db.execute("SELECT count(*) FROM deliveries "
+                                       "WHERE status='pending'").fetchone()[0])
+            return real(email)
+        transport.send = counting
+        summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW,
+                               False)
+    finally:
+        standin.stop()
+    assert summary.sent == 28 and len(seen) == 28
+    assert max(seen) == transport.window  # the first turn begins a whole window
