@@ -205,7 +205,9 @@ def check(project: Path) -> None:
 @main.command("ingest", context_settings=CONTEXT)
 @project_option
 @quiet_option
-def ingest_cmd(project: Path, quiet: bool) -> None:
+@click.option("--retry-failed", is_flag=True,
+              help="Fetch failing feeds now instead of waiting for their retry time.")
+def ingest_cmd(project: Path, quiet: bool, retry_failed: bool) -> None:
     """Fetch every feed in content_sources.yaml and store new articles."""
     from .runner import run_ingest
     with handled():
@@ -216,9 +218,9 @@ def ingest_cmd(project: Path, quiet: bool) -> None:
             with bar:
                 task = bar.add_task("fetch", total=len(config.sources))
                 summary = run_ingest(config, store, clock()(),
-                                     lambda r: bar.advance(task))
+                                     lambda r: bar.advance(task), retry_failed)
         else:
-            summary = run_ingest(config, store, clock()())
+            summary = run_ingest(config, store, clock()(), retry_failed=retry_failed)
         out.print(f"Done: {summary.line()} in {summary.seconds:.1f} s", markup=False)
         if summary.moved:
             err.print(f"{len(summary.moved)} feed(s) moved permanently: "

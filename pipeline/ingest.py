@@ -416,12 +416,15 @@ def _unchanged(result: FetchResult, state: FeedState) -> bool:
 
 def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
            on_done: Progress | None = None,
-           settings: FetchSettings = DEFAULT_SETTINGS) -> IngestSummary:
-    """Fetch, parse, sanitise and store every source; one bad feed never stops the rest."""
+           settings: FetchSettings = DEFAULT_SETTINGS,
+           retry_failed: bool = False) -> IngestSummary:
+    """Fetch, parse, sanitise and store every source; one bad feed never stops the rest.
+    Failing feeds wait for their retry time unless `retry_failed` asks for them now."""
     started = time.monotonic()
     states = {s.name: store.feed_state(s.name) for s in sources}
-    deferred = tuple((s.name, at) for s in sources
-                     if (at := backing_off(s, states[s.name], now)) is not None)
+    deferred = () if retry_failed else \
+        tuple((s.name, at) for s in sources
+              if (at := backing_off(s, states[s.name], now)) is not None)
     if deferred:
         left = {name for name, _ in deferred}
         sources = tuple(s for s in sources if s.name not in left)

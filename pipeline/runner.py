@@ -49,9 +49,10 @@ def _history(store: Store) -> dict[str, frozenset[str]]:
 
 
 def run_ingest(config: Config, store: Store, now: dt.datetime,
-               on_done: Callable | None = None) -> IngestSummary:
-    """Stage 1: bring every source up to date."""
-    return ingest(config.sources, store, now, on_done)
+               on_done: Callable | None = None, retry_failed: bool = False
+               ) -> IngestSummary:
+    """Stage 1: bring every source up to date (failing feeds too with `retry_failed`)."""
+    return ingest(config.sources, store, now, on_done, retry_failed=retry_failed)
 
 
 def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,

@@ -443,3 +443,22 @@ def test_a_failing_feed_is_left_until_its_retry_time_which_doubles(
     assert retry_after(store.feed_state("flaky")) is None
     assert not run(NOW + 10 * first + second).deferred
     assert len(server.hits("/flaky.xml")) == 4
+
+
+def test_retry_failed_fetches_a_backing_off_feed_now(server: FeedServer,
+                                                     tmp_path: Path) -> None:
+    # The user fixed the feed's server and wants its news in the next send: `sphere
+    # ingest --retry-failed` fetches it now instead of waiting for the retry time.
+    state = {"up": False}
+    good = static(rss([("Back", "http://b.test/1")]))
+    server.routes["/flaky.xml"] = lambda h: good(h) if state["up"] else _reply(h, 503)
+    flaky = Source("flaky", server.url("/flaky.xml"), "economy", allow_private=True)
+    store = Store.open(tmp_path / "s.db")
+    assert ingest((flaky,), store, NOW, settings=FAST).failed
+    state["up"] = True
+    soon = NOW + dt.timedelta(minutes=5)
+    assert ingest((flaky,), store, soon, settings=FAST).deferred
+    assert len(server.hits("/flaky.xml")) == 1
+    now_please = ingest((flaky,), store, soon, settings=FAST, retry_failed=True)
+    assert now_please.fetched == 1 and not now_please.deferred
+    assert len(server.hits("/flaky.xml")) == 2
