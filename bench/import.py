@@ -22,7 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_PARTS = ("content_sources.yaml", "campaigns.yaml", "audiences", "samples", "templates")
+sys.path.insert(0, str(ROOT))
+
+from bench.project import copy_sample
+
 FIRST = ("Ann Maria José Wei Priya Tom Emily Sam Noah Olivia Liam Ava Lucas Mia Ethan Zoë "
          "Chloé Mateo Aiko Omar Fatima Ivan Greta Hugo").split()
 LAST = ("Lee Müller Chen Raman Brown Tran Smith Nguyen Garcia Kowalski O'Brien Rossi Dubois "
@@ -61,18 +64,6 @@ def write_export(path: Path, rows: int, seed: int = 7) -> int:
     return path.stat().st_size
 
 
-def make_project(target: Path) -> Path:
-    """A copy of the bundled sample project."""
-    target.mkdir(parents=True)
-    for part in SAMPLE_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, target / part)
-        else:
-            shutil.copyfile(src, target / part)
-    return target
-
-
 def run_import(export: Path, project: Path) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MB of the child, its first output line)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -102,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="sphere-bench-import-"))
     try:
-        project = make_project(work / "project")
+        project = copy_sample(work / "project")
         export = work / "export.csv"
         start = time.perf_counter()
         size = write_export(export, args.rows)

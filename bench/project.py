@@ -27,6 +27,21 @@ COLUMNS = ("email", "first_name", "last_name", "neighbourhood", "interests", "re
            "closing_date", "timezone", "note", "status")
 
 
+SAMPLE_PARTS = ("content_sources.yaml", "campaigns.yaml", "audiences", "samples", "templates")
+
+
+def copy_sample(target: Path) -> Path:
+    """A copy of the bundled sample project (its own 30 contacts) in `target`."""
+    target.mkdir(parents=True)
+    for part in SAMPLE_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, target / part)
+        else:
+            shutil.copyfile(src, target / part)
+    return target
+
+
 def make_project(folder: Path, contacts: int, seed: int = 7) -> Path:
     """Copy the sample project into `folder` and write `contacts` generated contacts."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE_PARTS = ("content_sources.yaml", "campaigns.yaml", "audiences", "samples", "templates")
+sys.path.insert(0, str(ROOT))
+
+from bench.project import copy_sample
+
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \
          "timezone,note,status\n"
@@ -42,13 +44,7 @@ ZONES = ("America/Los_Angeles",) * 6 + ("", "America/New_York", "America/Denver"
 
 def make_project(target: Path, size: int, seed: int = 7) -> Path:
     """A copy of the sample project whose audience is `size` generated contacts."""
-    target.mkdir(parents=True)
-    for part in SAMPLE_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, target / part)
-        else:
-            shutil.copyfile(src, target / part)
+    copy_sample(target)
     rng = random.Random(seed)
     rows = []
     for n in range(size):
