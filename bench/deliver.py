@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import SendGridSettings, SmtpSettings, load_config  # noqa: E402
-from pipeline.dispatch import Job, dispatch  # noqa: E402
+from pipeline.delivery.dispatch import Job, dispatch  # noqa: E402
 from pipeline.models import Contact, RenderedEmail  # noqa: E402
-from pipeline.render import Renderer  # noqa: E402
+from pipeline.rendering.render import Renderer  # noqa: E402
 from pipeline.runner import prepare, run_ingest  # noqa: E402
-from pipeline.sendgrid_transport import SendGridTransport  # noqa: E402
-from pipeline.smtp_transport import SmtpTransport  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.delivery.sendgrid_api import SendGridTransport  # noqa: E402
+from pipeline.delivery.smtp import SmtpTransport  # noqa: E402
+from pipeline.state.store import Store  # noqa: E402
 from tests.sendgrid_standin import KEY  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)

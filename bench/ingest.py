@@ -28,12 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.fetch import FetchSettings  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
+from pipeline.feeds.fetch import FetchSettings  # noqa: E402
+from pipeline.feeds.ingest import ingest  # noqa: E402
 from pipeline.models import Source  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.state.store import Store  # noqa: E402
 
-# Shorter than production (pipeline/fetch.py): loopback answers in milliseconds, and the
+# Shorter than production (pipeline/feeds/fetch.py): loopback answers in milliseconds, and the
 # slow feeds here exist to prove a slow feed costs at most the deadline.
 BENCH_SETTINGS = FetchSettings(connect_timeout=2.0, read_timeout=1.5, deadline=2.5)
 WORDS = ("market housing rates mortgage inventory listings prices school park library "

@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip  # noqa: E402
-from pipeline.plan import build_plan  # noqa: E402
-from pipeline.taxonomy import profile  # noqa: E402
+from pipeline.planning.plan import build_plan  # noqa: E402
+from pipeline.matching.taxonomy import profile  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
 INTERESTS = ("gardening", "houseplants", "golf", "cooking", "restaurants", "craft beer",

@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_config  # noqa: E402
-from pipeline.ingest import ingest  # noqa: E402
+from pipeline.feeds.ingest import ingest  # noqa: E402
 from pipeline.models import Contact, Pick, PlannedEmail, Plan  # noqa: E402
-from pipeline.render import Renderer  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.rendering.render import Renderer  # noqa: E402
+from pipeline.state.store import Store  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
 FIRST = ["Zoë", "José", "Ann", "Priya", "Marcus", "Wei", "Fatima", "Oliver", "María", "Kenji"]

@@ -1,4 +1,4 @@
 """`python -m pipeline` runs the `sphere` command line."""
-from .cli import main
+from pipeline.cli.main import main
 
 main()

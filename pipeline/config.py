@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cron
-from .errors import ConfigError, Problem
-from .models import (
+from pipeline.scheduling import cron
+from pipeline.errors import ConfigError, Problem
+from pipeline.models import (
     CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, SectionSizes, Sender, Source, Tip,
 )
-from .yamlfile import LineDict, LineList, load_yaml, unknown_keys
+from pipeline.yamlfile import LineDict, LineList, load_yaml, unknown_keys
 
 SOURCES_FILE = "content_sources.yaml"
 CAMPAIGNS_FILE = "campaigns.yaml"
@@ -365,7 +365,7 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
 def _check_strings(node: LineDict, path: str, keys: tuple[str, ...], sender: Sender,
                    check: _Check) -> None:
     """Subjects and preheaders must render: a misspelled name fails here, not in inboxes."""
-    from .render import check_subject  # jinja2 and mjml: not for `sphere --help`
+    from pipeline.rendering.render import check_subject  # jinja2 and mjml: not for `sphere --help`
     for key in keys:
         text = node.get(key)
         if isinstance(text, str) and text.strip():

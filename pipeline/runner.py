@@ -7,25 +7,25 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import drafts
-from .audience import AudienceLoad, email_key, load_audiences
-from .config import Config
-from .deliver import MAX_CONSECUTIVE_FAILURES, Transport
-from .dispatch import dispatch
-from .engagement import cold_contacts, hold_cold
-from .ingest import IngestSummary, ingest
-from .models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
-from .errors import ConfigError, Problem
-from .match import Matcher
-from .plan import build_plan, period_for, send_id_for, skip_reason
-from .sales import load_sales
-from .sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
-from .render import DRIP_SUBJECTS, Renderer
-from .render_pool import RenderAhead, pool_size
-from .schedule import Due, hold_capped
-from .sendlock import send_lock
-from .store import Store
-from .templatecheck import check_templates
+from pipeline.approval import drafts
+from pipeline.contacts.audience import AudienceLoad, email_key, load_audiences
+from pipeline.config import Config
+from pipeline.delivery.deliver import MAX_CONSECUTIVE_FAILURES, Transport
+from pipeline.delivery.dispatch import dispatch
+from pipeline.contacts.engagement import cold_contacts, hold_cold
+from pipeline.feeds.ingest import IngestSummary, ingest
+from pipeline.models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
+from pipeline.errors import ConfigError, Problem
+from pipeline.matching.match import Matcher
+from pipeline.planning.plan import build_plan, period_for, send_id_for, skip_reason
+from pipeline.contacts.sales import load_sales
+from pipeline.planning.sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
+from pipeline.rendering.render import DRIP_SUBJECTS, Renderer
+from pipeline.rendering.pool import RenderAhead, pool_size
+from pipeline.scheduling.calendar import Due, hold_capped
+from pipeline.delivery.sendlock import send_lock
+from pipeline.state.store import Store
+from pipeline.rendering.templatecheck import check_templates
 
 # An article ingested this recently is "new" for interest alerts.
 ALERT_NEW_WITHIN = dt.timedelta(days=3)

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem
+from pipeline.errors import Problem
 
 
 class LineDict(dict):

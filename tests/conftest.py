@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)

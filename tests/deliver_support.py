@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pipeline.config import Config, load_config
-from pipeline.deliver import RetryPolicy
+from pipeline.delivery.deliver import RetryPolicy
 from pipeline.models import RenderedEmail
-from pipeline.render import Renderer
+from pipeline.rendering.render import Renderer
 from pipeline.runner import Prepared, prepare, run_ingest
-from pipeline.store import Store
+from pipeline.state.store import Store
 from tests.conftest import NOW
 
 FAST = RetryPolicy(attempts=4, base=0.01, cap=0.05, max_reset_wait=3.0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.audience import load_audience
+from pipeline.contacts.audience import load_audience
 
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \
          "timezone,note,status\n"

@@ -24,7 +24,7 @@ def previews(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Preview the sample's newsletter for three contacts of different shapes."""
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     from tests.conftest import NOW, copy_sample
     project = copy_sample(tmp_path_factory.mktemp("browser") / "project")
     out = project / "preview"

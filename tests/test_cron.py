@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from pipeline.cron import CronError, next_fire, trigger
-from pipeline.daemon import all_contacts
-from pipeline.plan import period_for
-from pipeline.schedule import calendar
-from pipeline.sendgrid_transport import local_time_rule
+from pipeline.scheduling.cron import CronError, next_fire, trigger
+from pipeline.scheduling.daemon import all_contacts
+from pipeline.planning.plan import period_for
+from pipeline.scheduling.calendar import calendar
+from pipeline.delivery.sendgrid_api import local_time_rule
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")
 UTC = dt.UTC

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import store as store_module
-from pipeline.dbfile import LEDGER_MARK
-from pipeline.store import Store
+from pipeline.state import store as store_module
+from pipeline.state.dbfile import LEDGER_MARK
+from pipeline.state.store import Store
 
 
 def _db(project: Path) -> Path:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import SendGridSettings
-from pipeline.deliver import OutboxTransport
-from pipeline.dispatch import SUPPRESSED
+from pipeline.delivery.deliver import OutboxTransport
+from pipeline.delivery.dispatch import SUPPRESSED
 from pipeline.runner import MAX_CONSECUTIVE_FAILURES, deliver_plan
-from pipeline.sendgrid_transport import SendGridTransport
-from pipeline.store import StoredEvent
+from pipeline.delivery.sendgrid_api import SendGridTransport
+from pipeline.state.store import StoredEvent
 from tests.conftest import NOW
 from tests.deliver_support import FAST, sample
 from tests.sendgrid_standin import KEY, Fault, StandIn
@@ -164,8 +164,8 @@ def test_an_interruption_while_rendering_settles_what_the_relay_already_took(
     import pytest
 
     from pipeline.config import SmtpSettings
-    from pipeline.render import Renderer
-    from pipeline.smtp_transport import SmtpTransport
+    from pipeline.rendering.render import Renderer
+    from pipeline.delivery.smtp import SmtpTransport
     from tests.deliver_support import Recorder, smtp_server
 
     s = sample(project)

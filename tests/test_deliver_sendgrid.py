@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.config import SendGridSettings
 from pipeline.runner import deliver_plan
-from pipeline.sendgrid_transport import SendGridTransport, build_payload
+from pipeline.delivery.sendgrid_api import SendGridTransport, build_payload
 from tests.conftest import NOW, REPO
 from tests.deliver_support import FAST, free_port, sample
 from tests.sendgrid_standin import KEY, TOP_KEYS, Fault, Invalid, StandIn, validate_mail

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from pipeline.config import SmtpSettings
-from pipeline.dispatch import BOUNCED, SUPPRESSED
+from pipeline.delivery.dispatch import BOUNCED, SUPPRESSED
 from pipeline.errors import TransportError
 from pipeline.models import RunSummary
 from pipeline.runner import MAX_CONSECUTIVE_FAILURES, Prepared, deliver_plan, prepare
-from pipeline.smtp_transport import SmtpTransport, credentials_from_env
+from pipeline.delivery.smtp import SmtpTransport, credentials_from_env
 from tests.conftest import NOW
 from tests.deliver_support import (
     FAST, Recorder, Sample, client_tls, sample, self_signed, server_tls, smtp_server,

@@ -16,13 +16,13 @@ import httpcore
 import pytest
 import yaml
 
-from pipeline import fetch
+from pipeline.feeds import fetch
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
-from pipeline.fetch import address_problem
-from pipeline.ingest import ingest
+from pipeline.feeds.fetch import address_problem
+from pipeline.feeds.ingest import ingest
 from pipeline.models import Source
-from pipeline.store import Store
+from pipeline.state.store import Store
 from tests.conftest import NOW
 from tests.test_ingest_http import FAST, FeedServer, _reply, feed_server_on, rss, static
 from tests.test_ingest_http import server as feed_server  # noqa: F401 (a fixture)

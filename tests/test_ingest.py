@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ingest import (ClusterIndex, ParsedFeed, canonical_url, identity_key, ingest,
+from pipeline.feeds.ingest import (ClusterIndex, ParsedFeed, canonical_url, identity_key, ingest,
                              parse_feed, title_words)
 from pipeline.models import Article, Source
-from pipeline.sanitise import ALLOWED_TAGS, clean_html, is_tracking_image, safe_url, to_text
-from pipeline.store import Store
+from pipeline.feeds.sanitise import ALLOWED_TAGS, clean_html, is_tracking_image, safe_url, to_text
+from pipeline.state.store import Store
 from tests.conftest import NOW, REPO
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -241,7 +241,7 @@ def test_parsing_in_worker_processes_gives_the_same_articles(
     # they shared one core). Same articles, same clusters, same counts as on threads.
     from concurrent.futures import ProcessPoolExecutor
 
-    import pipeline.ingest as ingest_module
+    import pipeline.feeds.ingest as ingest_module
     from pipeline.config import load_config
     sources = load_config(project).sources
     threads = Store.open(tmp_path / "threads.db")
@@ -300,7 +300,7 @@ def test_cluster_assignment_compares_few_titles_for_thousands(monkeypatch) -> No
     belongs in bench/, where a loaded machine cannot fail the suite."""
     import random
 
-    from pipeline import ingest as ingest_module
+    from pipeline.feeds import ingest as ingest_module
 
     comparisons = 0
 
@@ -368,9 +368,9 @@ def test_ingest_shows_a_progress_bar_on_terminals_and_a_summary_line(
 
     from rich.console import Console
 
-    import pipeline.cli
+    import pipeline.cli.main
     screen = io.StringIO()
-    monkeypatch.setattr(pipeline.cli, "err", Console(file=screen, force_terminal=True,
+    monkeypatch.setattr(pipeline.cli.main, "err", Console(file=screen, force_terminal=True,
                                                      width=100))
     result = cli("ingest", project=project)
     assert result.exit_code == 0, result.output

@@ -15,9 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.ingest import ingest  # noqa: E402
+from pipeline.feeds.ingest import ingest  # noqa: E402
 from pipeline.models import Source  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from pipeline.state.store import Store  # noqa: E402
 from tests.test_ingest import unsafe_parts  # noqa: E402
 
 CORPUS = REPO / ".." / "shared" / "reference" / "feedparser-corpus"

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.fetch import USER_AGENT, FetchSettings
-from pipeline.ingest import ingest
+from pipeline.feeds.fetch import USER_AGENT, FetchSettings
+from pipeline.feeds.ingest import ingest
 from pipeline.models import Source
-from pipeline.store import Store
+from pipeline.state.store import Store
 from tests.conftest import NOW
 from tests.test_ingest import FEEDS, unsafe_parts
 
-# Short limits keep the suite fast; production defaults are in pipeline/fetch.py.
+# Short limits keep the suite fast; production defaults are in pipeline/feeds/fetch.py.
 FAST = FetchSettings(connect_timeout=1.0, read_timeout=0.6, deadline=1.2,
                      max_bytes=200_000, max_connections=8, per_host=4)
 
@@ -412,8 +412,8 @@ def test_a_failing_feed_is_left_until_its_retry_time_which_doubles(
     # A dead feed costs each run a request (a silent one its whole deadline): after a
     # failure it is not fetched again until a retry time, BACKOFF_FIRST doubling per
     # failure in a row; a url edit retries at once; a success ends the backoff.
-    from pipeline.fetch import BACKOFF_FIRST as first
-    from pipeline.fetch import retry_after
+    from pipeline.feeds.fetch import BACKOFF_FIRST as first
+    from pipeline.feeds.fetch import retry_after
     state = {"up": False}
     good = static(rss([("Back", "http://b.test/1")]))
     server.routes["/flaky.xml"] = lambda h: good(h) if state["up"] else _reply(h, 503)

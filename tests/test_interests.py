@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import taxonomy
-from pipeline.interests import understand
-from pipeline.match import Matcher
+from pipeline.matching import taxonomy
+from pipeline.matching.interests import understand
+from pipeline.matching.match import Matcher
 from pipeline.models import Article
-from pipeline.store import Store
+from pipeline.state.store import Store
 from test_match import NOW, art, ids, matcher
 
 
@@ -175,5 +175,5 @@ def test_plan_explain_says_how_each_interest_was_read(project: Path, cli) -> Non
 def test_the_taxonomy_ships_inside_the_package() -> None:
     root = Path(taxonomy.__file__).parent
     assert (root / "data" / "taxonomy.yaml").is_file()
-    pyproject = (root.parent / "pyproject.toml").read_text(encoding="utf-8")
+    pyproject = (root.parent.parent / "pyproject.toml").read_text(encoding="utf-8")
     assert 'packages = ["pipeline"]' in pyproject  # hatch ships every file under it

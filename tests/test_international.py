@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.render import Renderer
+from pipeline.rendering.render import Renderer
 from tests.deliver_support import Recorder, smtp_server
 from tests.sendgrid_standin import KEY, StandIn
 

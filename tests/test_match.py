@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from pipeline.explain import explain_contact
-from pipeline.match import Matcher, choose_tip, stories
-from pipeline.walk import pick_for_contact
+from pipeline.matching.explain import explain_contact
+from pipeline.matching.match import Matcher, choose_tip, stories
+from pipeline.matching.walk import pick_for_contact
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
-from pipeline.plan import build_plan
-from pipeline.textmatch import fixed_compound, phrase, stem, subject_stems
+from pipeline.planning.plan import build_plan
+from pipeline.matching.text import fixed_compound, phrase, stem, subject_stems
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 TIPS = tuple(Tip(f"t{i}", "maintenance", f"Tip {i}", "Body.") for i in range(4))
@@ -361,7 +361,7 @@ def test_people_without_history_sharing_neighbourhood_and_interests_share_a_walk
         monkeypatch) -> None:
     import gc
 
-    from pipeline import walk
+    from pipeline.matching import walk
     calls = {"n": 0}
     real = walk._article_picks
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
-from pipeline.match import Matcher
-from pipeline.plan import build_plan
+from pipeline.matching.match import Matcher
+from pipeline.planning.plan import build_plan
 
 EVAL = Path(__file__).parent / "eval"
 TIPS = (Tip("gutters", "maintenance", "Clean the gutters", "Before the rains."),

@@ -28,7 +28,7 @@ import yaml
 
 from conftest import copy_sample
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
-from pipeline.plan import build_plan
+from pipeline.planning.plan import build_plan
 
 EVAL = Path(__file__).parent / "eval2"
 TIPS = (Tip("gutters", "maintenance", "Clean the gutters", "Before the rains."),)

@@ -14,8 +14,8 @@ from pipeline.config import load_config
 from pipeline.models import (
     Article, Campaign, Contact, Note, Pick, Plan, PlannedEmail, Sale, SectionSizes, Tip,
 )
-from pipeline.render import Renderer, without_greeting
-from pipeline.sends import plan_recent_sales
+from pipeline.rendering.render import Renderer, without_greeting
+from pipeline.planning.sends import plan_recent_sales
 from tests.conftest import NOW, REPO
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from pipeline.engagement import allow_send, cold_contacts
+from pipeline.contacts.engagement import allow_send, cold_contacts
 from pipeline.models import Article
-from pipeline.report import build_report, render_html, report_from_store, url_key
+from pipeline.delivery.report import build_report, render_html, report_from_store, url_key
 from pipeline.runner import prepare
-from pipeline.store import LedgerRow, Store, StoredEvent
+from pipeline.state.store import LedgerRow, Store, StoredEvent
 from tests.conftest import NOW
 
 EVENTS = Path(__file__).parent / "fixtures" / "events.json"
@@ -250,7 +250,7 @@ def test_cold_contacts_wait_for_the_quarter(project: Path) -> None:
         store.begin_delivery(sid, "marcus.bell@example.com", f"<m{month}@x>", "sendgrid", (),
                              (), (), when)
         store.settle_delivery(sid, "marcus.bell@example.com", "sent", when)
-    from pipeline.ingest import ingest
+    from pipeline.feeds.ingest import ingest
     ingest(config.sources, store, NOW)
     campaign = config.campaign("monthly-sphere")
     november = prepare(config, store, campaign, NOW).plan
@@ -312,7 +312,7 @@ def test_events_without_ids_belong_to_the_latest_send_before_them() -> None:
 def test_new_commands_document_every_option() -> None:
     import click
 
-    from pipeline.cli import main
+    from pipeline.cli.main import main
     for path in (("contacts", "import"), ("report",)):
         command = main
         for name in path:

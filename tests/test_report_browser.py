@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.report import render_html, report_from_store
-from pipeline.store import Store
+from pipeline.delivery.report import render_html, report_from_store
+from pipeline.state.store import Store
 from tests.browser import _run, chromium, measure, screenshot
 from tests.conftest import NOW
 from tests.test_report import record

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Scheduling, load_config
-from pipeline.daemon import CHECKPOINT, all_contacts, project_calendar, tick
-from pipeline.deliver import OutboxTransport
-from pipeline.schedule import Due, apply_frequency_cap, calendar, _out_of_quiet_hours
-from pipeline.store import Store
+from pipeline.scheduling.daemon import CHECKPOINT, all_contacts, project_calendar, tick
+from pipeline.delivery.deliver import OutboxTransport
+from pipeline.scheduling.calendar import Due, apply_frequency_cap, calendar, _out_of_quiet_hours
+from pipeline.state.store import Store
 
 UTC = dt.timezone.utc
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \
@@ -345,7 +345,7 @@ def test_people_left_out_of_a_begun_send_by_the_catch_up_window_are_listed_as_mi
                  if "MISSED monthly-sphere@2026-12-01T09:00" in ln), "")
     assert "5 people" in line and "sphere send monthly-sphere" in line, status
     # People who unsubscribed by link are skipped on purpose: not listed as left out.
-    from pipeline.store import Store
+    from pipeline.state.store import Store
     store = Store.open(project / "var/sphere.db")
     for e in with_london:
         store.suppress(e, "unsubscribe", "link", dt.datetime(2026, 12, 2, tzinfo=UTC))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import audience, audience_cache
+from pipeline.contacts import audience, cache as audience_cache
 from pipeline.config import load_config
-from pipeline.daemon import all_contacts
-from pipeline.schedule import calendar, summary
+from pipeline.scheduling.daemon import all_contacts
+from pipeline.scheduling.calendar import calendar, summary
 
 UTC = dt.UTC
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \

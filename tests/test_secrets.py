@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import redact, redact_url
-from pipeline.links import make_token, read_token
-from pipeline.store import Store
+from pipeline.rendering.links import make_token, read_token
+from pipeline.state.store import Store
 from tests.conftest import NOW
 from tests.deliver_support import free_port
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import render_pool
-from pipeline.deliver import DryRunTransport, OutboxTransport
-from pipeline.dispatch import SUPPRESSED
+from pipeline.rendering import pool as render_pool
+from pipeline.delivery.deliver import DryRunTransport, OutboxTransport
+from pipeline.delivery.dispatch import SUPPRESSED
 from pipeline.models import Delivery, RenderedEmail
-from pipeline.render import Renderer
+from pipeline.rendering.render import Renderer
 from pipeline.resources import bundled
 from pipeline.runner import deliver_plan
-from pipeline.store import Store
+from pipeline.state.store import Store
 from tests.conftest import NOW
 from tests.deliver_support import sample
 
@@ -156,7 +156,7 @@ def test_smtp_dot_stuffing_still_happens_when_a_line_starts_with_a_dot(project: 
     import dataclasses
 
     from pipeline.config import SmtpSettings
-    from pipeline.smtp_transport import SmtpTransport
+    from pipeline.delivery.smtp import SmtpTransport
     from tests.deliver_support import FAST, Recorder, smtp_server
     s = sample(project)
     plain, dotted = s.emails[0], s.emails[1]
@@ -290,9 +290,9 @@ def test_sendgrid_request_bodies_are_built_in_the_render_workers(project: Path,
                                                                  monkeypatch) -> None:
     # The dispatcher's process builds no SendGrid payload (the workers do, beside the
     # rendering), and SendGrid receives the very bodies the transport would have built.
-    from pipeline import sendgrid_transport
+    from pipeline.delivery import sendgrid_api as sendgrid_transport
     from pipeline.config import SendGridSettings
-    from pipeline.sendgrid_transport import SendGridTransport, build_payload
+    from pipeline.delivery.sendgrid_api import SendGridTransport, build_payload
     from tests.sendgrid_standin import KEY, StandIn
 
     s = sample(project)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from pipeline.deliver import OutboxTransport
+from pipeline.delivery.deliver import OutboxTransport
 from pipeline.errors import LockedError
 from pipeline.runner import deliver_plan
-from pipeline.sendlock import send_lock
+from pipeline.delivery.sendlock import send_lock
 from tests.conftest import NOW, REPO
 from tests.deliver_support import sample
 from tests.sendgrid_standin import KEY, StandIn

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import StoreError
-from pipeline.migrations import MIGRATIONS
-from pipeline.store import Store
+from pipeline.state.migrations import MIGRATIONS
+from pipeline.state.store import Store
 
 
 def test_a_version_1_database_is_upgraded_keeping_its_data(tmp_path: Path) -> None:

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline import contacts, daemon, drafts, review
-from pipeline.cli import _transport
+from pipeline.contacts import directory as contacts
+from pipeline.scheduling import daemon
+from pipeline.approval import drafts, review
+from pipeline.cli.main import _transport
 from pipeline.config import load_config
 from pipeline.runner import prepare, run_ingest
-from pipeline.store import Store
+from pipeline.state.store import Store
 from pipeline.studio.app import studio_app
 from pipeline.studio.jobs import Worker
 from pipeline.studio.security import COOKIE

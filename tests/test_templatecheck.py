@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import Campaign, Contact, Plan, PlannedEmail
-from pipeline.render import Renderer, TemplateError
+from pipeline.rendering.render import Renderer, TemplateError
 from tests.conftest import NOW, REPO
 
 BUILT_IN = REPO / "templates"

@@ -80,10 +80,10 @@ def test_a_tick_looks_for_late_drips_only_when_contacts_or_referrals_changed(
         project: Path, monkeypatch) -> None:
     import datetime as dt
 
-    from pipeline import daemon
+    from pipeline.scheduling import daemon
     from pipeline.config import load_config
-    from pipeline.deliver import OutboxTransport
-    from pipeline.store import Store
+    from pipeline.delivery.deliver import OutboxTransport
+    from pipeline.state.store import Store
 
     looks = []
     real = daemon.drips_due
@@ -107,8 +107,8 @@ def test_a_drip_step_is_due_at_the_first_allowed_time_after_it_was_recorded(
     import zoneinfo
 
     from pipeline.config import load_config
-    from pipeline.daemon import all_contacts
-    from pipeline.schedule import Referral, calendar
+    from pipeline.scheduling.daemon import all_contacts
+    from pipeline.scheduling.calendar import Referral, calendar
 
     la = zoneinfo.ZoneInfo("America/Los_Angeles")
     config = load_config(project)
@@ -141,7 +141,7 @@ def test_a_failed_drip_is_listed_with_the_command_that_sends_it(project: Path, c
                                                                 monkeypatch) -> None:
     import datetime as dt
 
-    from pipeline.store import Store
+    from pipeline.state.store import Store
 
     monkeypatch.setenv("SPHERE_NOW", "2026-11-24T02:00:00+00:00")
     assert cli("run", "--once", project=project).exit_code == 0

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import load_config
-from pipeline.links import make_token
-from pipeline.store import Store
+from pipeline.rendering.links import make_token
+from pipeline.state.store import Store
 from pipeline.web.server import Server, bind
-from pipeline.webhook import (
+from pipeline.delivery.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     load_public_key,

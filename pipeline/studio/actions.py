@@ -10,14 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .. import contacts, drafts, review
-from ..config import AUDIENCES_DIR, Config, load_config
-from ..errors import SphereError
-from ..importer import import_contacts
-from ..neighbourhoods import load_neighbourhoods
-from ..store import Store
-from .app import back, page, studio_of
-from .security import posted, uploaded
+from pipeline.contacts import directory as contacts
+from pipeline.approval import drafts, review
+from pipeline.config import AUDIENCES_DIR, Config, load_config
+from pipeline.errors import SphereError
+from pipeline.contacts.importer import import_contacts
+from pipeline.contacts.neighbourhoods import load_neighbourhoods
+from pipeline.state.store import Store
+from pipeline.studio.app import back, page, studio_of
+from pipeline.studio.security import posted, uploaded
 
 # Seconds an approval waits for the send to finish before showing its progress instead:
 # a send of a few hundred to the outbox is done well within it.

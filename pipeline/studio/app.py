@@ -17,13 +17,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..config import Config, load_config
-from ..errors import ConfigError, SphereError
-from ..store import Store
-from ..web.app import PRIVATE_HEADERS, WebContext, create_app
-from ..webhook import EVENTS_PATH, webhook_routes
-from .jobs import Worker
-from .security import COOKIE, Guard, Sessions, csrf_token
+from pipeline.config import Config, load_config
+from pipeline.errors import ConfigError, SphereError
+from pipeline.state.store import Store
+from pipeline.web.app import PRIVATE_HEADERS, WebContext, create_app
+from pipeline.delivery.webhook import EVENTS_PATH, webhook_routes
+from pipeline.studio.jobs import Worker
+from pipeline.studio.security import COOKIE, Guard, Sessions, csrf_token
 
 HERE = Path(__file__).parent
 T = TypeVar("T")
@@ -107,7 +107,7 @@ def studio_app(project: Path, open_store: Callable[[], Store], worker: Worker,
                clock: Callable[[], dt.datetime]) -> Starlette:
     """The studio: pages and actions behind the session, and the recipients' endpoints
     (SendGrid events, one-click unsubscribe, /health) open as `webhook serve` has them."""
-    from . import actions, pages  # the routes need Studio, defined above
+    from pipeline.studio import actions, pages  # the routes need Studio, defined above
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined)

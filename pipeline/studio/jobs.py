@@ -10,12 +10,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import daemon, drafts, review
-from ..config import Config
-from ..deliver import Transport
-from ..errors import SphereError
-from ..models import RunSummary
-from ..store import Store
+from pipeline.scheduling import daemon
+from pipeline.approval import drafts, review
+from pipeline.config import Config
+from pipeline.delivery.deliver import Transport
+from pipeline.errors import SphereError
+from pipeline.models import RunSummary
+from pipeline.state.store import Store
 
 log = logging.getLogger("sphere.studio")
 

@@ -10,21 +10,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .. import contacts, drafts, notes, review
-from ..audience import load_audiences
-from ..config import Config
-from ..daemon import project_calendar
-from ..errors import SphereError
-from ..mime import address_problem
-from ..models import Campaign
-from ..neighbourhoods import coverage_warnings
-from ..render import Renderer
-from ..report import render_html, report_from_store
-from ..runner import prepare
-from ..store import Store
-from ..templatecheck import check_templates
-from ..web.app import PRIVATE_HEADERS
-from .app import page, studio_of
+from pipeline.contacts import directory as contacts
+from pipeline.approval import drafts, notes, review
+from pipeline.contacts.audience import load_audiences
+from pipeline.config import Config
+from pipeline.scheduling.daemon import project_calendar
+from pipeline.errors import SphereError
+from pipeline.rendering.mime import address_problem
+from pipeline.models import Campaign
+from pipeline.contacts.neighbourhoods import coverage_warnings
+from pipeline.rendering.render import Renderer
+from pipeline.delivery.report import render_html, report_from_store
+from pipeline.runner import prepare
+from pipeline.state.store import Store
+from pipeline.rendering.templatecheck import check_templates
+from pipeline.web.app import PRIVATE_HEADERS
+from pipeline.studio.app import page, studio_of
 
 # The email and the report are shown in sandboxed frames: no script, nothing fetched
 # but their own inline styles and embedded or remote images.

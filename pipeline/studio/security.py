@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..web.app import MAX_BODY, PRIVATE_HEADERS, read_body
+from pipeline.web.app import MAX_BODY, PRIVATE_HEADERS, read_body
 
 COOKIE = "sphere_studio"
 TOKEN_ENV = "SPHERE_STUDIO_TOKEN"

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
-from ..store import Store
+from pipeline.state.store import Store
 
 T = TypeVar("T")
 # SendGrid batches events; a real batch is well under this. The studio's forms are far

@@ -1,0 +1,1 @@
+"""Approval: drafts of a send for review, personal notes, and the review itself."""

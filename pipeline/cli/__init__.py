@@ -1,0 +1,1 @@
+"""The `sphere` command line: thin click commands over the library."""

@@ -1,0 +1,1 @@
+"""Contacts: audience files, CRM imports and exports, vCard, neighbourhoods, engagement."""

@@ -1,0 +1,1 @@
+"""Delivery: transports, the exactly-once dispatcher, suppressions, webhook and reports."""

@@ -1,0 +1,269 @@
+"""Concurrent delivery with an exactly-once ledger.
+
+One thread (the caller's) owns the database: it renders each message, writes its
+'pending' ledger row, hands it to a worker, and settles the row when the worker reports.
+Workers do network I/O only. Per message the order is always begin -> send -> settle,
+so a crash at any moment leaves each message either settled or 'pending' (unknown,
+never re-sent blindly). Rows begun or settled together share one transaction: under load
+a commit covers many messages, which is what lets SQLite keep up with the network.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from pipeline.delivery.deliver import Transport
+from pipeline.errors import TransportError
+from pipeline.models import Delivery, RenderedEmail, Skipped
+from pipeline.state.store import Store
+
+Progress = Callable[[int, int, str], None]  # (done, total, email)
+SUPPRESSED = "suppressed since the plan was made (unsubscribed, bounced or complained)"
+BOUNCED = ("suppressed as bounced, so no transport mails it again (if the address is "
+           "mistyped, correct it in the audience file)")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned message: who it is for and how to render it (lazily, so a run
+    streams instead of holding every rendered email)."""
+
+    email: str
+    render: Callable[[], RenderedEmail]
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    """What a dispatch did."""
+
+    sent: int = 0
+    already: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: tuple[Skipped, ...] = ()
+    failures: tuple[str, ...] = ()
+    paused: str = ""
+
+
+def _outcome(future: Future[Delivery], email: str, transport: str) -> Delivery:
+    """The worker's Delivery; a crash inside a transport counts as unknown, because we
+    cannot tell whether it happened before or after the provider took the message."""
+    try:
+        return future.result()
+    except TransportError:
+        raise
+    except Exception as exc:  # a bug in a transport must not lose the ledger's truth
+        return Delivery(email, "unknown", transport, error=f"{type(exc).__name__}: {exc}")
+
+
+def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Job],
+             total: int, now: Callable[[], dt.datetime], max_failures: int,
+             message_id: Callable[[str], str], progress: Progress | None = None,
+             should_stop: Callable[[], bool] | None = None) -> Dispatched:
+    """Deliver every job at most once, `transport.workers` at a time; when `should_stop`
+    turns true (SIGTERM to the daemon), hand out nothing more, settle what is in flight
+    and return."""
+    ledger = store.ledger_status(send_id)
+    # Failures in a row are counted per request, across workers, by the transport's
+    # breaker (deliver.Breaker): it stops new requests the moment it trips.
+    breaker = transport.breaker
+    breaker.rearm(max_failures)
+    sent = already = failed = unknown = done = 0
+    failures: list[str] = []
+    skipped: list[Skipped] = []
+    paused = ""
+    workers = max(1, transport.workers)
+    # A few more messages begun than there are workers, so none waits for the database;
+    # no more than that, because after a crash every begun row is 'unknown' to resolve.
+    # A transport that can tell afterwards what it delivered (the outbox: the file is
+    # there or not) leaves no unknowns, so it may keep more in flight: bigger commits.
+    # SendGrid keeps two per connection: a commit (an fsync) then never idles them all.
+    window = getattr(transport, "window", 0) or workers + max(2, workers // 4)
+    inflight: dict[Future[Delivery], str] = {}
+    jobs_left = iter(jobs)
+    exhausted = False
+    pool = ThreadPoolExecutor(max_workers=workers,
+                              thread_name_prefix=f"sphere-{transport.name}")
+    # A transport that defers durability (the outbox) makes a batch durable before the
+    # ledger records it: once per commit, not once per message.
+    flush: Callable[[], None] = getattr(transport, "flush", lambda: None)
+
+    def outcomes(finished: Iterable[Future[Delivery]]) -> list[tuple[str, str, str, str]]:
+        """Count finished sends; the ledger rows to settle for them."""
+        nonlocal sent, failed, unknown, paused
+        rows = []
+        fatal: TransportError | None = None
+        for future in finished:
+            email = inflight.pop(future)
+            try:
+                result = _outcome(future, email, transport.name)
+            except TransportError as exc:
+                # Raised before the provider took anything (bad key, refused login).
+                fatal = exc
+                result = Delivery(email, "failed", transport.name, error=str(exc))
+            if result.status == "unknown":
+                # Leave the row 'pending': `sphere status` lists it with the command
+                # that settles it. Sending it again could deliver it twice.
+                unknown += 1
+                failures.append(f"{email}: outcome unknown: {result.error}")
+                continue
+            ok = result.status == "sent"
+            rows.append((email, "sent" if ok else "failed", result.provider_id,
+                         result.error))
+            if ok:
+                sent += 1
+            elif result.status == "skipped":
+                pass  # never tried (the breaker had tripped): the next run sends it
+            else:
+                failed += 1
+                failures.append(f"{email}: {result.error}")
+                if result.bounced:
+                    # The address itself was refused for good: retrying it on every run
+                    # would only bounce again. Suppressed before its row is settled, so
+                    # no moment exists where the failure is recorded and the bounce not.
+                    store.suppress(email, "bounced", transport.name, now())
+                    failures[-1] += f"; {BOUNCED}"
+        if fatal is not None and not paused:
+            paused = f"stopped: {fatal}; fix it and run the same command again to resume"
+        if breaker.is_set() and not paused:
+            paused = (f"{breaker.reason or 'stopped'}; fix the cause and run the same "
+                      "command again to resume")
+        return rows
+
+    def fill(room: int) -> list[RenderedEmail]:
+        """Render up to `room` messages that still need sending, in plan order."""
+        nonlocal exhausted, done, already, unknown
+        picked: list[Job] = []
+        while not exhausted and len(picked) < room:
+            job = next(jobs_left, None)
+            if job is None:
+                exhausted = True
+                break
+            done += 1
+            email = job.email
+            status = ledger.get(email)
+            if status == "pending":
+                status = _settle_unknown(store, transport, send_id, email,
+                                         message_id(email), now)
+                if status == "pending":
+                    unknown += 1
+            if status in ("sent", "pending"):
+                already += status == "sent"
+            else:
+                picked.append(job)
+            if progress:
+                progress(done, total, email)
+        # Second guard, one query per batch: the plan skips suppressed addresses, but an
+        # unsubscribe may have arrived since (the webhook service runs apart).
+        suppressed = store.suppressed_among([j.email for j in picked]) if picked else ()
+        batch: list[RenderedEmail] = []
+        for job in picked:
+            if job.email.lower() in suppressed:
+                skipped.append(Skipped(job.email, SUPPRESSED))
+                continue
+            rendered = _render(job, store, transport, send_id, message_id, now)
+            if isinstance(rendered, str):
+                refused(job.email, rendered)
+            else:
+                batch.append(rendered)
+        return batch
+
+    def refused(email: str, error: str) -> None:
+        """A message that could not even be built: that contact's failure, nobody else's
+        (counted by the breaker like a failed request, so a template broken for everyone
+        still pauses the run)."""
+        nonlocal failed, paused
+        failed += 1
+        failures.append(f"{email}: {error}")
+        breaker.failed(failures[-1])
+        if breaker.is_set() and not paused:
+            paused = (f"{breaker.reason or 'stopped'}; fix the cause and run the same "
+                      "command again to resume")
+
+    try:
+        while True:
+            if should_stop is not None and not paused and should_stop():
+                paused = "stopped on request; the rest goes out on the next run"
+                breaker.trip(paused)  # a worker waiting to retry gives up now
+            rows: list[tuple[str, str, str, str]] = []
+            if inflight:
+                # Wait only when there is nothing else to do: the window is full, or
+                # every job has been handed out (or the run is stopping).
+                idle = len(inflight) >= window or exhausted or bool(paused)
+                finished, _ = wait(list(inflight), timeout=None if idle else 0,
+                                   return_when=FIRST_COMPLETED)
+                rows = outcomes(finished)
+            try:
+                batch = [] if paused else fill(window - len(inflight))
+            except BaseException:
+                # Ctrl-C or a store error while rendering: what already came back from
+                # the network is settled first, never left 'unknown' to resolve by hand.
+                if rows:
+                    flush()
+                    store.settle_many(send_id, rows, now())
+                raise
+            if rows:
+                flush()
+            if rows or batch:
+                # One transaction settles what finished and begins what comes next;
+                # each new message goes to a worker only after its row is committed.
+                began = store.settle_and_begin(send_id, transport.name, rows, batch, now())
+                for rendered, fresh in zip(batch, began):
+                    if fresh:
+                        inflight[pool.submit(transport.send, rendered)] = \
+                            rendered.contact.email
+                    else:
+                        already += 1
+            if not inflight and (exhausted or paused):
+                break
+    finally:
+        # On an interruption (Ctrl-C), messages not yet handed to the network are
+        # certainly unsent: settle them 'failed' so the next run sends them. Those in
+        # flight are waited for and settled like any other.
+        cancelled = [f for f in list(inflight) if f.cancel()]
+        if cancelled:
+            store.settle_many(send_id, [(inflight.pop(f), "failed", "",
+                                         "not sent: the run was interrupted")
+                                        for f in cancelled], now())
+        pool.shutdown(wait=True)
+        if inflight:
+            flush()
+            store.settle_many(send_id, outcomes(list(inflight)), now())
+    return Dispatched(sent, already, failed, unknown, tuple(skipped), tuple(failures),
+                      paused)
+
+
+def _render(job: Job, store: Store, transport: Transport, send_id: str,
+            message_id: Callable[[str], str], now: Callable[[], dt.datetime]
+            ) -> RenderedEmail | str:
+    """Render one message; when that fails (an address no header can carry, a template
+    error with this contact's data), record the failure in this contact's ledger row, so
+    it shows in `status` and the next run tries again, and return the reason."""
+    try:
+        return job.render()
+    except Exception as exc:  # noqa: BLE001 - one contact's data must not stop the send
+        error = f"not sent: the message could not be built: {type(exc).__name__}: {exc}"
+        if store.begin_delivery(send_id, job.email, message_id(job.email), transport.name,
+                                (), (), (), now()):
+            store.settle_delivery(send_id, job.email, "failed", now(), error=error)
+        return error
+
+
+def _settle_unknown(store: Store, transport: Transport, send_id: str, email: str,
+                    message_id: str, now: Callable[[], dt.datetime]) -> str:
+    """A row left 'pending' by an interruption: settle it when the evidence says what
+    happened (a webhook event, the outbox file); otherwise it stays 'pending'."""
+    if store.provider_took(send_id, email):
+        store.settle_delivery(send_id, email, "sent", now(), "confirmed by event webhook")
+        return "sent"
+    outcome = transport.confirm(send_id, email, message_id)
+    if outcome is True:
+        store.settle_delivery(send_id, email, "sent", now(), "confirmed")
+        return "sent"
+    if outcome is False:
+        store.settle_delivery(send_id, email, "failed", now(),
+                              error="not delivered before an interruption")
+        return "failed"
+    return "pending"

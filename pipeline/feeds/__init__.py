@@ -1,0 +1,1 @@
+"""Feeds in: fetch over HTTP, parse, sanitise, store articles."""

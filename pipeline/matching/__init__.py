@@ -1,0 +1,1 @@
+"""Matching: which stories suit each contact, and why (pure functions)."""

@@ -1,0 +1,1 @@
+"""Rendering: templates to HTML and text, MIME messages, previews and signed links."""

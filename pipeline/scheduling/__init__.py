@@ -1,0 +1,1 @@
+"""Scheduling: crontab triggers, the pure calendar of due sends, and the daemon."""

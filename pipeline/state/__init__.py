@@ -1,0 +1,1 @@
+"""State: the store (the ledger of everything sent), its migrations and its file."""
