@@ -70,10 +70,10 @@ class Got:
     general: bool
 
 
-def load_part(name: str) -> Part:
-    """Read sources.yaml and one part into Articles, Contacts and labels."""
-    common = yaml.safe_load((EVAL / "sources.yaml").read_text(encoding="utf-8"))
-    doc = yaml.safe_load((EVAL / f"{name}.yaml").read_text(encoding="utf-8"))
+def load_part(name: str, root: Path = EVAL) -> Part:
+    """Read a set's sources.yaml and one part into Articles, Contacts and labels."""
+    common = yaml.safe_load((root / "sources.yaml").read_text(encoding="utf-8"))
+    doc = yaml.safe_load((root / f"{name}.yaml").read_text(encoding="utf-8"))
     now = common["now"] if isinstance(common["now"], dt.datetime) else \
         dt.datetime.fromisoformat(common["now"])
     sources = common["sources"]
