@@ -177,3 +177,49 @@ def test_the_taxonomy_ships_inside_the_package() -> None:
     assert (root / "data" / "taxonomy.yaml").is_file()
     pyproject = (root.parent.parent / "pyproject.toml").read_text(encoding="utf-8")
     assert 'packages = ["pipeline"]' in pyproject  # hatch ships every file under it
+
+
+# --- senses and sources (issue 16, wrong picks on the harder sets) ---------------------
+
+def test_a_story_about_one_leg_of_a_triathlon_is_not_about_the_other_two() -> None:
+    m = matcher([art("pool", "Tri club takes its drills indoors", "Triathletes meet at "
+                     "the swim center on Thursdays for a timed 800 in the pool lanes."),
+                 art("race", "Sprint triathlon returns to the lake", "A half-mile swim, a "
+                     "twelve-mile bike leg and a 5K run around the shore.")])
+    assert ids(m.for_interest("swimmer")) == ["pool", "race"]
+    assert ids(m.for_interest("trail runner")) == ["race"]
+    assert ids(m.for_interest("mountain biker")) == ["race"]
+
+
+def test_a_team_named_after_an_animal_is_not_the_animal() -> None:
+    m = matcher([art("mites", "Hillside Eagles mites win their first home game", "The "
+                     "eight-year-olds beat the visitors 5-2 at the rink on Saturday."),
+                 art("eagle", "Bald eagles return to the reservoir", "Watch them fish "
+                     "below the dam from the overlook; bring binoculars.")])
+    assert ids(m.for_interest("bird watching")) == ["eagle"]
+
+
+def test_cross_country_ski_trails_are_not_running() -> None:
+    m = matcher([art("xc", "Cross-country trails groomed at Fox Meadow", "Classic tracks "
+                     "are set on the lower loops and the ski hut opens on weekends.")])
+    assert ids(m.for_interest("runs 5ks")) == []
+    assert ids(m.for_interest("skier")) == ["xc"]
+
+
+def test_a_feed_that_declares_other_subjects_needs_more_than_one_word() -> None:
+    arts = [art("bank", "Pet food bank opens on Saturdays", "Bags of kibble go to "
+                "families who need them, handed out at the shelter door.", source="pets"),
+            art("mare", "Keeping an older horse warm", "A clipped horse needs a heavier "
+                "blanket; check the horse for rubs under the straps.", source="pets")]
+    m = matcher(arts, source_topics={"pets": ("dogs", "cats")})
+    assert ids(m.for_interest("charity work")) == []
+    assert ids(m.for_interest("horses")) == ["mare"]
+    assert ids(matcher(arts).for_interest("charity work")) == ["bank"]
+
+
+def test_a_hobby_feeds_story_is_about_its_one_clear_main_subject() -> None:
+    text = "The meteor shower peaks after midnight; find a dark field away from town."
+    hobby = matcher([art("sky", "A clear night ahead", text)])
+    assert ids(hobby.for_interest("stargazing")) == ["sky"]
+    local = matcher([art("sky", "A clear night ahead", text, kind="neighbourhood")])
+    assert ids(local.for_interest("stargazing")) == []

@@ -34,6 +34,9 @@ LISTED_BONUS = 0.5  # other evidence, and the feed lists this topic among severa
 # A multi-topic feed backs up more than one strong word in the text or weak words alone
 # (taxonomy.STRONG_TEXT, taxonomy.WEAK_ONLY_CAP).
 LISTED_NEEDS = 1.25
+# A story for an interest its feed does not declare needs this much evidence, or counts
+# OTHER_FEED_FACTOR as much.
+OTHER_FEED_NEEDS, OTHER_FEED_FACTOR = 1.6, 0.6
 WEIGHT_TITLE = 1.0
 WEIGHT_MENTION = 0.5  # per mention in the story's text, up to MAX_MENTIONS
 MAX_MENTIONS = 3
@@ -351,6 +354,15 @@ class Matcher:
             # A feed about several subjects backs up good evidence, never a lone mention.
             score += LISTED_BONUS
             parts.append("from a feed that covers it")
+        elif self.source_lists_t.get(source):
+            # A feed that declares what it covers, and not this: the main-subject guess
+            # is for feeds that say nothing, and a passing subject needs more than one
+            # word (northern lights in a travel feed, a pet food bank for charity work).
+            if how.endswith(taxonomy.MAIN_SUBJECT):
+                score -= taxonomy.HOBBY_FEED_TOP
+            if score < OTHER_FEED_NEEDS:
+                score *= OTHER_FEED_FACTOR
+                parts.append("but its feed covers other subjects")
         if x.article.kind in MARKET_KINDS:
             # Money and market writing borrows hobby words as figures of speech; the
             # taxonomy masks the known ones ("teed up"), so less is discounted than for

@@ -29,7 +29,7 @@ from pipeline.models import Article, TopicProfile
 _TOKEN_RE = re.compile(r"[^\W_]+(?:'[^\W_]+)?", re.UNICODE)
 MAX_TERM = 5  # the longest taxonomy phrase, in words
 # Bump when the scoring below changes: stored profiles with another version are recomputed.
-ALGORITHM = "p4"
+ALGORITHM = "p5"
 
 # What each kind of evidence is worth. A strong word (a name, a named thing: "wetsuit",
 # "fairway", "beagle") says on its own what a story is about; a weak one ("trail",
@@ -49,6 +49,9 @@ RELATED = 0.6  # a story about a narrower topic (youth hockey) counts this much 
 COVERED = 1.0  # a story about a triathlon is as much about swimming, cycling and running
 MINOR_SHARE, MINOR_FACTOR = 0.5, 0.7  # a topic far behind the story's main one is a
 # passing mention (a brewery as the venue of an open mic): it counts this much less
+HOBBY_FEED_TOP = 0.5  # a hobby feed's untagged story: its clear main subject counts this
+# much more (what a hobby feed's story is mainly about is what it is about)
+MAIN_SUBJECT = "; the main subject of a hobby feed's story"
 KEEP = 0.3  # smallest score stored (near misses are shown by `plan --explain`)
 KEEP_TOPICS = 12
 
@@ -211,6 +214,22 @@ def _place_names(text: str, tax: Taxonomy) -> set[int]:
         run = tuple(fold(w) for w in raw[j:i + 1])
         if j < i and not any(run[k:] in tax.evidence for k in range(len(run) - 1)):
             out.update(range(j, i))
+    return out | _team_names(raw, tax)
+
+
+def _team_names(raw: list[str], tax: Taxonomy) -> set[int]:
+    """Positions of a capitalised plural after another capitalised word in sentence-case
+    text ("the Hillcrest Hawks", "Calder Kings"): a team's name, not the bird or the
+    animal. Title-case headlines say nothing about names and are left alone."""
+    caps = [w[:1].isupper() for w in raw]
+    if len(raw) < 3 or sum(caps) * 2 > len(raw):
+        return set()
+    out: set[int] = set()
+    for i in range(1, len(raw)):
+        w = raw[i]
+        if caps[i] and caps[i - 1] and w.endswith("s") and fold(w) != w.lower() and \
+                (raw[i - 1].lower(), fold(w)) not in tax.evidence:
+            out.add(i)
     return out
 
 
@@ -306,12 +325,17 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
         found[topic] = _score(tax, topic, h, tag_score.get(topic, 0.0), context, business)
     for topic, (score, how) in list(found.items()):
         t = tax.topics[topic]
+        # A story about one leg of a triathlon (the club's pool sessions) is not about
+        # the other two: with evidence for some of the covered topics, only those.
+        covers = [c for c in t.covers if c in hits] or t.covers
         for other, share in [(t.parent, RELATED)] * bool(t.parent) + \
-                [(c, COVERED) for c in t.covers]:
+                [(c, COVERED) for c in covers]:
             related = score * share
             if related > found.get(other, (0.0, ""))[0]:
                 found[other] = (related, f"about {topic}: {how}")
     top = max((score for score, _ in found.values()), default=0.0)
+    if article.kind == "hobby" and not tags and not business:
+        found = _main_subject(found, hits, top)
     scored = []
     for topic, (score, how) in found.items():
         if score < MINOR_SHARE * top and topic not in tag_score:
@@ -320,3 +344,24 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
             scored.append((topic, round(score, 3), how))
     scored.sort(key=lambda t: (-t[1], t[0]))
     return TopicProfile(tax.version, tuple(scored[:KEEP_TOPICS]), business)
+
+
+def _main_subject(found: dict[str, tuple[float, str]], hits: dict[str, _Hits], top: float
+                  ) -> dict[str, tuple[float, str]]:
+    """A hobby feed's untagged story is about its one clear main subject: that topic, if a
+    strong word backs it and no other topic comes close, counts HOBBY_FEED_TOP more."""
+    best = [t for t, (score, _) in found.items() if score >= top - 1e-9]
+    if len(best) != 1 or top < STRONG_TEXT:
+        return found
+    main = best[0]
+    rivals = [s for t, (s, _) in found.items() if t != main and not _related(t, main, found)]
+    h = hits.get(main)
+    if h is None or not h.strong or any(s >= MINOR_SHARE * top for s in rivals):
+        return found
+    score, how = found[main]
+    return {**found, main: (score + HOBBY_FEED_TOP, how + MAIN_SUBJECT)}
+
+
+def _related(topic: str, main: str, found: dict[str, tuple[float, str]]) -> bool:
+    """True when topic's score was derived from main (a parent or a covered topic)."""
+    return found[topic][1].startswith(f"about {main}:")
