@@ -223,3 +223,10 @@ def test_a_hobby_feeds_story_is_about_its_one_clear_main_subject() -> None:
     assert ids(hobby.for_interest("stargazing")) == ["sky"]
     local = matcher([art("sky", "A clear night ahead", text, kind="neighbourhood")])
     assert ids(local.for_interest("stargazing")) == []
+
+
+def test_a_kids_tournament_is_for_hockey_parents_not_for_every_hockey_fan() -> None:
+    m = matcher([art("squirt", "Squirt tournament fills the rink", "Sixteen travel teams "
+                     "of ten-year-olds play all weekend; the bantam final is Sunday.")])
+    assert ids(m.for_interest("hockey dad")) == ["squirt"]
+    assert ids(m.for_interest("big hockey fan")) == []

@@ -44,7 +44,7 @@ TAG_NAME, TAG_TERM = 3.0, 1.5  # the entry's own category names the topic / a st
 AGAINST_FACTOR = 0.4  # another subject's context words present (a cinema for theatre)
 BUSINESS_FACTOR = 0.25  # a company or stock-market story about the hobby's trade
 BUSINESS_WORDS = 2  # distinct business words that make a story business news
-RELATED = 0.6  # a story about a narrower topic (youth hockey) counts this much for the
+RELATED = 0.4  # a story about a narrower topic (youth hockey) counts this much for the
 # broader one (hockey): a peewee tournament is not NHL news
 COVERED = 1.0  # a story about a triathlon is as much about swimming, cycling and running
 MINOR_SHARE, MINOR_FACTOR = 0.5, 0.7  # a topic far behind the story's main one is a
