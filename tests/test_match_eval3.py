@@ -1,0 +1,74 @@
+"""Matching on a third evaluation set (tests/eval3/, issue 16), written from scratch before
+any tuning against it: interests typed as agents type them (phrases, typos, "hockey dad"),
+untagged multi-topic hobby feeds, figurative traps and misleading senses. Its parts and
+what was measured when are in tests/eval3/README.md; the measures are those of
+tests/test_match_eval2.py, in process and through `sphere plan --json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from test_match_eval2 import (
+    GOALS, Part, cli_picks, evaluate, load_part, measure, report, roomy, write_project,
+)
+
+EVAL = Path(__file__).parent / "eval3"
+PARTS = ("tune", "heldout")
+HELD_OUT = "heldout"
+# What the held-out part measured (see README.md). The goals of issue 16 are NOT met
+# there; the floors keep what was reached.
+FLOORS = {"precision@3": 0.90, "recall": 0.62}
+
+
+@pytest.fixture(scope="module")
+def held_out() -> Part:
+    """The part not tuned on."""
+    return load_part(HELD_OUT, EVAL)
+
+
+def test_the_set_is_big_and_hard_enough() -> None:
+    parts = [load_part(p, EVAL) for p in PARTS]
+    articles = [a for p in parts for a in p.articles]
+    assert len(articles) >= 150 and len({a.source for a in articles}) >= 12
+    assert sum(len(p.contacts) for p in parts) >= 40
+    assert len([a for a in articles if not a.topics]) > 0.9 * len(articles)
+    hobby = [a for a in articles if a.kind == "hobby"]
+    tagged = {s for p in parts for s, spec in p.sources.items() if spec.get("topics")}
+    assert len([a for a in hobby if a.source not in tagged]) > 0.75 * len(hobby)
+    assert len({a.id for a in articles}) == len(articles)
+    emails = [c.email for p in parts for c in p.contacts]
+    assert len(set(emails)) == len(emails)
+    for p in parts:
+        assert all(i in p.subjects for c in p.contacts for i in c.interests)
+
+
+def test_goals_on_the_held_out_part(held_out: Part) -> None:
+    m = evaluate(held_out)
+    print(f"\ngoals: interests precision@3 >= {GOALS['precision@3']}, hobby recall >= "
+          f"{GOALS['recall']}, 0 filler despite relevant, 0 wrong-section")
+    print(report("eval3 held-out", m))
+    for p in PARTS:
+        if p != HELD_OUT:
+            print(report(f"eval3 {p}", evaluate(load_part(p, EVAL))))
+    assert m["precision@3"] >= FLOORS["precision@3"], m["wrong_picks"]
+    assert m["recall"] >= FLOORS["recall"]
+    assert m["filler_despite_relevant"] == []
+    assert m["wrong_section"] == []
+
+
+def test_goals_on_the_held_out_part_through_sphere_plan_json(
+        held_out: Part, tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPHERE_NOW", held_out.now.isoformat())
+    part = dataclasses.replace(held_out, history={c.email: frozenset()
+                                                  for c in held_out.contacts})
+    picks = cli_picks(part, write_project(part, tmp_path / "a", part.campaign), cli)
+    wide = cli_picks(part, write_project(part, tmp_path / "b", roomy(part.campaign)), cli)
+    m = measure(part, picks, wide)
+    print("\n" + report("eval3 held-out via sphere plan --json", m))
+    assert m["precision@3"] >= FLOORS["precision@3"], m["wrong_picks"]
+    assert m["recall"] >= FLOORS["recall"]
+    assert m["filler_despite_relevant"] == []
+    assert m["wrong_section"] == []
