@@ -230,3 +230,40 @@ def test_a_kids_tournament_is_for_hockey_parents_not_for_every_hockey_fan() -> N
                      "of ten-year-olds play all weekend; the bantam final is Sunday.")])
     assert ids(m.for_interest("hockey dad")) == ["squirt"]
     assert ids(m.for_interest("big hockey fan")) == []
+
+
+def test_words_that_fold_into_another_sense_do_not_match() -> None:
+    # "blue-liner" folds to the words of "the blues"; "binoculars" under a nebula are
+    # for the sky, not for birds; "Habitat" builds are not wildlife.
+    m = matcher([art("d", "Kings send their top blue-liner to Ridgeport", "The defenceman "
+                     "leaves for a prospect and a pick."),
+                 art("sky", "Find the Orion Nebula with binoculars", "Look below the belt "
+                     "stars on a moonless night."),
+                 art("hab", "Habitat build on Pine Street", "Frame walls on Saturday.")])
+    assert ids(m.for_interest("live music")) == []
+    assert ids(m.for_interest("hockey")) == ["d"]
+    assert ids(m.for_interest("birder")) == []
+    assert ids(m.for_interest("nature watching")) == []
+
+
+def test_paddleboarding_is_not_surfing() -> None:
+    m = matcher([art("sup", "Paddleboard season on the bay", "Stand-up paddlers should "
+                     "wear a leash and stay near shore."),
+                 art("swell", "Big swell for the weekend", "Head-high sets at the point "
+                     "break; bring booties.")])
+    assert ids(m.for_interest("paddleboarding")) == ["sup"]
+    assert ids(m.for_interest("surfer")) == ["swell"]
+
+
+def test_people_who_volunteer_in_a_story_do_not_make_it_charity_news() -> None:
+    m = matcher([art("rink", "Volunteers flood the pond rink", "Boards go up next week.",
+                     kind="neighbourhood", hood="Northgate"),
+                 art("drive", "Food pantry needs volunteers for the holidays", "Sort cans "
+                     "and pack boxes in two-hour shifts.")])
+    assert ids(m.for_interest("charity work")) == ["drive"]
+
+
+def test_an_umbrella_topic_does_not_hide_a_storys_main_subject() -> None:
+    m = matcher([art("t", "Local teen reaches the junior final", "Her serve broke the top "
+                     "seed four times at the indoor tennis championships.")])
+    assert ids(m.for_interest("tennis")) == ["t"]

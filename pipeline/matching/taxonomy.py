@@ -115,6 +115,7 @@ class Taxonomy:
     context: dict[tuple[str, ...], tuple]  # every "against" and business phrase
     name_words: frozenset[str]  # the words of the topics' names and typed phrases
     place: frozenset[str] = frozenset()  # words that end a place name ("Loon Lake")
+    broad: frozenset[str] = frozenset()  # umbrella topics ("sports"): never a rival subject
 
 
 def _phrases(items: Iterable[str]) -> frozenset[tuple[str, ...]]:
@@ -156,7 +157,8 @@ def build(doc: dict, version: str) -> Taxonomy:
                      for p, ts in evidence.items() if any(strong for _, strong in ts)},
                     frozenset(vocab), _starts(evidence=evidence, masks=masks, context=context),
                     context, frozenset(w for p in called for w in p),
-                    frozenset(fold(str(w)) for w in doc.get("place", ())))
+                    frozenset(fold(str(w)) for w in doc.get("place", ())),
+                    frozenset(doc.get("broad", ())))
 
 
 @lru_cache(maxsize=1)
@@ -335,7 +337,7 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
                 found[other] = (related, f"about {topic}: {how}")
     top = max((score for score, _ in found.values()), default=0.0)
     if article.kind == "hobby" and not tags and not business:
-        found = _main_subject(found, hits, top)
+        found = _main_subject(tax, found, hits, top)
     scored = []
     for topic, (score, how) in found.items():
         if score < MINOR_SHARE * top and topic not in tag_score:
@@ -346,15 +348,18 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
     return TopicProfile(tax.version, tuple(scored[:KEEP_TOPICS]), business)
 
 
-def _main_subject(found: dict[str, tuple[float, str]], hits: dict[str, _Hits], top: float
-                  ) -> dict[str, tuple[float, str]]:
+def _main_subject(tax: Taxonomy, found: dict[str, tuple[float, str]],
+                  hits: dict[str, _Hits], top: float) -> dict[str, tuple[float, str]]:
     """A hobby feed's untagged story is about its one clear main subject: that topic, if a
-    strong word backs it and no other topic comes close, counts HOBBY_FEED_TOP more."""
-    best = [t for t, (score, _) in found.items() if score >= top - 1e-9]
+    strong word backs it and no other topic comes close, counts HOBBY_FEED_TOP more.
+    Umbrella topics ("sports") neither rival it nor take the bonus."""
+    narrow = {t: v for t, v in found.items() if t not in tax.broad}
+    top = max((score for score, _ in narrow.values()), default=0.0)
+    best = [t for t, (score, _) in narrow.items() if score >= top - 1e-9]
     if len(best) != 1 or top < STRONG_TEXT:
         return found
     main = best[0]
-    rivals = [s for t, (s, _) in found.items() if t != main and not _related(t, main, found)]
+    rivals = [s for t, (s, _) in narrow.items() if t != main and not _related(t, main, found)]
     h = hits.get(main)
     if h is None or not h.strong or any(s >= MINOR_SHARE * top for s in rivals):
         return found
