@@ -267,3 +267,12 @@ def test_an_umbrella_topic_does_not_hide_a_storys_main_subject() -> None:
     m = matcher([art("t", "Local teen reaches the junior final", "Her serve broke the top "
                      "seed four times at the indoor tennis championships.")])
     assert ids(m.for_interest("tennis")) == ["t"]
+
+
+def test_a_second_subject_the_headline_names_is_not_a_passing_mention() -> None:
+    m = matcher([art("ranch", "Dude ranch vacations for beginners", "Trail rides every "
+                     "morning, a cattle drive for the brave and a barn dance on Friday."),
+                 art("pour", "Pour-over bar opens inside the bookshop", "Single-origin "
+                     "coffee brewed by the cup; read while it drips.")])
+    assert ids(m.for_interest("loves to travel")) == ["ranch"]
+    assert ids(m.for_interest("bookworm")) == []

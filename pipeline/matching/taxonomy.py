@@ -340,12 +340,31 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
         found = _main_subject(tax, found, hits, top)
     scored = []
     for topic, (score, how) in found.items():
-        if score < MINOR_SHARE * top and topic not in tag_score:
+        # A subject the headline names with a strong word is not a passing mention
+        # ("Dude ranch vacations", "Open mic night moves to the brewery").
+        headline = topic in hits and any(g in hits[topic].title and _headline_subject(title, g)
+                                         for g in hits[topic].strong)
+        if score < MINOR_SHARE * top and topic not in tag_score and not headline:
             score *= MINOR_FACTOR
         if score >= KEEP:
             scored.append((topic, round(score, 3), how))
     scored.sort(key=lambda t: (-t[1], t[0]))
     return TopicProfile(tax.version, tuple(scored[:KEEP_TOPICS]), business)
+
+
+VENUE = frozenset({"at", "in", "inside", "into", "to", "near", "beside", "behind"})
+
+
+def _headline_subject(title: tuple[str, ...], g: tuple[str, ...]) -> bool:
+    """True unless the phrase names where the story happens ("opens inside the bookshop",
+    "moves to the brewery"): a place after a preposition is a venue, not a subject."""
+    n = len(g)
+    for i in range(len(title) - n + 1):
+        if title[i:i + n] == g:
+            before = title[max(0, i - 3):i]
+            if not any(w in VENUE for w in before):
+                return True
+    return False
 
 
 def _main_subject(tax: Taxonomy, found: dict[str, tuple[float, str]],
@@ -361,7 +380,7 @@ def _main_subject(tax: Taxonomy, found: dict[str, tuple[float, str]],
     main = best[0]
     rivals = [s for t, (s, _) in narrow.items() if t != main and not _related(t, main, found)]
     h = hits.get(main)
-    if h is None or not h.strong or any(s >= MINOR_SHARE * top for s in rivals):
+    if h is None or not h.strong or any(s > MINOR_SHARE * top for s in rivals):
         return found
     score, how = found[main]
     return {**found, main: (score + HOBBY_FEED_TOP, how + MAIN_SUBJECT)}
