@@ -34,6 +34,10 @@ from test_match import NOW, art, ids, matcher
     ("photograpy", ("photography",)),
     ("beer nerd", ("craft beer",)),
     ("crazy cat lady", ("cats",)),
+    ("runs", ("running",)),
+    ("ultrarunner", ("running",)),
+    ("daughter skates", ("skating",)),
+    ("watches hockey", ("hockey",)),
 ])
 def test_interests_are_read_as_people_type_them(typed: str, topics: tuple[str, ...]) -> None:
     assert understand(typed, taxonomy.load()).topics == topics
@@ -276,3 +280,14 @@ def test_a_second_subject_the_headline_names_is_not_a_passing_mention() -> None:
                      "coffee brewed by the cup; read while it drips.")])
     assert ids(m.for_interest("loves to travel")) == ["ranch"]
     assert ids(m.for_interest("bookworm")) == []
+
+
+def test_a_verb_around_an_interest_is_not_read_as_a_typo() -> None:
+    assert understand("watches hockey", taxonomy.load()).fixes == ()
+
+
+def test_a_school_gym_is_a_venue_not_fitness_news() -> None:
+    m = matcher([art("gym", "Indoor soccer for kids moves to the middle school gym",
+                     "Coaches say the bigger floor lets the seven-year-olds play five a "
+                     "side.")])
+    assert ids(m.for_interest("pilates")) == []
