@@ -291,3 +291,11 @@ def test_a_school_gym_is_a_venue_not_fitness_news() -> None:
                      "Coaches say the bigger floor lets the seven-year-olds play five a "
                      "side.")])
     assert ids(m.for_interest("pilates")) == []
+
+
+def test_a_market_story_naming_a_hobby_twice_reaches_its_fans() -> None:
+    m = matcher([art("farm", "Small horse farms draw city buyers", "Parcels with a barn "
+                     "and fenced pasture sold faster than big estates.", kind="market"),
+                 art("trap", "Sellers hold their horses as rates climb", "Listings slowed "
+                     "in November.", kind="market")])
+    assert ids(m.for_interest("horseback")) == ["farm"]
