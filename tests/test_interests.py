@@ -38,6 +38,9 @@ from test_match import NOW, art, ids, matcher
     ("ultrarunner", ("running",)),
     ("daughter skates", ("skating",)),
     ("watches hockey", ("hockey",)),
+    ("sci-fi movies", ("film",)),
+    ("craft brews", ("craft beer",)),
+    ("birdwatcher", ("birdwatching",)),
 ])
 def test_interests_are_read_as_people_type_them(typed: str, topics: tuple[str, ...]) -> None:
     assert understand(typed, taxonomy.load()).topics == topics
@@ -299,3 +302,14 @@ def test_a_market_story_naming_a_hobby_twice_reaches_its_fans() -> None:
                  art("trap", "Sellers hold their horses as rates climb", "Listings slowed "
                      "in November.", kind="market")])
     assert ids(m.for_interest("horseback")) == ["farm"]
+
+
+def test_a_hobby_word_that_only_names_something_else_does_not_match() -> None:
+    m = matcher([art("stout", "Brewpub pours its first barrel-aged stout", "The imperial "
+                     "stout spent a year in bourbon barrels; release party Saturday.",
+                     kind="neighbourhood", hood="Eastfield"),
+                 art("scifi", "Science fiction marathon at the Bijou", "Four space-opera "
+                     "classics back to back on the big screen.")])
+    assert ids(m.for_interest("scotch")) == []
+    assert ids(m.for_interest("10ks")) == []
+    assert ids(m.for_interest("sci-fi movies")) == ["scifi"]
