@@ -16,13 +16,13 @@ from test_match_eval2 import (
 )
 
 EVAL = Path(__file__).parent / "eval3"
-PARTS = ("tune", "heldout", "heldout2", "heldout3")
-HELD_OUT = "heldout3"
-# What the held-out part measured once, at the end (see README.md): precision@3 0.942,
-# hobby recall 0.745, 3 contacts given filler although a relevant story existed, 0
+PARTS = ("tune", "heldout", "heldout2", "heldout3", "heldout4")
+HELD_OUT = "heldout4"
+# What the last held-out part measured once, at the end (see README.md): precision@3
+# 0.892, hobby recall 0.691, 3 contacts given filler although a relevant story existed, 0
 # wrong-section. Only the wrong-section goal of issue 16 holds there; the precision,
 # recall and filler goals are NOT met, and the floors keep what was reached.
-FLOORS = {"precision@3": 0.94, "recall": 0.74, "filler": 3}
+FLOORS = {"precision@3": 0.89, "recall": 0.69, "filler": 3}
 
 
 @pytest.fixture(scope="module")
