@@ -10,9 +10,16 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from test_match_eval2 import (
-    GOALS, Part, cli_picks, evaluate, load_part, measure, report, roomy, write_project,
+    GOALS,
+    Part,
+    cli_picks,
+    evaluate,
+    load_part,
+    measure,
+    report,
+    roomy,
+    write_project,
 )
 
 EVAL = Path(__file__).parent / "eval3"
