@@ -368,9 +368,9 @@ def test_ingest_shows_a_progress_bar_on_terminals_and_a_summary_line(
 
     from rich.console import Console
 
-    import pipeline.cli.main
+    import pipeline.cli.app
     screen = io.StringIO()
-    monkeypatch.setattr(pipeline.cli.main, "err", Console(file=screen, force_terminal=True,
+    monkeypatch.setattr(pipeline.cli.app, "err", Console(file=screen, force_terminal=True,
                                                      width=100))
     result = cli("ingest", project=project)
     assert result.exit_code == 0, result.output

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from pipeline.contacts import directory as contacts
 from pipeline.scheduling import daemon
 from pipeline.approval import drafts, review
-from pipeline.cli.main import _transport
+from pipeline.delivery.transports import choose_transport as _transport
 from pipeline.config import load_config
 from pipeline.runner import prepare, run_ingest
 from pipeline.state.store import Store

@@ -1,25 +1,22 @@
-"""`sphere contacts import` and `sphere report` (issue #9): part of the CLI, registered on
-the `sphere` group by cli.py."""
+"""`sphere contacts import` and `sphere report` (issue #9): part of the CLI; main.py
+registers it."""
 from __future__ import annotations
 
 import json
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from pipeline.cli.main import CONTEXT, LazyConsole, clock, err, escape, fail, handled, load, main, \
-    open_store, out, project_option, quiet_option
+from pipeline.cli.app import CONTEXT, LazyConsole, err, main, opened, out, project_option, \
+    quiet_option
 
-if TYPE_CHECKING:
-    from pipeline.config import Config
-    from pipeline.state.store import Store
-# Each command imports what it uses (see cli.py): `sphere --help` stays light.
+# Each command imports what it uses (see app.py): `sphere --help` stays light.
 
 # exports.TARGETS, spelled out so that --help need not import the importer (tests/test_cli.py
-# checks they agree); config.AUDIENCES_DIR likewise.
+# checks they agree); config.AUDIENCES_DIR and project.DEFAULT_NEIGHBOURHOODS likewise.
 TARGETS = ("email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
            "closing_date", "timezone", "note", "private_note", "status", "name", "street",
            "zip", "opt_out", "subscribed", "ignore")
@@ -27,7 +24,6 @@ AUDIENCES_DIR = "audiences"
 
 # A project-level mapping used when --neighbourhoods is not given.
 DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"
-COLD_SHOWN = 20  # addresses listed by `status`; the report lists them all
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -88,29 +84,15 @@ def contacts() -> None:
 def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
                hoods_file: Path | None, project: Path, quiet: bool) -> None:
     """Import a CSV (Google, Outlook, Follow Up Boss, any spreadsheet) or vCard FILE."""
-    from pipeline.contacts.importer import import_contacts
-    from pipeline.contacts.neighbourhoods import load_neighbourhoods
-    with handled():
-        config = load(project)
-        if not audience.replace("-", "").replace("_", "").isalnum():
-            fail(f"--audience {audience!r}: use letters, digits, '-' or '_' (it becomes "
-                 f"{AUDIENCES_DIR}/NAME.csv)")
-        hoods_path = hoods_file or (config.project / DEFAULT_NEIGHBOURHOODS)
-        hoods = None
-        if hoods_file is not None or hoods_path.is_file():
-            hoods = load_neighbourhoods(hoods_path)
-        # Read the suppressions from an in-memory copy: an import never writes the database.
-        store = open_store(config, dry_run=True)
+    # The store is an in-memory copy (its suppressions are read): an import never writes
+    # the database.
+    with opened(project, dry_run=True) as p:
+        overrides = _overrides(maps)
         # A bar on a terminal only (a pipe or a log gets the summary lines alone).
         bar = None if quiet or not err.is_terminal else _ImportBar(file.name)
         with bar.bar if bar else nullcontext():
-            report = import_contacts(file, config.project / AUDIENCES_DIR, audience,
-                                     overrides=_overrides(maps), neighbourhoods=hoods,
-                                     suppressed=store.suppressed(), dry_run=dry_run,
-                                     shown=str(file), progress=bar,
-                                     known_hoods=tuple(sorted({s.neighbourhood for s in
-                                                               config.sources
-                                                               if s.neighbourhood})))
+            report = p.import_contacts(file, audience, overrides, hoods_file, dry_run, bar)
+        config = p.config
         out.print(("Dry run: " if dry_run else "") + report.line(), markup=False)
         if report.columns:
             out.print("columns: " + ", ".join(f"{c!r} -> {f}" for c, f in report.columns),
@@ -148,27 +130,13 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
            project: Path) -> None:
     """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
     from pipeline.delivery import report as reports
-    from pipeline.delivery.webhook import parse_events
-    with handled():
-        config = load(project)
-        # Read-only unless a batch of events is to be recorded.
-        store = open_store(config, dry_run=events_file is None)
+    # Read-only unless a batch of events is to be recorded.
+    with opened(project, dry_run=events_file is None) as p:
         if events_file is not None:
-            try:
-                events, suppress = parse_events(events_file.read_bytes())
-            except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                fail(f"{events_file}: not a SendGrid event batch ({exc}); give the JSON "
-                     "array the Event Webhook posts")
-            added = store.record_events(events, suppress, clock()())
-            err.print(f"Recorded {added} new event(s) of {len(events)} from {events_file}.",
+            added, total = p.record_events(events_file)
+            err.print(f"Recorded {added} new event(s) of {total} from {events_file}.",
                       markup=False)
-        known = {c.name for c in config.campaigns} | {c for _, c, _ in store.send_rows()}
-        if campaign and campaign not in known:
-            fail(f"no campaign {campaign!r}; known: {', '.join(sorted(known)) or 'none'}")
-        result = reports.report_from_store(store, campaign, config.engagement.cold_after_sends)
-        if html_file is not None:
-            html_file.parent.mkdir(parents=True, exist_ok=True)
-            html_file.write_text(reports.render_html(result, clock()()), encoding="utf-8")
+        result = p.report(campaign, html_file)
         if as_json:
             click.echo(json.dumps(asdict(result), indent=2, ensure_ascii=False))
             return
@@ -196,17 +164,3 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
                       f"{f' [{flags}]' if flags else ''}", markup=False)
         if html_file is not None:
             out.print(f"Wrote {html_file}.", markup=False)
-
-
-def print_cold(config: Config, store: Store) -> None:
-    """The `status` line about cold contacts."""
-    from pipeline.contacts.engagement import cold_contacts
-    n = config.engagement.cold_after_sends
-    cold = sorted(cold_contacts(store.ledger_rows(), store.events(), n))
-    if not cold:
-        return
-    shown = ", ".join(cold[:COLD_SHOWN]) + (" ..." if len(cold) > COLD_SHOWN else "")
-    out.print(f"[yellow]{len(cold)} cold contact(s)[/] (no open or click in the last {n} "
-              f"sends): {escape(shown)}; `sphere report` has details, and a campaign's "
-              "`cold_contacts: quarterly` mails them less often.")
-

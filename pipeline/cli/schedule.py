@@ -1,5 +1,5 @@
-"""`sphere run`, `schedule` and `referral`: the scheduler's commands (part of the CLI,
-registered on the `sphere` group by cli.py)."""
+"""`sphere run`, `schedule` and `referral`: the scheduler's commands (part of the CLI;
+main.py registers it). Each opens the Project, calls one of its methods and prints."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,16 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.main import CONTEXT, clock, err, fail, handled, load, main, open_store, out, \
-    project_option, summary_parts
-from pipeline.cli.main import _transport as choose_transport
+from pipeline.cli.app import CONTEXT, TRANSPORTS, err, main, opened, out, project_option, \
+    summary_parts
 
 if TYPE_CHECKING:
-    from pipeline.config import Config
-    from pipeline.scheduling.daemon import TickReport, Unsent
     from pipeline.scheduling.calendar import Due, Firing
-    from pipeline.state.store import Store
-# Each command imports what it uses (see cli.py): `sphere --help` stays light.
+    from pipeline.scheduling.daemon import TickReport, Unsent
+# Each command imports what it uses (see app.py): `sphere --help` stays light.
 
 # schedule.REFERRAL_UPDATES, spelled out so that --help need not import the scheduler
 # (tests/test_cli.py checks they agree).
@@ -55,16 +52,12 @@ def _report(report: TickReport) -> None:
 @click.option("--since", help="With --once: also send drip steps due since this date "
                               "(YYYY-MM-DD) that never went out (`status` lists them).")
 @click.option("--transport", "transport_name",
-              type=click.Choice(["outbox", "smtp", "sendgrid"]),
+              type=click.Choice(TRANSPORTS),
               help="Override campaigns.yaml's transport.")
 def run_cmd(project: Path, tick_seconds: int, once: bool, since: str | None,
             transport_name: str | None) -> None:
     """The scheduler daemon: campaigns on their cron, drips daily, in local time."""
     import logging
-    import zoneinfo
-
-    from pipeline.scheduling.daemon import Daemon, tick
-    from pipeline.state.store import Store
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # Not a line per tick, nor one per HTTP request (100,000 a month with SendGrid).
     for noisy in ("apscheduler", "httpx", "httpcore"):
@@ -72,22 +65,11 @@ def run_cmd(project: Path, tick_seconds: int, once: bool, since: str | None,
     since_day = _date(since, "--since")
     if since_day and not once:
         raise click.UsageError("--since goes with --once")
-    with handled():
-        config = load(project)
-        transport = choose_transport(config, transport_name, False)
+    with opened(project) as p:
         if once:
-            from pipeline.scheduling.daemon import ProjectLock
-            lock = ProjectLock(config.state_dir)
-            lock.acquire()
-            try:
-                start = dt.datetime.combine(since_day, dt.time(), zoneinfo.ZoneInfo(
-                    config.sender.timezone)) if since_day else None
-                _report(tick(config, open_store(config), transport, clock()(), since=start))
-            finally:
-                lock.release()
+            _report(p.tick(transport_name, since_day))
             return
-        daemon = Daemon(config, lambda: Store.open(config.db_path), transport, clock(),
-                        tick_seconds, on_tick=_report)
+        daemon = p.daemon(transport_name, tick_seconds, on_tick=_report)
         err.print(f"sphere run: checking every {tick_seconds} s; stop with Ctrl-C or "
                   "SIGTERM (the current send is finished first)", markup=False)
         daemon.run()
@@ -104,31 +86,10 @@ def schedule_cmd(project: Path, from_: str | None, until: str | None, detail: bo
                  as_json: bool) -> None:
     """The calendar of what is due for whom and when (the daemon's own computation)."""
     import json
-
-    from pipeline.scheduling.daemon import all_contacts, project_calendar, recent, referrals, unsent
-    from pipeline.scheduling.calendar import summary
-    with handled():
-        config = load(project)
-        store = open_store(config, dry_run=True)
-        now = clock()()
-        start_day, end_day = _date(from_, "--from"), _date(until, "--until")
-        start = dt.datetime.combine(start_day, dt.time(), dt.timezone.utc) if start_day \
-            else now
-        end = dt.datetime.combine(end_day, dt.time(23, 59), dt.timezone.utc) if end_day \
-            else start + dt.timedelta(days=31)
-        if end <= start:
-            fail("--until must be after the start")
-        contacts = all_contacts(config)
-        late = [] if start_day else unsent(config, store, now, contacts, upcoming=False)[0]
-        due: Sequence[Due | Firing]
-        held: Sequence[Due | Firing]
-        if detail:
-            cal = project_calendar(config, store, start, end, contacts)
-            due, held = cal.due, cal.capped
-        else:
-            compact = summary(config, contacts, referrals(store), start, end,
-                              recent(config, store, start))
-            due, held = compact.firings, compact.held_back
+    start_day, end_day = _date(from_, "--from"), _date(until, "--until")
+    with opened(project, dry_run=True) as p:
+        view = p.schedule(start_day, end_day, detail)
+        start, end, late, due, held = view.start, view.end, view.late, view.due, view.held
         if as_json:
             click.echo(json.dumps({"from": start.isoformat(), "until": end.isoformat(),
                                    "due": [_unsent_json(u) for u in late] +
@@ -136,7 +97,7 @@ def schedule_cmd(project: Path, from_: str | None, until: str | None, detail: bo
                                    "held_back": [_item_json(d) for d in held]},
                                   indent=2, ensure_ascii=False))
             return
-        _print_unsent(late)
+        print_unsent(list(late))
         _print_calendar(due)
         for h in held:
             out.print(f"held back: {h.send_id} to {_who(h)}: {_note(h)}", markup=False)
@@ -196,7 +157,7 @@ def _unsent_json(u: Unsent) -> dict:
             "note": u.reason, "command": u.command}
 
 
-def _print_unsent(items: list[Unsent]) -> None:
+def print_unsent(items: list[Unsent]) -> None:
     """Sends that fell due and have not gone out: what happens to each, and the command
     that sends it now (one line each, unwrapped, so the command can be copied)."""
     if not items:
@@ -229,25 +190,6 @@ def _print_calendar(items: Sequence[Due | Firing]) -> None:
     out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
-def print_next_runs(config: Config, store: Store) -> None:
-    """For `sphere status`: what fell due and has not gone out, then the next send of
-    each campaign and drip (only the next firing: no calendar per person)."""
-    from rich.table import Table
-
-    from pipeline.scheduling.daemon import unsent
-    late, nexts = unsent(config, store, clock()())
-    _print_unsent(late)
-    table = Table(title="Next runs", title_justify="left")
-    for col in ("campaign or drip", "next send", "first local time"):
-        table.add_column(col, overflow="fold")
-    for d in nexts:
-        table.add_row(d.name, d.send_id, f"{d.local:%Y-%m-%d %H:%M %Z}")
-    last = store.meta("scheduler.last_tick")
-    out.print(table)
-    out.print(f"Daemon's last tick: {last or 'never (start it with `sphere run`)'}",
-              markup=False)
-
-
 @main.group(context_settings=CONTEXT)
 def referral() -> None:
     """Referrals: thank the person who sent them and keep them posted."""
@@ -260,24 +202,13 @@ def referral() -> None:
 @project_option
 def referral_add(by_email: str, name: str, when: str | None, project: Path) -> None:
     """Record a referral; the referral drips thank the referrer on their schedule."""
-    import zoneinfo
-
-    from pipeline.contacts.audience import email_key
-    from pipeline.scheduling.daemon import all_contacts
-    with handled():
-        config = load(project)
-        known = {email_key(c.email) for c in all_contacts(config)}
-        if email_key(by_email) not in known:
-            fail(f"{by_email} is in no audience file; add them first (or check the spelling)")
-        store = open_store(config)
-        now = clock()()
-        day = _date(when, "--date") or now.astimezone(
-            zoneinfo.ZoneInfo(config.sender.timezone)).date()
-        ref_id = store.add_referral(by_email, name, day, now)
-        drips = [d.name for d in config.drips if d.anchor == "referral_received"]
-        follow = f"; drip(s) {', '.join(drips)} will thank them" if drips else \
+    day = _date(when, "--date")
+    with opened(project) as p:
+        added = p.add_referral(by_email, name, day)
+        follow = f"; drip(s) {', '.join(added.drips)} will thank them" if added.drips else \
             "; no drip has `anchor: referral_received`, so no thank-you is scheduled"
-        out.print(f"Referral {ref_id}: {name}, referred by {by_email}{follow}.", markup=False)
+        out.print(f"Referral {added.id}: {name}, referred by {by_email}{follow}.",
+                  markup=False)
 
 
 @referral.command("update", context_settings=CONTEXT)
@@ -286,47 +217,23 @@ def referral_add(by_email: str, name: str, when: str | None, project: Path) -> N
               help="Where things stand: met, listed or closed.")
 @click.option("--dry-run", is_flag=True, help="Change nothing; say what would be sent.")
 @click.option("--transport", "transport_name",
-              type=click.Choice(["outbox", "smtp", "sendgrid"]),
+              type=click.Choice(TRANSPORTS),
               help="Override campaigns.yaml's transport.")
 @project_option
 def referral_update(referral_id: int, new_status: str, dry_run: bool,
                     transport_name: str | None, project: Path) -> None:
     """Set a referral's status and send the referrer an update (once per status)."""
-    from pipeline.contacts.audience import email_key
-    from pipeline.scheduling.daemon import all_contacts
-    from pipeline.scheduling.calendar import Referral, referral_update_due, summary
-    with handled():
-        config = load(project)
-        store = open_store(config, dry_run=dry_run)
-        now = clock()()
-        rows = {r[0]: r for r in store.referrals()}
-        if referral_id not in rows:
-            fail(f"no referral {referral_id}; `sphere referral add` records one")
-        _id, by_email, name, received, _old, _updated = rows[referral_id]
-        store.update_referral(referral_id, new_status, now)
-        contact = next((c for c in all_contacts(config)
-                        if email_key(c.email) == email_key(by_email)), None)
-        if contact is None:
-            fail(f"{by_email} is no longer in an audience file; status saved, no email sent")
-        referral = Referral(referral_id, by_email, name, dt.date.fromisoformat(received),
-                            new_status, now)
-        item = referral_update_due(referral, contact, config.sender.timezone,
-                                   config.scheduling)
-        if item.at > now:
-            out.print(f"Referral {referral_id} is '{new_status}'. It is {item.period:%H:%M} "
-                      f"for {by_email}, inside quiet hours: `sphere run` sends the update at "
-                      f"{item.local:%H:%M} their time.", markup=False)
-            return
-        transport = choose_transport(config, transport_name, dry_run)
-        try:
-            from pipeline.runner import run_due  # the pipeline, only when something is sent
-            (summary,) = run_due(config, store, transport, [item], lambda: now, dry_run)
-        finally:
-            transport.close()
-        verb = "Would send" if dry_run else "Sent"
-        if summary.already_sent:
-            out.print(f"Referral {referral_id} is '{new_status}'; {by_email} already had "
+    with opened(project, dry_run=dry_run) as p:
+        done = p.update_referral(referral_id, new_status, transport_name)
+        if done.waits_until is not None and done.their_time is not None:
+            out.print(f"Referral {referral_id} is '{new_status}'. It is "
+                      f"{done.their_time:%H:%M} for {done.by_email}, inside quiet hours: "
+                      f"`sphere run` sends the update at {done.waits_until:%H:%M} their "
+                      "time.", markup=False)
+        elif done.already_sent:
+            out.print(f"Referral {referral_id} is '{new_status}'; {done.by_email} already had "
                       "this update.", markup=False)
         else:
-            out.print(f"Referral {referral_id} is '{new_status}'. {verb} {by_email} an update.",
-                      markup=False)
+            verb = "Would send" if dry_run else "Sent"
+            out.print(f"Referral {referral_id} is '{new_status}'. {verb} {done.by_email} an "
+                      "update.", markup=False)

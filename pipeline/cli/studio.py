@@ -1,5 +1,5 @@
-"""`sphere studio`: the browser app over the same library (part of the CLI, registered
-on the `sphere` group by cli.py). One process serves the pages, SendGrid's events and the
+"""`sphere studio`: the browser app over the same library (part of the CLI; main.py
+registers it). One process serves the pages, SendGrid's events and the
 one-click unsubscribes, and runs the daemon's ticks."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.main import CONTEXT, clock, err, handled, load, main, open_store, project_option
+from pipeline.cli.app import CONTEXT, err, main, opened, project_option
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -42,14 +42,14 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
     """Open Sphere Studio: review and approve sends, add personal notes, edit contacts,
     in the browser. Prints `Studio: http://HOST:PORT/login?token=TOKEN`; open it to log
     in (SPHERE_STUDIO_TOKEN sets the token)."""
-    with handled():
-        config = load(project)
-        open_store(config).close()  # migrate now, and fail now if the folder is unusable
+    with opened(project) as p:
+        p.store  # noqa: B018 -- migrate now, and fail now if the folder is unusable
+        p.close()
+        config = p.config
         # uvicorn and Starlette are loaded only by the commands that serve.
-        from pipeline.cli.main import _transport
         from pipeline.config import load_config
+        from pipeline.delivery.transports import choose_transport
         from pipeline.errors import LockedError, SphereError
-        from pipeline.state.store import Store
         from pipeline.studio.app import studio_app
         from pipeline.studio.jobs import Worker
         from pipeline.studio.security import TOKEN_ENV
@@ -64,13 +64,13 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         root = config.project
 
         def transport(cfg: Config) -> Transport:
-            return _transport(cfg, None, False)
-        worker = Worker(lambda: load_config(root), lambda: Store.open(config.db_path),
-                        transport, clock())
+            return choose_transport(cfg, clock=p.clock)
+        # The project's files are read anew for each job: edits made meanwhile count.
+        worker = Worker(lambda: load_config(root), p.open_store, transport, p.clock)
         key = public_key_from_env()
-        app = studio_app(root, lambda: Store.open(config.db_path), worker, token, key,
+        app = studio_app(root, p.open_store, worker, token, key,
                          unsubscribe_paths(config.sender.unsubscribe_url),
-                         config.sender.name, clock())
+                         config.sender.name, p.clock)
         server = Server(app, sock)
         if not _loopback(host):
             err.print(f"warning: the studio listens on {host}, reachable from other "

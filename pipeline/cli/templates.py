@@ -1,10 +1,10 @@
 """`sphere templates`: the built-in templates and the project's overrides (part of the
-CLI, registered on the `sphere` group by cli.py)."""
+CLI; main.py registers it)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.cli.main import CONTEXT, handled, load, main, out, project_option
+from pipeline.cli.app import CONTEXT, main, opened, out, project_option
 
 
 @main.command("templates", context_settings=CONTEXT)
@@ -12,10 +12,8 @@ from pipeline.cli.main import CONTEXT, handled, load, main, out, project_option
 def templates_cmd(project: Path) -> None:
     """List the built-in templates, which ones your project overrides, and who uses them."""
     from pipeline.resources import bundled
-    from pipeline.rendering.templatecheck import template_listing
-    with handled():
-        config = load(project)
-        listing = template_listing(config)
+    with opened(project) as p:
+        listing = p.templates()
         out.print("Templates (a file of the same name in templates/ overrides a built-in "
                   "one):", markup=False)
         for t in listing:
@@ -24,5 +22,5 @@ def templates_cmd(project: Path) -> None:
                                             else "not used")
             out.print(f"  {t.name:<30} {state:<11} {used}", markup=False)
         out.print(f"The built-in files are in {bundled('templates')}: copy one into "
-                  f"{config.project / 'templates'} to change it; `sphere check` then "
+                  f"{p.config.project / 'templates'} to change it; `sphere check` then "
                   "verifies it.", markup=False)

@@ -1,0 +1,131 @@
+"""What the operations of a `Project` (project.py) return: frozen dataclasses the CLI and
+the studio print or show as they like. Nothing here imports a heavy library."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.approval.drafts import Draft
+    from pipeline.errors import Problem
+    from pipeline.feeds.ingest import IngestSummary
+    from pipeline.models import RunSummary
+    from pipeline.runner import Prepared
+    from pipeline.scheduling.calendar import Due, Firing
+    from pipeline.scheduling.daemon import Unsent
+    from pipeline.state.store import FeedState
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """`check`: every problem found in the project's files, and what was counted."""
+
+    problems: tuple[Problem, ...]  # audience files and neighbourhood coverage
+    address_warnings: tuple[str, ...]  # addresses the configured transport cannot carry
+    template_errors: tuple[str, ...]
+    audience_errors: int
+    sources: int
+    campaigns: int
+    contacts: int
+    audiences: int
+    tips: int
+
+    @property
+    def errors(self) -> int:
+        """How many problems stop a run."""
+        return self.audience_errors + len(self.template_errors)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """`plan`: the prepared plan (held as a send would hold it) and who already has it."""
+
+    prepared: Prepared
+    done: frozenset[str]  # addresses this period's send already reached
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """`send`: the ingest that ran first (if any), the send's summary, the outbox used."""
+
+    ingested: IngestSummary | None
+    summary: RunSummary
+    outbox: Path | None
+
+
+@dataclass(frozen=True)
+class PreviewWritten:
+    """One gallery `preview` wrote: a campaign's, or a drip step's."""
+
+    count: int
+    path: Path
+    step: int | None = None
+    template: str = ""
+
+
+@dataclass(frozen=True)
+class ReferralAdded:
+    """`referral add`: the new referral's id and the drips that will thank the referrer."""
+
+    id: int
+    drips: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReferralUpdated:
+    """`referral update`: sent now, already had it, or waiting for quiet hours to end."""
+
+    id: int
+    status: str
+    by_email: str
+    sent: bool
+    already_sent: bool
+    waits_until: dt.datetime | None = None  # the contact's local time it goes out
+    their_time: dt.datetime | None = None  # their local time now (inside quiet hours)
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """`schedule`: what fell due and did not go out, what is due, what the cap holds."""
+
+    start: dt.datetime
+    end: dt.datetime
+    late: tuple[Unsent, ...]
+    due: tuple[Due | Firing, ...]
+    held: tuple[Due | Firing, ...]
+
+
+@dataclass(frozen=True)
+class DraftState:
+    """A draft and how many of its people are in each state (sent from the ledger)."""
+
+    draft: Draft
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """`status`: feeds' health, sends, unknown outcomes, what is next, who is cold."""
+
+    feeds: dict[str, FeedState]
+    sends: tuple[tuple, ...]  # store.send_counts() rows, newest first
+    pending: tuple  # deliveries whose outcome is unknown
+    late: tuple[Unsent, ...]
+    nexts: tuple[Due, ...]  # the next send of each campaign and drip
+    last_tick: str | None
+    cold: tuple[str, ...]
+    drafts: tuple[DraftState, ...]
+    suppressed: int
+    suppression_counts: dict[str, int]
+    articles: int
+
+
+@dataclass(frozen=True)
+class ApprovalQueue:
+    """`approve` with nothing to decide: the interest alerts and drafts of the project."""
+
+    alerts: tuple[tuple, ...]  # store.alerts() rows of interest-alert campaigns
+    drafts: tuple[DraftState, ...]
+    notices: tuple[str, ...]  # alerts that expired or were withdrawn meanwhile

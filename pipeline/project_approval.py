@@ -1,0 +1,128 @@
+"""The approval operations of a `Project` (project.py): interest alerts and drafts of
+sends held with `approval: true`, listed, shown and decided."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from pipeline.errors import SphereError
+from pipeline.outcomes import ApprovalQueue, DraftState
+
+if TYPE_CHECKING:
+    from pipeline.approval.drafts import Draft, DraftRecipient
+    from pipeline.config import Config
+    from pipeline.state.store import Store
+
+
+class ApprovalDesk:
+    """Approval, for a Project: it supplies the config, the store and the clock."""
+
+    if TYPE_CHECKING:
+        @property
+        def config(self) -> Config: ...
+
+        @property
+        def store(self) -> Store: ...
+
+        def now(self) -> dt.datetime: ...
+
+    def draft_states(self) -> tuple[DraftState, ...]:
+        """Every draft with how many of its people are in each state."""
+        from pipeline.approval import drafts
+        store, now = self.store, self.now()
+        found = []
+        for draft in drafts.load(store):
+            ledger = drafts.sent_to(store, draft)
+            counts: dict[str, int] = {}
+            for r in draft.recipients:
+                state = "sent" if ledger.get(r.email) == "sent" else draft.state(r, now)
+                counts[state] = counts.get(state, 0) + 1
+            found.append(DraftState(draft, counts))
+        return tuple(found)
+
+    def titles(self) -> dict[str, str]:
+        """Article id (and `tip:ID`) -> title, to show what a pick is."""
+        titles = {a.id: a.title for a in self.store.articles()}
+        titles.update({f"tip:{t.id}": f"tip: {t.title}" for t in self.config.tips})
+        return titles
+
+    def recipient_states(self, draft: Draft) -> list[tuple[DraftRecipient, str]]:
+        """Each person of `draft` and where they stand (`sent` from the ledger)."""
+        from pipeline.approval import drafts
+        ledger, now = drafts.sent_to(self.store, draft), self.now()
+        return [(r, "sent" if ledger.get(r.email) == "sent" else draft.state(r, now))
+                for r in draft.recipients]
+
+    def approval_queue(self) -> ApprovalQueue:
+        """Interest alerts (stale ones retired first) and drafts waiting for a decision."""
+        from pipeline.runner import reconcile_alerts
+        store, now = self.store, self.now()
+        campaigns = {c.name: c for c in self.config.campaigns if c.kind == "interest_alert"}
+        notices = []
+        for name, campaign in campaigns.items():
+            notices += reconcile_alerts(store, name, now,
+                                        dt.timedelta(days=campaign.approval_expires_days))
+        return ApprovalQueue(tuple(r for r in store.alerts() if r[1] in campaigns),
+                             self.draft_states(), tuple(notices))
+
+    def draft(self, draft_id: int) -> Draft:
+        """Draft d`draft_id`."""
+        from pipeline.approval import drafts
+        found = drafts.load(self.store, draft_id=draft_id)
+        if not found:
+            raise SphereError(f"no draft d{draft_id} (`sphere approve` lists the drafts)")
+        return found[0]
+
+    def decide_alerts(self, alert_ids: list[int], pending: dict[int, tuple], drop: bool,
+                      note: str | None) -> None:
+        """Approve (or drop) pending interest alerts; `note` opens an approved one."""
+        unknown = [i for i in alert_ids if i not in pending]
+        if unknown:
+            raise SphereError(f"not pending: {', '.join(map(str, unknown))} (`sphere "
+                              "approve` lists the pending ones)")
+        for alert_id in alert_ids:
+            self.store.decide_alert(alert_id, "dropped" if drop else "approved", self.now(),
+                                    note)
+
+    def decide_draft(self, draft: Draft, drop: bool, contact: str | None = None,
+                     note: str | None = None) -> None:
+        """Approve or drop a whole draft, or (with `contact`) one person of it."""
+        from pipeline.approval import drafts, review
+        store, now = self.store, self.now()
+        if draft.status == "dropped":
+            raise SphereError(f"draft d{draft.id} ({draft.send_id}) was dropped; nothing of "
+                              "it is sent")
+        if not drop and draft.expired(now):
+            raise SphereError(f"draft d{draft.id} ({draft.send_id}) expired unapproved on "
+                              f"{draft.expires:%Y-%m-%d %H:%M} UTC; it is not sent late (the "
+                              "next period makes a new draft)")
+        if contact:
+            if draft.recipient(contact) is None:
+                raise SphereError(f"{contact} is not in draft d{draft.id} (`sphere approve "
+                                  f"--show d{draft.id}` lists who is)")
+            # The same operations as the studio's Review page (review.py).
+            if note is not None:
+                review.save_note(store, draft, contact, note, now)
+            if drop:
+                review.exclude(store, draft, contact, now)
+            else:
+                review.approve(store, draft, now, contact)
+        elif drop:
+            drafts.decide(store, draft.id, "dropped", now)
+        else:
+            review.approve(store, draft, now)
+
+    def when_sent(self, draft: Draft) -> str:
+        """What sends an approved draft: `sphere send` reaches only its campaign's current
+        period; the daemon's tick sends any approved draft."""
+        from pipeline.planning.plan import period_for, send_id_for
+        config = self.config
+        tick = "the daemon's next tick (`sphere run`, or `sphere run --once` now)"
+        campaign = next((c for c in config.campaigns if c.name == draft.name), None)
+        if draft.kind == "drip" or campaign is None:
+            return tick
+        current = send_id_for(campaign, period_for(campaign.schedule, self.now(),
+                                                   config.sender.timezone))
+        if current != draft.send_id:
+            return tick
+        return f"the next `sphere send {draft.name}` or the daemon's next tick"
