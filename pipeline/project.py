@@ -8,10 +8,9 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import SphereError
-from pipeline.project_approval import ApprovalDesk
 from pipeline.outcomes import (
     CheckResult,
     PlanResult,
@@ -22,6 +21,7 @@ from pipeline.outcomes import (
     SendResult,
     StatusView,
 )
+from pipeline.project_approval import ApprovalDesk
 
 if TYPE_CHECKING:
     from pipeline.approval.notes import StoredNote
@@ -45,7 +45,7 @@ Clock = Callable[[], dt.datetime]
 
 def utc_now() -> dt.datetime:
     """The real time, in UTC (the default clock)."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class Project(ApprovalDesk):
@@ -62,6 +62,7 @@ class Project(ApprovalDesk):
         self._config: Config | None = None
         self._store: Store | None = None
         self._origin: Path | None = None
+        self._owned = True  # close() closes the store
 
     @classmethod
     def open(cls, folder: Path, clock: Clock | None = None, **store_options: bool
@@ -69,7 +70,16 @@ class Project(ApprovalDesk):
         """The project in `folder`; nothing is read until an operation needs it."""
         return cls(folder, clock, **store_options)
 
-    def __enter__(self) -> Project:
+    @classmethod
+    def on_store(cls, folder: Path, store: Store, clock: Clock | None = None) -> Project:
+        """The project in `folder` over a store someone else opened and closes (the
+        studio's store thread, the daemon's tick): `close()` leaves it open."""
+        project = cls(folder, clock)
+        project._store = store
+        project._owned = False
+        return project
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -108,7 +118,8 @@ class Project(ApprovalDesk):
         """Close the store if it was opened."""
         if self._store is not None:
             store, self._store = self._store, None
-            store.close()
+            if self._owned:
+                store.close()
 
     def open_store(self) -> Store:
         """A new connection to the project's database, for a thread or a process of its
@@ -285,7 +296,11 @@ class Project(ApprovalDesk):
 
     def sync_suppressions(self) -> tuple[SyncSummary, int]:
         """Fetch SendGrid's suppression lists; (what was fetched, how many in all)."""
-        from pipeline.delivery.sendgrid_api import SendGridClient, api_host, api_key_from_env
+        from pipeline.delivery.sendgrid_api import (
+            SendGridClient,
+            api_host,
+            api_key_from_env,
+        )
         from pipeline.delivery.suppressions import sync
         config, store = self.config, self.store
         client = SendGridClient(api_host(config.sendgrid), api_key_from_env(
@@ -380,9 +395,9 @@ class Project(ApprovalDesk):
             unsent,
         )
         config, store, now = self.config, self.store, self.now()
-        start = dt.datetime.combine(start_day, dt.time(), dt.timezone.utc) if start_day \
+        start = dt.datetime.combine(start_day, dt.time(), dt.UTC) if start_day \
             else now
-        end = dt.datetime.combine(end_day, dt.time(23, 59), dt.timezone.utc) if end_day \
+        end = dt.datetime.combine(end_day, dt.time(23, 59), dt.UTC) if end_day \
             else start + dt.timedelta(days=31)
         if end <= start:
             raise SphereError("--until must be after the start")
@@ -458,7 +473,9 @@ class Project(ApprovalDesk):
                                    their_time=item.period)
         transport = self.transport(transport_name)
         try:
-            from pipeline.runner import run_due  # the pipeline, only when something is sent
+            from pipeline.runner import (
+                run_due,  # the pipeline, only when something is sent
+            )
             (summary,) = run_due(config, store, transport, [item], lambda: now, self.dry_run)
         finally:
             transport.close()

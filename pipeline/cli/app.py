@@ -63,9 +63,9 @@ def clock() -> Callable[[], dt.datetime]:
             moment = dt.datetime.fromisoformat(pinned)
         except ValueError:
             raise click.BadParameter(f"SPHERE_NOW={pinned!r} is not an ISO 8601 time") from None
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
         return lambda: moment
-    return lambda: dt.datetime.now(dt.timezone.utc)
+    return lambda: dt.datetime.now(dt.UTC)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

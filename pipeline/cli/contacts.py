@@ -10,8 +10,16 @@ from typing import Any
 
 import click
 
-from pipeline.cli.app import CONTEXT, LazyConsole, err, main, opened, out, project_option, \
-    quiet_option
+from pipeline.cli.app import (
+    CONTEXT,
+    LazyConsole,
+    err,
+    main,
+    opened,
+    out,
+    project_option,
+    quiet_option,
+)
 
 # Each command imports what it uses (see app.py): `sphere --help` stays light.
 

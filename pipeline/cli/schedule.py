@@ -9,8 +9,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.app import CONTEXT, TRANSPORTS, err, main, opened, out, project_option, \
-    summary_parts
+from pipeline.cli.app import (
+    CONTEXT,
+    TRANSPORTS,
+    err,
+    main,
+    opened,
+    out,
+    project_option,
+    summary_parts,
+)
 
 if TYPE_CHECKING:
     from pipeline.scheduling.calendar import Due, Firing

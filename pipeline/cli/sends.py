@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.app import CONTEXT, err, escape, fail, main, opened, out, project_option, when
+from pipeline.cli.app import (
+    CONTEXT,
+    err,
+    escape,
+    fail,
+    main,
+    opened,
+    out,
+    project_option,
+    when,
+)
 
 if TYPE_CHECKING:
     from pipeline.approval.drafts import Draft

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.app import CONTEXT, err, escape, main, opened, out, project_option, when
+from pipeline.cli.app import (
+    CONTEXT,
+    err,
+    escape,
+    main,
+    opened,
+    out,
+    project_option,
+    when,
+)
 from pipeline.cli.schedule import print_unsent
 
 if TYPE_CHECKING:

@@ -49,12 +49,16 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         # uvicorn and Starlette are loaded only by the commands that serve.
         from pipeline.config import load_config
         from pipeline.delivery.transports import choose_transport
+        from pipeline.delivery.webhook import (
+            PUBLIC_KEY_ENV,
+            public_key_from_env,
+            unsubscribe_paths,
+        )
         from pipeline.errors import LockedError, SphereError
         from pipeline.studio.app import studio_app
         from pipeline.studio.jobs import Worker
         from pipeline.studio.security import TOKEN_ENV
         from pipeline.web.server import Server, bind
-        from pipeline.delivery.webhook import PUBLIC_KEY_ENV, public_key_from_env, unsubscribe_paths
         token = os.environ.get(TOKEN_ENV, "").strip() or secrets.token_urlsafe(24)
         try:
             sock = bind(host, port)

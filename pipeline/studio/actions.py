@@ -17,7 +17,7 @@ from pipeline.errors import SphereError
 from pipeline.contacts.importer import import_contacts
 from pipeline.contacts.neighbourhoods import load_neighbourhoods
 from pipeline.state.store import Store
-from pipeline.studio.app import back, page, studio_of
+from pipeline.studio.base import back, page, studio_of
 from pipeline.studio.security import posted, uploaded
 
 # Seconds an approval waits for the send to finish before showing its progress instead:

@@ -25,7 +25,7 @@ from pipeline.runner import prepare
 from pipeline.state.store import Store
 from pipeline.rendering.templatecheck import check_templates
 from pipeline.web.app import PRIVATE_HEADERS
-from pipeline.studio.app import page, studio_of
+from pipeline.studio.base import page, studio_of
 
 # The email and the report are shown in sandboxed frames: no script, nothing fetched
 # but their own inline styles and embedded or remote images.
