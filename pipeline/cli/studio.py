@@ -8,15 +8,10 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.app import CONTEXT, err, main, opened, project_option
-
-if TYPE_CHECKING:
-    from pipeline.config import Config
-    from pipeline.delivery.deliver import Transport
 
 # Like every command, it imports what it uses when it runs: `sphere --help` stays light.
 
@@ -47,8 +42,6 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         p.close()
         config = p.config
         # uvicorn and Starlette are loaded only by the commands that serve.
-        from pipeline.config import load_config
-        from pipeline.delivery.transports import choose_transport
         from pipeline.delivery.webhook import (
             PUBLIC_KEY_ENV,
             public_key_from_env,
@@ -66,11 +59,7 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
             raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                               "choose another --port, or stop what is using it") from None
         root = config.project
-
-        def transport(cfg: Config) -> Transport:
-            return choose_transport(cfg, clock=p.clock)
-        # The project's files are read anew for each job: edits made meanwhile count.
-        worker = Worker(lambda: load_config(root), p.open_store, transport, p.clock)
+        worker = Worker.for_project(p)
         key = public_key_from_env()
         app = studio_app(root, p.open_store, worker, token, key,
                          unsubscribe_paths(config.sender.unsubscribe_url),

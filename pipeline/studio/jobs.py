@@ -16,6 +16,7 @@ from pipeline.config import Config
 from pipeline.delivery.deliver import Transport
 from pipeline.errors import SphereError
 from pipeline.models import RunSummary
+from pipeline.project import Project
 from pipeline.state.store import Store
 
 log = logging.getLogger("sphere.studio")
@@ -44,6 +45,15 @@ def summary_line(summaries: list[RunSummary]) -> str:
 
 class Worker:
     """Runs sends and ticks in one thread; keeps each send's progress for the pages."""
+
+    @classmethod
+    def for_project(cls, project: Project) -> Worker:
+        """A worker for `project`: its files read anew for each job (edits made meanwhile
+        count), a store of its own per job, campaigns.yaml's transport."""
+        from pipeline.delivery.transports import choose_transport
+        root, clock = project.config.project, project.clock
+        return cls(lambda: Project.open(root, clock).config, project.open_store,
+                   lambda config: choose_transport(config, clock=clock), clock)
 
     def __init__(self, load_config: Callable[[], Config], open_store: Callable[[], Store],
                  make_transport: Callable[[Config], Transport],

@@ -1,0 +1,129 @@
+"""The library's front door (issue #14): a Project opened from a folder owns its config,
+store and clock; the CLI's commands go through it; and its operations work without the
+CLI, on real files with a clock passed in."""
+from __future__ import annotations
+
+import ast
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli.main import main
+from pipeline.errors import SphereError
+from pipeline.project import Project
+from tests.conftest import NOW, REPO
+
+
+def test_a_project_loads_its_config_once_and_opens_its_store_only_when_asked(
+        project: Path) -> None:
+    with Project.open(project, clock=lambda: NOW) as p:
+        assert p._store is None and p._config is None  # opening reads nothing
+        assert p.config is p.config
+        assert p.now() == NOW
+        store = p.store
+        assert p.store is store
+    assert p._store is None
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the project
+        store.article_count()
+
+
+def test_plan_send_to_outbox_and_status_through_the_project(project: Path) -> None:
+    with Project.open(project, clock=lambda: NOW, dry_run=True) as p:
+        planned = p.plan("monthly-sphere")
+    emails = planned.prepared.plan.emails
+    assert emails and planned.done == frozenset()
+    assert not (project / "var" / "outbox").exists()  # a dry-run project wrote nothing
+
+    with Project.open(project, clock=lambda: NOW) as p:
+        sent = p.send("monthly-sphere", "outbox")
+        assert sent.summary.sent == len(emails) and sent.outbox == p.config.outbox_dir
+        assert len(list(sent.outbox.glob("monthly-sphere*.eml"))) == len(emails)
+        view = p.status()
+    assert [row[0] for row in view.sends] == [sent.summary.send_id]
+    assert view.sends[0][4] == len(emails)  # sent
+    assert view.articles > 0 and not view.pending
+
+    with Project.open(project, clock=lambda: NOW) as p:
+        again = p.send("monthly-sphere", "outbox", ingest=False)
+        assert again.summary.sent == 0 and again.summary.already_sent == len(emails)
+        assert p.plan("monthly-sphere", ingest=False).done == frozenset(
+            e.contact.email for e in emails)
+
+
+def test_referrals_through_the_project(project: Path) -> None:
+    with Project.open(project, clock=lambda: NOW) as p:
+        with pytest.raises(SphereError, match="in no audience file"):
+            p.add_referral("nobody@example.com", "Sam Ortiz")
+        added = p.add_referral("zoe.hartmann@example.com", "Sam Ortiz")
+        assert added.id == 1 and "referral-thanks" in added.drips
+        (row,) = p.referrals()
+        assert row[1] == "zoe.hartmann@example.com" and row[2] == "Sam Ortiz"
+        with pytest.raises(SphereError, match="no referral 7"):
+            p.update_referral(7, "listed")
+        first = p.update_referral(1, "listed", "outbox")
+        assert first.sent or first.waits_until is not None
+        if first.sent:
+            assert p.update_referral(1, "listed", "outbox").already_sent
+
+
+def test_notes_through_the_project(project: Path) -> None:
+    with Project.open(project, clock=lambda: NOW) as p:
+        note_id = p.add_note("zoe.hartmann@example.com", "Lovely to see you at the fair!")
+        assert [n.id for n in p.notes("zoe.hartmann@example.com")] == [note_id]
+        p.edit_note(note_id, "Edited.")
+        assert p.notes()[0].text == "Edited."
+        p.remove_note(note_id)
+        assert p.notes() == []
+        with pytest.raises(SphereError, match=f"no note {note_id}"):
+            p.remove_note(note_id)
+
+
+# Each command and the Project method it must call.
+COMMANDS = [
+    (["check"], "check"), (["ingest"], "ingest"), (["plan", "monthly-sphere"], "plan"),
+    (["preview", "monthly-sphere"], "preview"), (["send", "monthly-sphere"], "send"),
+    (["status"], "status"), (["resolve", "s", "e@example.com", "--sent"], "resolve"),
+    (["note", "add", "e@example.com", "hi"], "add_note"), (["note", "list"], "notes"),
+    (["note", "edit", "1", "x"], "edit_note"), (["note", "remove", "1"], "remove_note"),
+    (["approve"], "approval_queue"), (["approve", "--show", "d1"], "draft"),
+    (["referral", "add", "--by", "e@example.com", "--name", "N"], "add_referral"),
+    (["referral", "update", "1", "--status", "met"], "update_referral"),
+    (["schedule"], "schedule"), (["run", "--once"], "tick"), (["report"], "report"),
+    (["contacts", "import", "x.csv", "--audience", "a"], "import_contacts"),
+    (["backup", "copy.db"], "backup"), (["templates"], "templates"),
+    (["suppressions", "sync"], "sync_suppressions"),
+]
+
+
+@pytest.mark.parametrize(("args", "method"), COMMANDS, ids=[m for _, m in COMMANDS])
+def test_each_command_goes_through_the_project(project: Path, args: list[str], method: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def refuse(self: Project, *a: object, **k: object) -> None:
+        calls.append(self.folder)
+        raise SphereError(f"{method} was called")
+    monkeypatch.setattr(Project, method, refuse)
+    monkeypatch.setenv("SPHERE_NOW", NOW.isoformat())
+    result = CliRunner().invoke(main, [*args, "--project", str(project)])
+    assert calls == [project], result.output
+    assert result.exit_code == 1 and f"Error: {method} was called" in result.stderr
+
+
+def test_the_cli_opens_no_store_and_loads_no_config_itself() -> None:
+    # Only the Project (pipeline/project.py) opens the database, loads the config or runs
+    # the scheduler; a command opens the Project and prints.
+    banned = {"pipeline.state.store", "pipeline.config",
+              "pipeline.scheduling.daemon", "pipeline.delivery.transports"}
+    for path in sorted((REPO / "pipeline" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.module not in banned, f"{path.name} imports {node.module}"
+
+
+def test_the_cli_s_transports_agree_with_the_library() -> None:
+    from pipeline.cli import app
+    from pipeline.delivery import transports
+    assert app.TRANSPORTS == transports.TRANSPORTS
