@@ -26,7 +26,7 @@ from pipeline.project_approval import ApprovalDesk
 if TYPE_CHECKING:
     from pipeline.approval.notes import StoredNote
     from pipeline.config import Config
-    from pipeline.contacts.exports import ImportReport
+    from pipeline.contacts.importer import ImportReport
     from pipeline.delivery.deliver import Transport
     from pipeline.delivery.report import Report
     from pipeline.delivery.sendgrid_api import SendAtRule
@@ -316,8 +316,9 @@ class Project(ApprovalDesk):
         """Copy the database to `target`, safely while sends run; returns its size."""
         config = self.config
         if target.resolve() == config.db_path.resolve():
+            example = config.state_dir / "backups" / "sphere-YYYY-MM-DD.db"
             raise SphereError(f"{target} is the database itself; give another file name "
-                              f"(for example {config.state_dir / 'backups' / 'sphere-YYYY-MM-DD.db'})")
+                              f"(for example {example})")
         return self.store.backup(target)
 
     def templates(self) -> list[TemplateFile]:
@@ -329,8 +330,8 @@ class Project(ApprovalDesk):
 
     def import_contacts(self, file: Path, audience: str, overrides: dict[str, str],
                         neighbourhoods: Path | None = None, dry_run: bool = False,
-                        progress: Callable[[str, int, int], None] | None = None
-                        ) -> ImportReport:
+                        progress: Callable[[str, int, int], None] | None = None,
+                        shown: str | None = None) -> ImportReport:
         """Merge a CSV or vCard export into audiences/AUDIENCE.csv (nothing with dry_run)."""
         from pipeline.config import AUDIENCES_DIR
         from pipeline.contacts.importer import import_contacts
@@ -346,7 +347,8 @@ class Project(ApprovalDesk):
         return import_contacts(file, config.project / AUDIENCES_DIR, audience,
                                overrides=overrides, neighbourhoods=hoods,
                                suppressed=self.store.suppressed(), dry_run=dry_run,
-                               shown=str(file), progress=progress,
+                               shown=str(file) if shown is None else shown,
+                               progress=progress,
                                known_hoods=tuple(sorted({s.neighbourhood for s in
                                                          config.sources if s.neighbourhood})))
 
@@ -373,6 +375,11 @@ class Project(ApprovalDesk):
             html_file.parent.mkdir(parents=True, exist_ok=True)
             html_file.write_text(reports.render_html(result, self.now()), encoding="utf-8")
         return result
+
+    def report_html(self, campaign: str = "") -> str:
+        """The report as a self-contained HTML page with a chart per campaign."""
+        from pipeline.delivery.report import render_html
+        return render_html(self.report(campaign), self.now())
 
     def cold_contacts(self) -> list[str]:
         """Addresses with no open or click in the last `cold_after_sends` sends."""

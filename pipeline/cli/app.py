@@ -8,7 +8,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -16,6 +15,8 @@ import click
 from pipeline import __version__
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import Progress
 
     from pipeline.models import RunSummary
@@ -142,8 +143,17 @@ def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
     return parts
 
 
-project_option = click.option("--project", "project", type=click.Path(file_okay=False,
-                              path_type=Path), default=Path("."), show_default=True,
+class PathArg(click.Path):
+    """click.Path whose value is a pathlib.Path; pathlib is imported only when a command
+    runs (not for `sphere --help`)."""
+
+    def coerce_path_result(self, value: Any) -> Any:
+        from pathlib import Path
+        return value if isinstance(value, Path) else Path(value)
+
+
+project_option = click.option("--project", "project", type=PathArg(file_okay=False),
+                              default=".", show_default=True,
                               help="The project folder (content_sources.yaml, campaigns.yaml, "
                                    "audiences/).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

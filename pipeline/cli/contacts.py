@@ -2,17 +2,15 @@
 registers it."""
 from __future__ import annotations
 
-import json
 from contextlib import nullcontext
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.cli.app import (
     CONTEXT,
     LazyConsole,
+    PathArg,
     err,
     main,
     opened,
@@ -20,6 +18,9 @@ from pipeline.cli.app import (
     project_option,
     quiet_option,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Each command imports what it uses (see app.py): `sphere --help` stays light.
 
@@ -78,13 +79,13 @@ def contacts() -> None:
 
 
 @contacts.command("import", context_settings=CONTEXT)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=PathArg(dir_okay=False))
 @click.option("--audience", required=True, help="Merge into audiences/NAME.csv (created if "
               "missing).")
 @click.option("--map", "maps", multiple=True, metavar="COLUMN=FIELD",
               help=f"Read COLUMN as FIELD ({', '.join(TARGETS)}); repeatable.")
 @click.option("--dry-run", is_flag=True, help="Write nothing; report what would change.")
-@click.option("--neighbourhoods", "hoods_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--neighbourhoods", "hoods_file", type=PathArg(dir_okay=False),
               help=f"YAML of streets and ZIP codes per neighbourhood [default: "
                    f"{DEFAULT_NEIGHBOURHOODS} in the project, if present].")
 @project_option
@@ -127,16 +128,19 @@ def import_cmd(file: Path, audience: str, maps: tuple[str, ...], dry_run: bool,
 
 @main.command(context_settings=CONTEXT)
 @click.argument("campaign", required=False, default="")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--html", "html_file", type=PathArg(dir_okay=False),
               help="Also write a self-contained HTML page with a chart per campaign.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--events", "events_file", type=click.Path(dir_okay=False, exists=True,
-              path_type=Path), help="First record a saved SendGrid Event Webhook batch (a "
+@click.option("--events", "events_file", type=PathArg(dir_okay=False, exists=True),
+              help="First record a saved SendGrid Event Webhook batch (a "
               "JSON array), as `sphere webhook serve` would; repeats are ignored.")
 @project_option
 def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Path | None,
            project: Path) -> None:
     """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
+    import json
+    from dataclasses import asdict
+
     from pipeline.delivery import report as reports
     # Read-only unless a batch of events is to be recorded.
     with opened(project, dry_run=events_file is None) as p:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -21,6 +20,8 @@ from pipeline.cli.app import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import TickReport, Unsent
 # Each command imports what it uses (see app.py): `sphere --help` stays light.

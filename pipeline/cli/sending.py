@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.app import (
     CONTEXT,
     TRANSPORTS,
+    PathArg,
     err,
     fail,
     main,
@@ -22,9 +23,12 @@ from pipeline.cli.app import (
     summary_parts,
 )
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 @main.command(context_settings=CONTEXT)
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=PathArg(file_okay=False))
 def init(directory: Path) -> None:
     """Create a working starter project in DIRECTORY (the bundled sample)."""
     import shutil
@@ -176,7 +180,7 @@ def plan(campaign: str, project: Path, as_json: bool, explain: bool, no_ingest: 
 @click.argument("campaign")
 @project_option
 @click.option("--contact", "contact_email", help="Only this contact.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", "out_dir", type=PathArg(file_okay=False),
               help="Folder for the HTML files [default: var/preview/CAMPAIGN].")
 @click.option("--step", type=int, help="For a drip: only this step (1 is the first).")
 def preview(campaign: str, project: Path, contact_email: str | None, out_dir: Path | None,

@@ -3,7 +3,6 @@ it goes: interest alerts, drafts of sends held with `approval: true`, and one-of
 (part of the CLI; main.py registers it)."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -21,6 +20,8 @@ from pipeline.cli.app import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pipeline.approval.drafts import Draft
     from pipeline.outcomes import DraftState
     from pipeline.project import Project

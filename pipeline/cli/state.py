@@ -2,15 +2,18 @@
 registers it)."""
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.app import CONTEXT, main, opened, out, project_option
+from pipeline.cli.app import CONTEXT, PathArg, main, opened, out, project_option
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @main.command("backup", context_settings=CONTEXT)
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=PathArg(dir_okay=False))
 @project_option
 def backup_cmd(file: Path, project: Path) -> None:
     """Copy the database (ledger, history, signing key) to FILE, safely while sends run."""

@@ -3,7 +3,6 @@ project and the services around it (part of the CLI; main.py registers it)."""
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -21,6 +20,8 @@ from pipeline.cli.app import (
 from pipeline.cli.schedule import print_unsent
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pipeline.config import Config
     from pipeline.outcomes import StatusView
 

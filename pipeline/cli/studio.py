@@ -3,20 +3,22 @@ registers it). One process serves the pages, SendGrid's events and the
 one-click unsubscribes, and runs the daemon's ticks."""
 from __future__ import annotations
 
-import ipaddress
 import os
-import secrets
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.cli.app import CONTEXT, err, main, opened, project_option
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 # Like every command, it imports what it uses when it runs: `sphere --help` stays light.
 
 
 def _loopback(host: str) -> bool:
+    import ipaddress
     if host == "localhost":
         return True
     try:
@@ -42,6 +44,8 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         p.close()
         config = p.config
         # uvicorn and Starlette are loaded only by the commands that serve.
+        import secrets
+
         from pipeline.delivery.webhook import (
             PUBLIC_KEY_ENV,
             public_key_from_env,

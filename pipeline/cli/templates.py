@@ -2,9 +2,12 @@
 CLI; main.py registers it)."""
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.cli.app import CONTEXT, main, opened, out, project_option
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @main.command("templates", context_settings=CONTEXT)

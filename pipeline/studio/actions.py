@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from pipeline.contacts import directory as contacts
 from pipeline.approval import drafts, review
 from pipeline.config import AUDIENCES_DIR, Config, load_config
+from pipeline.contacts import directory as contacts
+from pipeline.contacts.importer import ImportReport
 from pipeline.errors import SphereError
-from pipeline.contacts.importer import import_contacts
-from pipeline.contacts.neighbourhoods import load_neighbourhoods
+from pipeline.project import Project
 from pipeline.state.store import Store
 from pipeline.studio.base import back, page, studio_of
 from pipeline.studio.security import posted, uploaded
@@ -105,18 +105,13 @@ async def save_contact(request: Request) -> Response:
     return back("/contacts/person", "Contact saved", email=email)
 
 
-def _import(config: Config, store: Store, upload: Path, audience: str, dry_run: bool,
-            shown: str):
+def _import(p: Project, upload: Path, audience: str, dry_run: bool, shown: str
+            ) -> ImportReport:
+    """The Project's contacts import, the audience named in the form's own words."""
     if not audience.replace("-", "").replace("_", "").isalnum():
         raise SphereError(f"audience {audience!r}: use letters, digits, '-' or '_'",
                           f"it becomes {AUDIENCES_DIR}/NAME.csv")
-    hoods_path = config.project / "neighbourhoods.yaml"
-    hoods = load_neighbourhoods(hoods_path) if hoods_path.is_file() else None
-    return import_contacts(upload, config.project / AUDIENCES_DIR, audience,
-                           neighbourhoods=hoods, suppressed=store.suppressed(),
-                           dry_run=dry_run, shown=shown,
-                           known_hoods=tuple(sorted({s.neighbourhood for s in config.sources
-                                                     if s.neighbourhood})))
+    return p.import_contacts(upload, audience, {}, dry_run=dry_run, shown=shown)
 
 
 async def import_check(request: Request) -> Response:
@@ -130,14 +125,14 @@ async def import_check(request: Request) -> Response:
     suffix = ".vcf" if filename.lower().endswith(".vcf") else ".csv"
     token = secrets.token_hex(12)
 
-    def act(config: Config, store: Store):
-        folder = config.state_dir / IMPORTS
+    def act(p: Project) -> tuple[ImportReport, tuple[str, ...]]:
+        folder = p.config.state_dir / IMPORTS
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = folder / f"{token}{suffix}"
         path.write_bytes(data)
-        return _import(config, store, path, audience, True, Path(filename).name), \
-            config.audience_names
-    report, names = await studio.run(act)
+        return _import(p, path, audience, True, Path(filename).name), \
+            tuple(p.config.audience_names)
+    report, names = await studio.call(act)
     return page(request, "import.html", names=names, report=report, upload=token + suffix,
                 audience=audience)
 
@@ -150,16 +145,15 @@ async def import_apply(request: Request) -> Response:
     if not upload or "/" in upload or upload.startswith("."):
         raise SphereError("no checked upload to apply", "upload the file again")
 
-    def act(config: Config, store: Store):
-        path = config.state_dir / IMPORTS / upload
+    def act(p: Project) -> tuple[ImportReport, tuple[str, ...]]:
+        path = p.config.state_dir / IMPORTS / upload
         if not path.is_file():
             raise SphereError("that upload is gone", "upload the file again")
         try:
-            return _import(config, store, path, audience, False, "upload"), \
-                config.audience_names
+            return _import(p, path, audience, False, "upload"), tuple(p.config.audience_names)
         finally:
             path.unlink(missing_ok=True)
-    report, names = await studio.run(act)
+    report, names = await studio.call(act)
     return page(request, "import.html", names=names, report=report, upload="",
                 audience=audience)
 
@@ -170,16 +164,15 @@ async def alert_action(request: Request) -> Response:
     form = await posted(request)
     alert_id = form.get("alert", "")
     drop = request.path_params["action"] == "drop"
-    now = studio.now()
 
-    def act(config: Config, store: Store) -> None:
-        pending = {r[0] for r in store.alerts() if r[7] == "pending"}
+    def act(p: Project) -> None:
+        # The same decision as `sphere approve ID [--note TEXT]` / `--drop ID`.
+        pending = {r[0]: r for r in p.store.alerts() if r[7] == "pending"}
         if not alert_id.isdigit() or int(alert_id) not in pending:
             raise SphereError("that alert is no longer waiting", "open Approvals again")
         words = form.get("note", "").strip() or None
-        store.decide_alert(int(alert_id), "dropped" if drop else "approved", now,
-                           None if drop else words)
-    await studio.run(act)
+        p.decide_alerts([int(alert_id)], pending, drop, None if drop else words)
+    await studio.call(act)
     return back("/approvals", "Alert dropped" if drop else "Alert approved")
 
 

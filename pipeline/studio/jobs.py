@@ -10,13 +10,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.scheduling import daemon
 from pipeline.approval import drafts, review
 from pipeline.config import Config
 from pipeline.delivery.deliver import Transport
 from pipeline.errors import SphereError
 from pipeline.models import RunSummary
 from pipeline.project import Project
+from pipeline.scheduling import daemon
 from pipeline.state.store import Store
 
 log = logging.getLogger("sphere.studio")

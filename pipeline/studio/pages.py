@@ -10,22 +10,21 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from pipeline.contacts import directory as contacts
 from pipeline.approval import drafts, notes, review
-from pipeline.contacts.audience import load_audiences
 from pipeline.config import Config
-from pipeline.scheduling.daemon import project_calendar
-from pipeline.errors import SphereError
-from pipeline.rendering.mime import address_problem
-from pipeline.models import Campaign
+from pipeline.contacts import directory as contacts
+from pipeline.contacts.audience import load_audiences
 from pipeline.contacts.neighbourhoods import coverage_warnings
+from pipeline.errors import SphereError
+from pipeline.models import Campaign
+from pipeline.rendering.mime import address_problem
 from pipeline.rendering.render import Renderer
-from pipeline.delivery.report import render_html, report_from_store
-from pipeline.runner import prepare
-from pipeline.state.store import Store
 from pipeline.rendering.templatecheck import check_templates
-from pipeline.web.app import PRIVATE_HEADERS
+from pipeline.runner import prepare
+from pipeline.scheduling.daemon import project_calendar
+from pipeline.state.store import Store
 from pipeline.studio.base import page, studio_of
+from pipeline.web.app import PRIVATE_HEADERS
 
 # The email and the report are shown in sandboxed frames: no script, nothing fetched
 # but their own inline styles and embedded or remote images.
@@ -286,10 +285,7 @@ async def report_html(request: Request) -> Response:
     """The HTML report, as `sphere report --html` writes it."""
     studio = studio_of(request)
 
-    def read(config: Config, store: Store) -> str:
-        return render_html(report_from_store(store, "", config.engagement.cold_after_sends),
-                           studio.now())
-    return HTMLResponse(await studio.run(read), headers={
+    return HTMLResponse(await studio.call(lambda p: p.report_html()), headers={
         **PRIVATE_HEADERS, "Content-Security-Policy": FRAME_CSP})
 
 
