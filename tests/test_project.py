@@ -123,7 +123,9 @@ def test_the_cli_opens_no_store_and_loads_no_config_itself() -> None:
                 assert node.module not in banned, f"{path.name} imports {node.module}"
 
 
-def test_the_cli_s_transports_agree_with_the_library() -> None:
-    from pipeline.cli import app
+def test_the_cli_s_spelled_out_names_agree_with_the_library() -> None:
+    from pipeline import project
+    from pipeline.cli import app, contacts
     from pipeline.delivery import transports
     assert app.TRANSPORTS == transports.TRANSPORTS
+    assert contacts.DEFAULT_NEIGHBOURHOODS == project.DEFAULT_NEIGHBOURHOODS
