@@ -14,12 +14,10 @@ from pipeline.approval import drafts, notes, review
 from pipeline.config import Config
 from pipeline.contacts import directory as contacts
 from pipeline.contacts.audience import load_audiences
-from pipeline.contacts.neighbourhoods import coverage_warnings
 from pipeline.errors import SphereError
 from pipeline.models import Campaign
-from pipeline.rendering.mime import address_problem
+from pipeline.project import Project
 from pipeline.rendering.render import Renderer
-from pipeline.rendering.templatecheck import check_templates
 from pipeline.runner import prepare
 from pipeline.scheduling.daemon import project_calendar
 from pipeline.state.store import Store
@@ -57,16 +55,12 @@ def _coming(config: Config, store: Store, now: dt.datetime, days: int) -> list[C
                   key=lambda s: (s.at, s.send_id))
 
 
-def _problems(config: Config, problems: tuple, people: tuple, now: dt.datetime
-              ) -> list[str]:
-    """What `sphere check` reports, as file:line: key: problem lines."""
-    found = [*config.warnings, *problems, *coverage_warnings(config, people, now),
-             *check_templates(config)]
-    lines = [("warning: " if getattr(p, "severity", "error") != "error" else "") + str(p)
-             for p in found]
-    lines += [f"warning: {c.origin}: email: {problem}" for c in people
-              if (problem := address_problem(c.email, config.transport))]
-    return lines
+def _problems(p: Project) -> list[str]:
+    """What `sphere check` reports (Project.check), as file:line: key: problem lines."""
+    result = p.check()
+    return [*(("warning: " if q.severity != "error" else "") + str(q)
+              for q in (*p.config.warnings, *result.problems)),
+            *result.template_errors, *(f"warning: {a}" for a in result.address_warnings)]
 
 
 def _campaign(config: Config, name: str) -> Campaign:
@@ -81,9 +75,8 @@ async def home(request: Request) -> Response:
     studio = studio_of(request)
     now = studio.now()
 
-    def read(config: Config, store: Store) -> dict:
-        audience = load_audiences(config.audience_files, config.audience_names,
-                                  config.project)
+    def read(p: Project) -> dict:
+        config, store = p.config, p.store
         waiting = []
         for d in drafts.load(store):
             held = sum(1 for r in d.recipients if d.state(r, now) == "held")
@@ -94,9 +87,9 @@ async def home(request: Request) -> Response:
                 "alerts": [r for r in store.alerts() if r[7] == "pending"],
                 "feeds": [f for f in store.feed_states() if f.consecutive_failures],
                 "sends": store.send_counts()[:8],
-                "problems": _problems(config, audience.problems, audience.contacts, now),
+                "problems": _problems(p),
                 "reviewable": review.reviewable(config), "last_tick": studio.worker.last_tick}
-    return page(request, "home.html", **await studio.run(read))
+    return page(request, "home.html", **await studio.call(read))
 
 
 async def review_index(request: Request) -> Response:
