@@ -101,8 +101,8 @@ class Project(ApprovalDesk):
         """The project's database, opened (and migrated) on first use."""
         if self._store is None:
             from pipeline.state.store import Store
-            self._origin = self.config.db_path
             self._store = Store.open(self.config.db_path, **self._store_options)
+            self._origin = self._store.origin  # named in an error after it is closed
         return self._store
 
     @property
