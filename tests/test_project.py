@@ -80,6 +80,24 @@ def test_notes_through_the_project(project: Path) -> None:
             p.remove_note(note_id)
 
 
+def test_check_schedule_backup_and_templates_through_the_project(project: Path,
+                                                                tmp_path: Path) -> None:
+    import datetime as dt
+    with Project.open(project, clock=lambda: NOW) as p:
+        checked = p.check()
+        assert checked.errors == 0 and checked.contacts > 0
+        assert checked.campaigns == len(p.config.campaigns)
+        view = p.schedule(dt.date(2026, 12, 1), dt.date(2026, 12, 31))
+        assert view.due and all(view.start <= d.at <= view.end for d in view.due)
+        with pytest.raises(SphereError, match="--until must be after the start"):
+            p.schedule(dt.date(2026, 12, 2), dt.date(2026, 12, 1))
+        with pytest.raises(SphereError, match="is the database itself"):
+            p.backup(p.config.db_path)
+        assert p.backup(tmp_path / "copy.db") == (tmp_path / "copy.db").stat().st_size
+        assert any(t.name == "newsletter.mjml" for t in p.templates())
+        assert p.approval_queue().alerts == ()
+
+
 # Each command and the Project method it must call.
 COMMANDS = [
     (["check"], "check"), (["ingest"], "ingest"), (["plan", "monthly-sphere"], "plan"),
