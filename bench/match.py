@@ -7,7 +7,7 @@
 Synthetic data, generated here: 50 neighbourhoods with a feed each, 20 hobby feeds, market
 and economy feeds; contacts with 0-4 interests written in varied ways (case, plurals),
 and a third of them with a history of earlier sends. Prints the time to build the plan
-(analysis, matching, never-repeat, diversity, tips: everything `build_plan` does) and the
+(analysis, matching, never-repeat, diversity, tips: everything `plan_newsletter` does) and the
 process's peak memory (ru_maxrss). Each article's topic profile is computed first, as
 ingest does once per article and stores; planning only looks it up.
 """
@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip  # noqa: E402
-from pipeline.planning.plan import build_plan  # noqa: E402
+from pipeline.planning.inputs import LedgerView, PlanInputs  # noqa: E402
+from pipeline.planning.plan import plan_newsletter  # noqa: E402
 from pipeline.matching.taxonomy import profile  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
@@ -145,8 +146,9 @@ def main() -> None:
                         schedule="0 9 1 * *", subject="s", sections=SectionSizes(),
                         max_per_source=2, max_age_days=45)
     started, cpu = time.perf_counter(), time.process_time()
-    plan = build_plan(campaign, people, arts, tips, history, frozenset(), {},
-                      {"sailing": ("regatta",)}, NOW, "UTC", NOW, source_topics)
+    plan = plan_newsletter(campaign, people, PlanInputs(
+        arts, tips, "UTC", {"sailing": ("regatta",)}, source_topics, NOW),
+        LedgerView(history=history), NOW)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     picks = sum(len(e.picks) for e in plan.emails)
     distinct = len({i for c in people for i in c.interests})
@@ -156,7 +158,7 @@ def main() -> None:
     print(f"  data generated in {generated:.1f} s; topic profiles (computed once at "
           f"ingest) in {profiled:.1f} s; peak RSS before planning {rss_before:.0f} MB")
     # CPU time beside wall time: on a shared machine the wall clock also counts waiting.
-    print(f"  build_plan: {elapsed:.2f} s wall ({cpu:.2f} s CPU), {len(plan.emails):,} "
+    print(f"  plan_newsletter: {elapsed:.2f} s wall ({cpu:.2f} s CPU), {len(plan.emails):,} "
           f"emails, {picks:,} picks, {len(plan.skipped):,} skipped")
     print(f"  peak RSS (ru_maxrss, whole process): {_rss_mb():.0f} MB")
 

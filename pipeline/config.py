@@ -11,7 +11,8 @@ from typing import Any
 from pipeline.scheduling import cron
 from pipeline.errors import ConfigError, Problem
 from pipeline.models import (
-    CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, SectionSizes, Sender, Source, Tip,
+    CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, CampaignKind, SectionSizes, Sender,
+    Source, SourceKind, Tip,
 )
 from pipeline.yamlfile import LineDict, LineList, load_yaml, unknown_keys
 
@@ -282,7 +283,7 @@ def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
                 check.add(node, f"{path}url", f"no such file {url!r}",
                           "give an http(s) URL, or a path relative to the project folder")
             url = str(local)
-        out.append(Source(name=name, url=url, kind=kind, neighbourhood=hood,
+        out.append(Source(name=name, url=url, kind=SourceKind(kind), neighbourhood=hood,
                           topics=tuple(t.lower() for t in topics), line=node.line,
                           allow_private=allow_private is True, root=str(project.resolve())))
     check.problems += unknown_keys(root, SOURCES_FILE)
@@ -438,7 +439,7 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         threshold = Campaign.alert_threshold
     approval, expires = _approval(node, p, check)
     return Campaign(
-        name=name, kind=kind, audiences=targets, schedule=schedule,
+        name=name, kind=CampaignKind(kind), audiences=targets, schedule=schedule,
         subject=check.text(node, "subject", p, required=True,
                            fix="add `subject:`, e.g. \"{{ contact.first_name }}, your "
                                "{{ month }} digest\""),

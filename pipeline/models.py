@@ -2,15 +2,67 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
-SourceKind = Literal["neighbourhood", "economy", "hobby", "tips", "market"]
-SOURCE_KINDS: tuple[str, ...] = ("neighbourhood", "economy", "hobby", "tips", "market")
+
+# Kinds and statuses are StrEnums: each member is its own string ("newsletter"), so the
+# YAML, the database and JSON keep the same text while the code compares named members.
+class SourceKind(StrEnum):
+    """What a feed is about (content_sources.yaml `kind`)."""
+
+    NEIGHBOURHOOD = "neighbourhood"
+    ECONOMY = "economy"
+    HOBBY = "hobby"
+    TIPS = "tips"
+    MARKET = "market"
+
+
+class CampaignKind(StrEnum):
+    """What a campaign sends (campaigns.yaml `kind`); each has one planner."""
+
+    NEWSLETTER = "newsletter"
+    RECENT_SALES = "recent_sales"
+    INTEREST_ALERT = "interest_alert"
+
+
+class ContactStatus(StrEnum):
+    """An audience row's `status`."""
+
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class AlertStatus(StrEnum):
+    """Where a queued interest alert stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DROPPED = "dropped"
+    SENT = "sent"
+
+
+class LedgerStatus(StrEnum):
+    """A delivery's row in the ledger: pending until its outcome is known."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DueKind(StrEnum):
+    """What a calendar item sends: a campaign's firing or a drip step."""
+
+    CAMPAIGN = "campaign"
+    DRIP = "drip"
+
+
+SOURCE_KINDS: tuple[str, ...] = tuple(SourceKind)
 RELATIONSHIPS: tuple[str, ...] = ("past_client", "sphere", "referral_source", "prospect")
-STATUSES: tuple[str, ...] = ("subscribed", "unsubscribed")
-CAMPAIGN_KINDS: tuple[str, ...] = ("newsletter", "recent_sales", "interest_alert")
+STATUSES: tuple[str, ...] = tuple(ContactStatus)
+CAMPAIGN_KINDS: tuple[str, ...] = tuple(CampaignKind)
 TRANSPORTS: tuple[str, ...] = ("outbox", "smtp", "sendgrid")
 # Sections of a digest, in the order the reader sees them.
 SECTIONS: tuple[str, ...] = ("neighbourhood", "market", "interests", "tip")
@@ -22,7 +74,7 @@ class Source:
 
     name: str
     url: str  # http(s) URL, or an absolute path resolved from the project
-    kind: str
+    kind: SourceKind
     neighbourhood: str = ""
     topics: tuple[str, ...] = ()
     line: int = 0  # where it is declared, for error messages
@@ -45,7 +97,7 @@ class Article:
 
     id: str  # stable identity: source + guid/link/hash
     source: str
-    kind: str
+    kind: SourceKind
     url: str
     title: str
     summary_html: str  # sanitised with an allow-list; never trusted further
@@ -106,7 +158,7 @@ class Contact:
     @property
     def subscribed(self) -> bool:
         """True unless the audience file says the person unsubscribed."""
-        return self.status == "subscribed"
+        return self.status == ContactStatus.SUBSCRIBED
 
 
 @dataclass(frozen=True)
@@ -155,7 +207,7 @@ class Campaign:
     """One campaign from campaigns.yaml."""
 
     name: str
-    kind: str
+    kind: CampaignKind
     audiences: tuple[str, ...]
     schedule: str
     subject: str
@@ -198,26 +250,89 @@ class Pick:
         return self.article.id if self.article else f"tip:{self.tip.id}"  # type: ignore[union-attr]
 
 
-class _NoExtra(Mapping[str, Any]):
-    """The empty, read-only `extra` shared by every email without one (a million emails
-    need no million empty dicts); pickles as itself, for the render workers."""
+@dataclass(frozen=True, slots=True)
+class SalesExtra:
+    """A recent-sales mailer's own content: the sales shown, how many in their area."""
 
-    __slots__ = ()
+    sales: tuple[Sale, ...]
+    own_sales: int  # how many of `sales` are in the contact's own neighbourhood
 
-    def __getitem__(self, key: str) -> Any:
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-    def __reduce__(self) -> str:
-        return "NO_EXTRA"
+    def variables(self) -> dict[str, Any]:
+        """The template variables it gives."""
+        return {"sales": self.sales, "own_sales": self.own_sales}
 
 
-NO_EXTRA: Mapping[str, Any] = _NoExtra()
+@dataclass(frozen=True, slots=True)
+class AlertExtra:
+    """An interest alert's opening: the professional's short personal note."""
+
+    intro: str
+
+    def variables(self) -> dict[str, Any]:
+        """The template variables it gives."""
+        return {"intro": self.intro}
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralInfo:
+    """The referral a drip step or a referral update is about."""
+
+    id: int
+    name: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class DripExtra:
+    """A drip step's own content: the referral it is about, the anniversary's year count
+    (`years`) or a repeat's count (`times`)."""
+
+    referral: ReferralInfo | None = None
+    years: int | None = None
+    times: int | None = None
+
+    def variables(self) -> dict[str, Any]:
+        """The template variables it gives (the referral as a mapping, as templates and
+        the drafts table have always seen it)."""
+        out: dict[str, Any] = {}
+        if self.referral is not None:
+            r = self.referral
+            out["referral"] = {"id": r.id, "name": r.name, "status": r.status}
+        if self.years is not None:
+            out["years"] = self.years
+        if self.times is not None:
+            out["times"] = self.times
+        return out
+
+    @classmethod
+    def from_variables(cls, data: Mapping[str, Any]) -> DripExtra | None:
+        """Back from `variables()` (a draft's stored JSON); None when it holds nothing."""
+        if not data:
+            return None
+        ref = data.get("referral")
+        referral = ReferralInfo(int(ref.get("id", 0)), str(ref.get("name", "")),
+                                str(ref.get("status", ""))) if ref else None
+        return cls(referral, data.get("years"), data.get("times"))
+
+
+Extra = SalesExtra | AlertExtra | DripExtra
+
+
+def template_variables(extra: Extra | None) -> dict[str, Any]:
+    """The template variables of one email's kind-specific content ({} for none)."""
+    return extra.variables() if extra is not None else {}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A candidate left out of one contact's email, and why (--explain)."""
+
+    section: str
+    article_id: str
+    title: str
+    source: str
+    score: float
+    why: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +343,8 @@ class PlannedEmail:
     picks: tuple[Pick, ...]
     notes: tuple[Note, ...] = ()
     template: str = ""  # overrides the campaign's (drip steps name their own)
-    extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA)  # years, referral...
-    rejected: tuple = ()  # explain.Rejected: best candidates left out, with why (--explain)
+    extra: Extra | None = None  # the kind's own content: sales, an alert's note, a drip's
+    rejected: tuple[Rejected, ...] = ()  # best candidates left out, with why (--explain)
 
     def section(self, name: str) -> tuple[Pick, ...]:
         """The picks of one section, in order."""
@@ -242,7 +357,7 @@ class Skipped:
 
     email: str
     reason: str
-    rejected: tuple = ()  # explain.Rejected: what was considered and why it lost (--explain)
+    rejected: tuple[Rejected, ...] = ()  # what was considered and why it lost (--explain)
 
 
 @dataclass(frozen=True)
@@ -256,6 +371,19 @@ class Plan:
     skipped: tuple[Skipped, ...] = ()
     # With --explain: each interest as typed -> how it was read ("'loves golf' -> golf")
     understood: Mapping[str, str] = field(default_factory=dict)
+    # Interest alerts with approval: new alerts for the caller to queue for review (the
+    # planner is pure; runner.prepare writes them).
+    queue: tuple[AlertRequest, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertRequest:
+    """A new interest alert to queue for the professional's approval."""
+
+    email: str
+    article_id: str
+    score: float
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -303,11 +431,12 @@ class Delivery:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a send did, for the one-line summary and `status`."""
+    """What a send did, for the one-line summary and `status`: dispatch counts it, the
+    runner adds the campaign, the plan's skips and the time taken."""
 
-    campaign: str
-    send_id: str
-    dry_run: bool
+    campaign: str = ""
+    send_id: str = ""
+    dry_run: bool = False
     sent: int = 0
     already_sent: int = 0
     failed: int = 0

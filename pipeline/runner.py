@@ -5,47 +5,27 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 from pipeline.approval import drafts
-from pipeline.contacts.audience import AudienceLoad, email_key, load_audiences
 from pipeline.config import Config
+from pipeline.contacts.audience import email_key, load_audiences
 from pipeline.delivery.deliver import MAX_CONSECUTIVE_FAILURES, Transport
 from pipeline.delivery.dispatch import dispatch
-from pipeline.contacts.engagement import cold_contacts, hold_cold
-from pipeline.feeds.ingest import IngestSummary, ingest
-from pipeline.models import Campaign, Contact, Plan, PlannedEmail, RunSummary, Skipped
-from pipeline.errors import ConfigError, Problem
-from pipeline.matching.match import Matcher
-from pipeline.planning.plan import build_plan, period_for, send_id_for, skip_reason
-from pipeline.contacts.sales import load_sales
-from pipeline.planning.sends import QueuedAlert, alert_candidates, alert_email, plan_recent_sales
-from pipeline.rendering.render import DRIP_SUBJECTS, Renderer
-from pipeline.rendering.pool import RenderAhead, pool_size
-from pipeline.scheduling.calendar import Due, hold_capped
 from pipeline.delivery.sendlock import send_lock
-from pipeline.state.store import Store
+from pipeline.errors import ConfigError
+from pipeline.feeds.ingest import IngestSummary, ingest
+from pipeline.models import Campaign, CampaignKind, Contact, DueKind, LedgerStatus, RunSummary, Skipped
+from pipeline.planning.alerts import reconcile_alerts
+from pipeline.planning.prepare import Prepared, drip_plan, prepare
+from pipeline.rendering.pool import RenderAhead, pool_size
+from pipeline.rendering.render import Renderer
 from pipeline.rendering.templatecheck import check_templates
-
-# An article ingested this recently is "new" for interest alerts.
-ALERT_NEW_WITHIN = dt.timedelta(days=3)
-ALERT_EXPIRY = dt.timedelta(days=7)  # a pending alert older than this is stale news
+from pipeline.scheduling.calendar import Due
+from pipeline.state.store import Store
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A plan and what loading its audience reported."""
-
-    plan: Plan
-    audience: AudienceLoad
-
-
-def _history(store: Store) -> dict[str, frozenset[str]]:
-    """What each person received, plus the stories dropped from their email in review
-    (never offered to them again)."""
-    return drafts.with_declined(store.history(), drafts.declined(store))
+__all__ = ["Prepared", "prepare", "reconcile_alerts"]  # planning's, used via the runner
 
 
 def run_ingest(config: Config, store: Store, now: dt.datetime,
@@ -53,39 +33,6 @@ def run_ingest(config: Config, store: Store, now: dt.datetime,
                ) -> IngestSummary:
     """Stage 1: bring every source up to date (failing feeds too with `retry_failed`)."""
     return ingest(config.sources, store, now, on_done, retry_failed=retry_failed)
-
-
-def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
-            period: dt.datetime | None = None, explain: bool = False,
-            only: frozenset[str] | None = None) -> Prepared:
-    """Stages 2-3: load the campaign's contacts and plan who gets what (with `explain`,
-    also what each contact did not get and why; with `only`, for those addresses)."""
-    audience = load_audiences(config.audience_files, campaign.audiences, config.project)
-    if only is not None:
-        audience = AudienceLoad(tuple(c for c in audience.contacts
-                                      if c.email.lower() in only), audience.problems)
-    if campaign.kind == "recent_sales":
-        plan, sales_problems = _sales_plan(config, store, campaign, audience.contacts, now,
-                                           period)
-        audience = AudienceLoad(audience.contacts, audience.problems + sales_problems)
-    elif campaign.kind == "interest_alert":
-        plan = _alert_plan(config, store, campaign, audience.contacts, now, period,
-                           partial=only is not None)
-    else:
-        plan = build_plan(campaign, audience.contacts, store.articles(), config.tips,
-                          _history(store), store.suppressed(), store.pending_notes(),
-                          dict(config.synonyms), now, config.sender.timezone, period,
-                          {s.name: s.topics for s in config.sources},
-                          tip_last_seen=store.tip_last_seen(), explain=explain)
-    policy = config.cold_policy(campaign.name)
-    if policy != "normal":  # engagement feeds back (issue #9): fewer emails to cold contacts
-        plan = hold_cold(plan, policy, cold_contacts(
-            store.ledger_rows(), store.events(), config.engagement.cold_after_sends))
-    rules = config.scheduling
-    if rules.cap_max and only is None:  # the daemon's calendar applied the cap already
-        plan = hold_capped(plan, store.recent_sends(now - dt.timedelta(days=rules.cap_days)),
-                           rules, now, frozenset(store.ledger_status(plan.send_id)))
-    return Prepared(plan, audience)
 
 
 def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepared: Prepared,
@@ -108,7 +55,7 @@ def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
     started = time.monotonic()
     plan = prepared.plan
     store.start_send(plan.send_id, plan.campaign.name, plan.period, now())
-    sent = {e for e, status in store.ledger_status(plan.send_id).items() if status == "sent"}
+    sent = {e for e, status in store.ledger_status(plan.send_id).items() if status == LedgerStatus.SENT}
     # A large send renders ahead in worker processes (render_pool.py); this thread keeps
     # the ledger and feeds the transport.
     with RenderAhead(renderer, pool_size(len(plan.emails) - len(sent)),
@@ -124,11 +71,9 @@ def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
     if not dry_run:
         store.finish_send(plan.send_id, now(), outcome)
     problems = tuple(str(p) for p in prepared.audience.problems)
-    return RunSummary(campaign=plan.campaign.name, send_id=plan.send_id, dry_run=dry_run,
-                      sent=result.sent, already_sent=result.already, failed=result.failed,
-                      unknown=result.unknown, skipped=plan.skipped + result.skipped,
-                      problems=problems, failures=result.failures, paused=result.paused,
-                      seconds=time.monotonic() - started)
+    return replace(result, campaign=plan.campaign.name, dry_run=dry_run,
+                   skipped=plan.skipped + result.skipped, problems=problems,
+                   seconds=time.monotonic() - started)
 
 
 def run_send(config: Config, store: Store, transport: Transport, campaign_name: str,
@@ -180,7 +125,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
         return []
     renderer = Renderer(config.project, config.sender, store.secret())
     refuse_bad_templates(config, renderer, [
-        f"campaigns.{g[0].name}" if g[0].kind == "campaign" else g[0].template
+        f"campaigns.{g[0].name}" if g[0].kind == DueKind.CAMPAIGN else g[0].template
         for g in groups.values()])
     everyone: dict[str, Contact] | None = None  # read only if a drip is due
     summaries = []
@@ -189,7 +134,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
             break  # the checkpoint stays put: the next start sends the rest
         first = group[0]
         emails = frozenset(d.email.lower() for d in group)
-        if first.kind == "campaign":
+        if first.kind == DueKind.CAMPAIGN:
             campaign = config.campaign(first.name)
             # A send held for approval is drafted whole when it first falls due, so the
             # review covers everyone in it, whatever their time zone.
@@ -198,10 +143,10 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
                                                    period=first.period, only=only), now())
         else:
             if everyone is None:
-                everyone = {c.email.lower(): c for c in load_audiences(
+                everyone = {email_key(c.email): c for c in load_audiences(
                     config.audience_files, config.audience_names, config.project).contacts}
-            prepared = held(config, store, _drip_plan(config, store, send_id, group,
-                                                      everyone), now())
+            prepared = held(config, store, drip_plan(config, store, send_id, group,
+                                                     everyone), now())
         summaries.append(deliver_plan(store, renderer, transport, prepared, now, dry_run,
                                       progress, should_stop=should_stop))
     return summaries
@@ -209,7 +154,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
 
 def _drafted(campaign: Campaign) -> bool:
     """Held as a draft for approval (interest alerts queue each alert instead)."""
-    return campaign.approval and campaign.kind != "interest_alert"
+    return campaign.approval and campaign.kind != CampaignKind.INTEREST_ALERT
 
 
 def held(config: Config, store: Store, prepared: Prepared, now: dt.datetime) -> Prepared:
@@ -240,141 +185,12 @@ def approved_items(config: Config, store: Store, now: dt.datetime) -> list[Due]:
             continue  # approved ahead of its time (in review): it goes on schedule
         ledger = drafts.sent_to(store, draft)
         waiting = [r for r in draft.recipients if draft.approved(r)
-                   and ledger.get(r.email) not in ("sent", "pending")]
-        known = draft.kind == "drip" or any(c.name == draft.name for c in config.campaigns)
+                   and ledger.get(r.email) not in (LedgerStatus.SENT, LedgerStatus.PENDING)]
+        known = draft.kind == DueKind.DRIP or any(c.name == draft.name for c in config.campaigns)
         if not waiting or not known:
             continue
         period = dt.datetime.fromisoformat(draft.period)
-        items += [Due(at=now, local=now, period=period, kind=draft.kind, name=draft.name,
+        items += [Due(at=now, local=now, period=period, kind=DueKind(draft.kind), name=draft.name,
                       template=r.template, send_id=draft.send_id, email=r.email,
-                      extra=dict(r.extra)) for r in waiting]
+                      extra=r.extra) for r in waiting]
     return items
-
-
-def _drip_plan(config: Config, store: Store, send_id: str, group: list[Due],
-               everyone: dict[str, Contact]) -> Prepared:
-    """A plan for one drip step's recipients: their own template, no article picks."""
-    first = group[0]
-    # A configured drip, or an event message with no drip of its own (a referral update).
-    drip = next((d for d in config.drips if d.name == first.name), None)
-    step = next((s for s in drip.steps if s.template == first.template), None) if drip \
-        else None
-    subject = (step.subject if step and step.subject else "") or \
-        DRIP_SUBJECTS.get(first.template, "A note from {{ sender.name }}")
-    campaign = Campaign(name=first.name, kind="newsletter",
-                        audiences=drip.audiences if drip else (), schedule="",
-                        subject=subject, skip_empty=False)
-    suppressed, notes = store.suppressed(), store.pending_notes()
-    emails, skipped = [], []
-    for d in group:
-        contact = everyone.get(d.email.lower())
-        if contact is None or not contact.subscribed or d.email.lower() in suppressed:
-            skipped.append(Skipped(d.email, "unsubscribed, suppressed or no longer in an "
-                                            "audience file"))
-            continue
-        emails.append(PlannedEmail(contact, (), notes.get(d.email.lower(), ()),
-                                   template=d.template, extra=dict(d.extra)))
-    plan = Plan(campaign=campaign, send_id=send_id, period=first.period.isoformat(),
-                emails=tuple(emails), skipped=tuple(skipped))
-    return Prepared(plan, AudienceLoad((), ()))
-
-
-def _period(config: Config, campaign: Campaign, now: dt.datetime,
-            period: dt.datetime | None) -> tuple[str, str]:
-    at = period or period_for(campaign.schedule, now, config.sender.timezone)
-    return send_id_for(campaign, at), at.isoformat()
-
-
-def _sales_plan(config: Config, store: Store, campaign: Campaign,
-                contacts: tuple[Contact, ...], now: dt.datetime, period: dt.datetime | None
-                ) -> tuple[Plan, tuple[Problem, ...]]:
-    """The recent-sales mailer: the sales CSV (re-read each run: the user keeps it)."""
-    sales, problems = load_sales(config.project / campaign.sales_file, campaign.sales_file)
-    send_id, label = _period(config, campaign, now, period)
-    plan = plan_recent_sales(campaign, contacts, sales, config.tips, _history(store),
-                             store.suppressed(), store.pending_notes(), now, send_id, label,
-                             store.tip_last_seen())
-    return plan, problems
-
-
-def _alert_plan(config: Config, store: Store, campaign: Campaign,
-                contacts: tuple[Contact, ...], now: dt.datetime,
-                period: dt.datetime | None, partial: bool = False) -> Plan:
-    """Interest alerts: new stories above the threshold; with `approval`, queued for
-    `sphere approve` and sent once approved. `partial`: `contacts` is part of the
-    audience (the daemon's due group), so an approved alert of someone else waits."""
-    send_id, label = _period(config, campaign, now, period)
-    stored = store.articles()
-    matcher = Matcher(stored, now, campaign.max_age_days, dict(config.synonyms),
-                      {s.name: s.topics for s in config.sources})
-    # "New" is by ingestion time, not a checkpoint, so a crash mid-send loses nothing:
-    # the rerun finds the same stories and the ledger sends each at most once.
-    fresh = store.article_ids_since(now - ALERT_NEW_WITHIN)
-    history = _history(store)
-    reconcile_alerts(store, campaign.name, now,
-                     dt.timedelta(days=campaign.approval_expires_days))
-    queue = [QueuedAlert(id=r[0], email=r[2], article_id=r[3], reason=r[5], note=r[6],
-                         status=r[7]) for r in store.alerts(campaign.name)]
-    # Every contact gets exactly one outcome: an approved alert is that person's email
-    # (never also "awaits approval"), a pending one holds them, the rest are matched.
-    approved = {q.email: q for q in queue if q.status == "approved"}
-    pending = frozenset(q.email for q in queue if q.status == "pending")
-    declined: dict[str, frozenset[str]] = {}
-    for q in queue:
-        if q.status == "dropped":
-            declined[q.email] = declined.get(q.email, frozenset()) | {q.article_id}
-    suppressed = store.suppressed()
-    candidates, skipped = alert_candidates(
-        campaign, tuple(c for c in contacts if email_key(c.email) not in approved), matcher,
-        fresh, history, suppressed, store.last_sent(campaign.name), pending, now, declined)
-    notes = store.pending_notes()
-    by_email = {email_key(c.email): c for c in contacts}
-    if not campaign.approval:
-        emails = [alert_email(c.contact, c.article, c.reason, c.score, "",
-                              notes.get(c.contact.email.lower(), ())) for c in candidates]
-        return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
-    store.queue_alerts(campaign.name, [(c.contact.email, c.article.id, c.score, c.reason)
-                                       for c in candidates], now)
-    articles = {a.id: a for a in stored}
-    emails = []
-    for q in approved.values():
-        contact = by_email.get(q.email)
-        why = skip_reason(contact, suppressed) if contact else ""
-        if contact is None and partial:
-            continue  # not in this group: their own group's send takes it
-        if contact is None or q.article_id not in articles:
-            skipped.append(Skipped(q.email, f"alert {q.id}: contact or story no longer "
-                                            "available"))
-        elif why:
-            skipped.append(Skipped(contact.email, why))
-        else:
-            emails.append(alert_email(contact, articles[q.article_id], q.reason, 0.0,
-                                      q.note, notes.get(q.email, ())))
-    for c in candidates:
-        skipped.append(Skipped(c.contact.email, "new alert queued for approval "
-                                                "(sphere approve)"))
-    return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
-
-
-def reconcile_alerts(store: Store, campaign: str, now: dt.datetime,
-                     expiry: dt.timedelta = ALERT_EXPIRY) -> list[str]:
-    """Settle the queue against what people received: an approved alert whose story this
-    campaign delivered is sent; one whose story reached the person in another send first,
-    or that waited over a week for approval, is dropped. Returns a line per drop."""
-    received = store.received_in()
-    notices = []
-    for alert_id, _c, email, article_id, *_rest, status, created in store.alerts(campaign):
-        if status not in ("pending", "approved"):
-            continue
-        send_id = received.get((email, article_id))
-        if send_id and send_id.startswith(f"{campaign}@") and status == "approved":
-            store.decide_alert(alert_id, "sent", now)
-        elif send_id:
-            store.decide_alert(alert_id, "dropped", now)
-            notices.append(f"alert {alert_id} for {email} dropped: they already received "
-                           f"that story in {send_id}")
-        elif status == "pending" and dt.datetime.fromisoformat(created) < now - expiry:
-            store.decide_alert(alert_id, "dropped", now)
-            notices.append(f"alert {alert_id} for {email} dropped: it waited more than "
-                           f"{expiry.days} days for approval and is no longer news")
-    return notices

@@ -9,7 +9,8 @@ from pipeline.matching.explain import explain_contact
 from pipeline.matching.match import Matcher, choose_tip, stories
 from pipeline.matching.walk import pick_for_contact
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
-from pipeline.planning.plan import build_plan
+from pipeline.planning.inputs import LedgerView, PlanInputs
+from pipeline.planning.plan import plan_newsletter
 from pipeline.matching.text import fixed_compound, phrase, stem, subject_stems
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
@@ -229,15 +230,16 @@ def test_two_consecutive_sends_repeat_nothing() -> None:
     from tests.test_match_eval import load_eval
     ev = load_eval()
     history = {k: set(v) for k, v in ev.history.items()}
-    first = build_plan(ev.campaign, ev.contacts, ev.articles, TIPS, ev.history,
-                       frozenset(), {}, ev.synonyms, ev.now, "UTC", ev.now, ev.source_topics)
+    first = plan_newsletter(ev.campaign, ev.contacts, PlanInputs(
+        ev.articles, TIPS, "UTC", ev.synonyms, ev.source_topics, ev.now),
+        LedgerView(history=ev.history), ev.now)
     for e in first.emails:  # what the ledger would record: items and clusters
         history.setdefault(e.contact.email, set()).update(
             [p.key for p in e.picks] + [p.article.cluster for p in e.picks if p.article])
     later = ev.now + dt.timedelta(days=7)
-    second = build_plan(ev.campaign, ev.contacts, ev.articles, TIPS,
-                        {k: frozenset(v) for k, v in history.items()}, frozenset(), {},
-                        ev.synonyms, later, "UTC", later, ev.source_topics)
+    second = plan_newsletter(ev.campaign, ev.contacts, PlanInputs(
+        ev.articles, TIPS, "UTC", ev.synonyms, ev.source_topics, later),
+        LedgerView(history={k: frozenset(v) for k, v in history.items()}), later)
     before = {e.contact.email: {p.key for p in e.picks} for e in first.emails}
     story = stories(ev.articles)
     repeats = 0
@@ -268,14 +270,18 @@ def test_nothing_matches_so_general_market_news_says_so() -> None:
     assert tip and tip[0].general and "general" in tip[0].reason
 
 
+def _inputs(arts: list[Article]) -> PlanInputs:
+    """A send's inputs with these articles and the test tips, for the period NOW."""
+    return PlanInputs(articles=arts, tips=TIPS, period=NOW)
+
+
 def test_nothing_at_all_means_no_email_unless_configured() -> None:
     arts = [art("h", "Golf drills", topics=("golf",))]
     person = Contact("p@x.test", interests=("sailing",))
-    plan = build_plan(campaign(), (person,), arts, TIPS, {}, frozenset(), {}, {}, NOW,
-                      "UTC", NOW)
+    plan = plan_newsletter(campaign(), (person,), _inputs(arts), LedgerView(), NOW)
     assert not plan.emails and plan.skipped[0].reason == "nothing new worth sending"
-    keep = build_plan(campaign(skip_empty=False), (person,), arts, TIPS, {}, frozenset(),
-                      {}, {}, NOW, "UTC", NOW)
+    keep = plan_newsletter(campaign(skip_empty=False), (person,), _inputs(arts),
+                           LedgerView(), NOW)
     assert [p.section for p in keep.emails[0].picks] == ["tip"]
 
 
@@ -352,7 +358,7 @@ def test_scoring_grows_with_distinct_interests_not_contacts(monkeypatch) -> None
             for i in range(20)]
     people = tuple(Contact(f"p{i}@x.test", interests=("golf", "Wine", "wines"))
                    for i in range(500))
-    build_plan(campaign(), people, arts, TIPS, {}, frozenset(), {}, {}, NOW, "UTC", NOW)
+    plan_newsletter(campaign(), people, _inputs(arts), LedgerView(), NOW)
     # "Wine" and "wines" share one scoring pass: two subjects x 20 articles.
     assert calls["n"] == 2 * len(arts)
 
@@ -374,8 +380,8 @@ def test_people_without_history_sharing_neighbourhood_and_interests_share_a_walk
     people = tuple(Contact(f"p{i}@x.test", neighbourhood="North End", interests=("golf",))
                    for i in range(300))
     history = {"p0@x.test": frozenset({"a1"})}
-    plan = build_plan(campaign(), people, arts, TIPS, history, frozenset(), {}, {}, NOW,
-                      "UTC", NOW)
+    plan = plan_newsletter(campaign(), people, _inputs(arts), LedgerView(history=history),
+                           NOW)
     assert calls["n"] == 2  # one shared walk, and the one person with a history
     assert {e.picks[:-1] for e in plan.emails[1:]} == {plan.emails[1].picks[:-1]}
     assert {e.picks[-1].tip for e in plan.emails} == set(TIPS)  # tips stay personal

@@ -20,7 +20,8 @@ import yaml
 
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
 from pipeline.matching.match import Matcher
-from pipeline.planning.plan import build_plan
+from pipeline.planning.inputs import LedgerView, PlanInputs
+from pipeline.planning.plan import plan_newsletter
 
 EVAL = Path(__file__).parent / "eval"
 TIPS = (Tip("gutters", "maintenance", "Clean the gutters", "Before the rains."),
@@ -87,8 +88,9 @@ def load_eval() -> EvalSet:
 
 def plan_for(ev: EvalSet, campaign: Campaign):
     """The plan the pipeline makes for the evaluation contacts."""
-    return build_plan(campaign, ev.contacts, ev.articles, TIPS, ev.history, frozenset(), {},
-                      ev.synonyms, ev.now, "UTC", ev.now, ev.source_topics)
+    return plan_newsletter(campaign, ev.contacts, PlanInputs(
+        ev.articles, TIPS, "UTC", ev.synonyms, ev.source_topics, ev.now),
+        LedgerView(history=ev.history), ev.now)
 
 
 def _relevance(ev: EvalSet, contact: Contact, article_id: str) -> tuple[bool, bool]:

@@ -15,6 +15,7 @@ from pipeline.models import (
     Article, Campaign, Contact, Note, Pick, Plan, PlannedEmail, Sale, SectionSizes, Tip,
 )
 from pipeline.rendering.render import Renderer, without_greeting
+from pipeline.planning.inputs import LedgerView, PlanInputs
 from pipeline.planning.sends import plan_recent_sales
 from tests.conftest import NOW, REPO
 
@@ -212,9 +213,12 @@ def test_recent_sales_heading_states_only_what_is_true(renderer: Renderer) -> No
                         schedule="0 9 15 */2 *", subject="Sold near you",
                         sales_window_days=None)
     december = dt.datetime(2026, 12, 2, 18, 0, tzinfo=dt.timezone.utc)
-    plan = plan_recent_sales(campaign, (RUTH, ZOE), sales, (TIP,), {}, frozenset(), {},
-                             december, "recent-sales@2026-11-15T09:00",
-                             "2026-11-15T09:00:00-08:00")
+    period = dt.datetime.fromisoformat("2026-11-15T09:00:00-08:00")
+    plan = plan_recent_sales(campaign, (RUTH, ZOE),
+                             PlanInputs(tips=(TIP,), period=period, sales=sales),
+                             LedgerView(), december)
+    assert (plan.send_id, plan.period) == ("recent-sales@2026-11-15T09:00",
+                                           "2026-11-15T09:00:00-08:00")
     ruth, zoe = (renderer.render(plan, p, december) for p in plan.emails)
     for body in (ruth.text, ruth.html):
         assert "Recently sold, starting" not in body and "Recently sold" in body

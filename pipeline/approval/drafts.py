@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from pipeline.models import Article, Note, Pick, Plan, PlannedEmail, Skipped, Tip
+from pipeline.models import (
+    Article, DripExtra, Note, Pick, Plan, PlannedEmail, Skipped, Tip, template_variables,
+)
 from pipeline.state.store import Store
 
 HELD = "held for your approval: draft d{id} (sphere approve)"
@@ -44,7 +45,7 @@ class DraftRecipient:
     picks: tuple[DraftPick, ...]
     created: dt.datetime
     template: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: DripExtra | None = None  # a drip step's referral, years or times
     note: str = ""  # a personal note for this send only
     excluded: bool = False  # dropped from this send in review
     dropped_items: tuple[str, ...] = ()  # pick keys removed in review
@@ -121,7 +122,8 @@ def hold(store: Store, plan: Plan, kind: str, expires_days: int, now: dt.datetim
             "INSERT OR IGNORE INTO draft_recipients (draft_id, email, picks, template, "
             "extra, created) VALUES (?,?,?,?,?,?)",
             [(draft_id, e.contact.email.lower(), _picks_json(e.picks), e.template,
-              json.dumps(dict(e.extra) if drip_extra else {}, default=str), stamp)
+              json.dumps(template_variables(e.extra) if drip_extra else {}, default=str),
+              stamp)
              for e in plan.emails])
     found = load(store, send_id=plan.send_id)
     assert found  # just written
@@ -144,7 +146,7 @@ def load(store: Store, draft_id: int | None = None, send_id: str | None = None
             email=r["email"], status=r["status"],
             picks=tuple(DraftPick(**p) for p in json.loads(r["picks"])),
             created=dt.datetime.fromisoformat(r["created"]), template=r["template"],
-            extra=json.loads(r["extra"]), note=r["note"], excluded=bool(r["excluded"]),
+            extra=DripExtra.from_variables(json.loads(r["extra"])), note=r["note"], excluded=bool(r["excluded"]),
             dropped_items=tuple(json.loads(r["dropped_items"]))) for r in rows)
         out.append(Draft(id=d["id"], send_id=d["send_id"], name=d["name"], kind=d["kind"],
                          period=d["period"], created=dt.datetime.fromisoformat(d["created"]),

@@ -1,15 +1,12 @@
 """Engagement feeds back: who has gone cold, and whether a campaign mails them this period.
 
-Pure functions over the ledger and the provider's events; the runner applies them where
-the plan is built (runner.prepare), the report and `status` show the same set."""
+Pure functions over the ledger and the provider's events; planning/holds.py applies them
+to each plan (hold_cold), the report and `status` show the same set."""
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
-
-from pipeline.models import Plan, Skipped
 
 if TYPE_CHECKING:  # pure module: only the shapes of the store's rows are needed
     from pipeline.state.store import LedgerRow, StoredEvent
@@ -81,17 +78,3 @@ def allow_send(policy: str, period: dt.datetime | dt.date | str) -> bool:
     if policy == "quarterly":
         return _period(period).month in QUARTER_MONTHS
     return True
-
-
-def hold_cold(plan: Plan, policy: str, cold: set[str] | frozenset[str]) -> Plan:
-    """The plan with cold contacts moved to `skipped` when the policy says so."""
-    if not cold or allow_send(policy, plan.period):
-        return plan
-    reason = ("cold contact: quarterly cadence" if policy == "quarterly"
-              else "cold contact: skipped by cold_contacts: skip")
-    keep = tuple(e for e in plan.emails if e.contact.email.lower() not in cold)
-    held = tuple(Skipped(e.contact.email, reason) for e in plan.emails
-                 if e.contact.email.lower() in cold)
-    if not held:
-        return plan
-    return dataclasses.replace(plan, emails=keep, skipped=plan.skipped + held)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pipeline.delivery.deliver import Transport
 from pipeline.errors import TransportError
-from pipeline.models import Delivery, RenderedEmail, Skipped
+from pipeline.models import Delivery, RenderedEmail, RunSummary, Skipped
 from pipeline.state.store import Store
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
@@ -34,19 +34,6 @@ class Job:
     render: Callable[[], RenderedEmail]
 
 
-@dataclass(frozen=True)
-class Dispatched:
-    """What a dispatch did."""
-
-    sent: int = 0
-    already: int = 0
-    failed: int = 0
-    unknown: int = 0
-    skipped: tuple[Skipped, ...] = ()
-    failures: tuple[str, ...] = ()
-    paused: str = ""
-
-
 def _outcome(future: Future[Delivery], email: str, transport: str) -> Delivery:
     """The worker's Delivery; a crash inside a transport counts as unknown, because we
     cannot tell whether it happened before or after the provider took the message."""
@@ -61,7 +48,7 @@ def _outcome(future: Future[Delivery], email: str, transport: str) -> Delivery:
 def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Job],
              total: int, now: Callable[[], dt.datetime], max_failures: int,
              message_id: Callable[[str], str], progress: Progress | None = None,
-             should_stop: Callable[[], bool] | None = None) -> Dispatched:
+             should_stop: Callable[[], bool] | None = None) -> RunSummary:
     """Deliver every job at most once, `transport.workers` at a time; when `should_stop`
     turns true (SIGTERM to the daemon), hand out nothing more, settle what is in flight
     and return."""
@@ -231,8 +218,9 @@ def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Jo
         if inflight:
             flush()
             store.settle_many(send_id, outcomes(list(inflight)), now())
-    return Dispatched(sent, already, failed, unknown, tuple(skipped), tuple(failures),
-                      paused)
+    return RunSummary(send_id=send_id, sent=sent, already_sent=already, failed=failed,
+                      unknown=unknown, skipped=tuple(skipped), failures=tuple(failures),
+                      paused=paused)
 
 
 def _render(job: Job, store: Store, transport: Transport, send_id: str,

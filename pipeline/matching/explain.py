@@ -7,26 +7,15 @@ stale articles and near misses below the interest threshold.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pipeline.matching.match import MIN_INTEREST_SCORE, Matcher
-from pipeline.models import Campaign, Contact, Tip
+from pipeline.models import Campaign, Contact, Rejected, Tip
 from pipeline.matching.walk import Trace, pick_for_contact
+
+__all__ = ["Rejected", "explain_contact"]  # Rejected lives in models (Plan holds it)
 
 SHOWN = 6  # rejected candidates listed per contact
 PER_REASON = 2  # of those, at most this many lost for the same kind of reason
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A candidate left out of one contact's email, and why."""
-
-    section: str
-    article_id: str
-    title: str
-    source: str
-    score: float
-    why: str
 
 
 def _stale(matcher: Matcher, contact: Contact) -> list[Rejected]:

@@ -8,20 +8,27 @@ from typing import Any
 
 import click
 
-from pipeline.models import Plan, PlannedEmail
-from pipeline.runner import Prepared, skipped_line
+from pipeline.models import Plan, PlannedEmail, Rejected, Sale, SalesExtra
+from pipeline.planning.prepare import Prepared
+from pipeline.runner import skipped_line
+
+
+def _sales(planned: PlannedEmail) -> tuple[Sale, ...]:
+    """The sales a recent-sales email shows (none for other kinds)."""
+    extra = planned.extra
+    return extra.sales if isinstance(extra, SalesExtra) else ()
 
 
 def _sales_json(planned: PlannedEmail) -> dict:
     """For `plan --json` of a recent-sales mailer: the sales this person will see."""
-    sales = planned.extra.get("sales")
+    sales = _sales(planned)
     if not sales:
         return {}
     return {"sales": [{"address": x.address, "neighbourhood": x.neighbourhood,
                        "price": x.price, "sold_date": x.sold_date.isoformat()} for x in sales]}
 
 
-def _rejected(items: tuple, explain: bool) -> dict:
+def _rejected(items: tuple[Rejected, ...], explain: bool) -> dict:
     """For `plan --json --explain`: the candidates a contact did not get, and why."""
     if not explain:
         return {}
@@ -72,7 +79,7 @@ def plan_text(p: Plan, done: set[str], colour: bool) -> str:
 
     lines: list[str] = []
 
-    def rejected(items: tuple) -> None:
+    def rejected(items: tuple[Rejected, ...]) -> None:
         lines.extend(st(f"  {'rejected':<13} {r.title}  ({r.why})", dim=True) for r in items)
 
     sent_mark = st(" (already sent in this period)", fg="green")
@@ -80,7 +87,7 @@ def plan_text(p: Plan, done: set[str], colour: bool) -> str:
         mark = sent_mark if e.contact.email in done else ""
         lines.append(f"{st(e.contact.name or e.contact.email, bold=True)} "
                      f"<{e.contact.email}>{mark}")
-        for sale in e.extra.get("sales", ()):
+        for sale in _sales(e):
             lines.append(f"  {'sale':<13} {sale.address}, {sale.neighbourhood}  "
                          + st(f"({sale.price_text}, sold {sale.sold_date})", dim=True))
         for k in e.picks:

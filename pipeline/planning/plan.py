@@ -1,17 +1,19 @@
-"""Plan: a pure function from config, contacts, articles, history and `now` to a Plan."""
+"""The newsletter's planner, the skip rule every planner applies, and send periods: pure
+functions of the campaign, its contacts, the inputs, the ledger's view and `now`."""
 from __future__ import annotations
 
 import datetime as dt
 import gc
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
-from pipeline.scheduling import cron
 from pipeline.contacts.audience import email_key
 from pipeline.matching.explain import explain_contact
 from pipeline.matching.match import Matcher
-from pipeline.models import Article, Campaign, Contact, Note, Plan, PlannedEmail, Skipped, Tip
 from pipeline.matching.walk import pick_for_contact
+from pipeline.models import Campaign, Contact, Plan, PlannedEmail, Skipped
+from pipeline.planning.inputs import LedgerView, PlanInputs
+from pipeline.scheduling import cron
 
 # Look back this far for the latest scheduled run; growing steps keep a per-minute cron
 # cheap and still find a yearly one.
@@ -48,59 +50,71 @@ def skip_reason(contact: Contact, suppressed: frozenset[str]) -> str:
     return ""
 
 
+def skipped_for(email: str, contact: Contact | None, suppressed: frozenset[str]
+                ) -> Skipped | None:
+    """The one skip rule every send applies before planning anyone: the Skipped for an
+    address no longer in an audience file, unsubscribed or suppressed; else None."""
+    if contact is None:
+        return Skipped(email, "no longer in an audience file")
+    why = skip_reason(contact, suppressed)
+    return Skipped(contact.email, why) if why else None
+
+
+def mailable(contacts: Iterable[Contact], suppressed: frozenset[str],
+             skipped: list[Skipped]) -> Iterator[tuple[str, Contact]]:
+    """(email key, contact) of each contact who may be mailed; the others are added to
+    `skipped` with why (skipped_for)."""
+    for contact in contacts:
+        skip = skipped_for(contact.email, contact, suppressed)
+        if skip is not None:
+            skipped.append(skip)
+            continue
+        yield email_key(contact.email), contact
+
+
 def send_id_for(campaign: Campaign, period: dt.datetime) -> str:
     """The ledger key of one run of a campaign: '<campaign>@<period>'."""
     return f"{campaign.name}@{period:%Y-%m-%dT%H:%M}"
 
 
-def build_plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list[Article],
-               tips: tuple[Tip, ...], history: Mapping[str, frozenset[str]],
-               suppressed: frozenset[str], notes: Mapping[str, tuple[Note, ...]],
-               synonyms: Mapping[str, tuple[str, ...]], now: dt.datetime, sender_tz: str,
-               period: dt.datetime | None = None,
-               source_topics: Mapping[str, tuple[str, ...]] | None = None,
-               tip_last_seen: Mapping[str, Mapping[str, str]] | None = None,
-               explain: bool = False) -> Plan:
-    """Decide who gets what in one send, and who is skipped and why.
+def send_period(campaign: Campaign, inputs: PlanInputs, now: dt.datetime) -> dt.datetime:
+    """The period a send plans for: the one given, else the schedule's latest firing."""
+    return inputs.period or period_for(campaign.schedule, now, inputs.sender_tz)
 
-    `tip_last_seen` (email -> tip id -> when last sent) lets a finished tip rotation
-    restart with the least recently seen; `explain` adds each contact's best rejected
-    candidates with the reason they lost, and how each interest was read.
+
+def plan_newsletter(campaign: Campaign, contacts: tuple[Contact, ...], inputs: PlanInputs,
+                    ledger: LedgerView, now: dt.datetime) -> Plan:
+    """Decide who gets what in one newsletter send, and who is skipped and why.
+
+    The ledger's tip dates let a finished tip rotation restart with the least recently
+    seen; `inputs.explain` adds each contact's best rejected candidates with the reason
+    they lost, and how each interest was read.
     """
-    period = period or period_for(campaign.schedule, now, sender_tz)
     # Planning makes millions of small objects and no reference cycles: the cyclic
     # collector would only walk them again and again (a fifth of the time at 1M contacts).
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _plan(campaign, contacts, articles, tips, history, suppressed, notes,
-                     synonyms, now, period, source_topics, tip_last_seen, explain)
+        return _plan(campaign, contacts, inputs, ledger, now,
+                     send_period(campaign, inputs, now))
     finally:
         if paused:
             gc.enable()
 
 
-def _plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list[Article],
-          tips: tuple[Tip, ...], history: Mapping[str, frozenset[str]],
-          suppressed: frozenset[str], notes: Mapping[str, tuple[Note, ...]],
-          synonyms: Mapping[str, tuple[str, ...]], now: dt.datetime, period: dt.datetime,
-          source_topics: Mapping[str, tuple[str, ...]] | None,
-          tip_last_seen: Mapping[str, Mapping[str, str]] | None, explain: bool) -> Plan:
-    """build_plan's work, with the period known."""
-    matcher = Matcher(articles, now, campaign.max_age_days, synonyms, source_topics)
+def _plan(campaign: Campaign, contacts: tuple[Contact, ...], inputs: PlanInputs,
+          ledger: LedgerView, now: dt.datetime, period: dt.datetime) -> Plan:
+    """plan_newsletter's work, with the period known."""
+    matcher = Matcher(inputs.articles, now, campaign.max_age_days, inputs.synonyms,
+                      inputs.source_topics)
     emails: list[PlannedEmail] = []
     skipped: list[Skipped] = []
     empty: frozenset[str] = frozenset()
     no_dates: Mapping[str, str] = {}
-    tip_dates = tip_last_seen or {}
-    for contact in contacts:
-        key = email_key(contact.email)
-        why = skip_reason(contact, suppressed)
-        if why:
-            skipped.append(Skipped(contact.email, why))
-            continue
-        seen = history.get(key, empty)
-        last_seen = tip_dates.get(key, no_dates)
+    tips, explain = inputs.tips, inputs.explain
+    for key, contact in mailable(contacts, ledger.suppressed, skipped):
+        seen = ledger.history.get(key, empty)
+        last_seen = ledger.tip_last_seen.get(key, no_dates)
         picks = pick_for_contact(matcher, contact, campaign, tips, seen, last_seen)
         rejected = explain_contact(matcher, contact, campaign, tips, seen, last_seen) \
             if explain else ()
@@ -109,7 +123,8 @@ def _plan(campaign: Campaign, contacts: tuple[Contact, ...], articles: list[Arti
             skipped.append(Skipped(contact.email, "nothing new worth sending",
                                    rejected=rejected))
             continue
-        emails.append(PlannedEmail(contact, picks, notes.get(key, ()), rejected=rejected))
+        emails.append(PlannedEmail(contact, picks, ledger.notes.get(key, ()),
+                                   rejected=rejected))
     understood = {i: matcher.understood(i).label for c in contacts for i in c.interests} \
         if explain else {}
     return Plan(campaign=campaign, send_id=send_id_for(campaign, period),

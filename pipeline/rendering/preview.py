@@ -9,7 +9,9 @@ from pathlib import Path
 from pipeline.contacts.audience import email_key, load_audiences
 from pipeline.config import Config, Drip, DripStep
 from pipeline.errors import ConfigError, Problem
-from pipeline.models import Contact, Plan, PlannedEmail, Skipped
+from pipeline.models import (
+    Contact, DripExtra, Plan, PlannedEmail, ReferralInfo, Skipped,
+)
 from pipeline.rendering.render import Renderer, escape
 from pipeline.scheduling.calendar import _anniversary
 from pipeline.state.store import Store
@@ -106,16 +108,15 @@ def drip_plans(config: Config, store: Store, drip: Drip, step: int | None,
 
 
 def _recipients(drip: Drip, step: DripStep, contacts: list[Contact], store: Store,
-                now: dt.datetime) -> list[tuple[Contact, dict]]:
+                now: dt.datetime) -> list[tuple[Contact, DripExtra | None]]:
     if drip.anchor == "referral_received":
         by_email = {email_key(c.email): c for c in contacts}
-        found = [(by_email[email_key(r[1])], {"referral": {"id": r[0], "name": r[2],
-                                                           "status": r[4]}})
-                 for r in store.referrals() if email_key(r[1]) in by_email]
+        found: list[tuple[Contact, DripExtra | None]] = [
+            (by_email[email_key(r[1])], DripExtra(ReferralInfo(r[0], r[2], r[4])))
+            for r in store.referrals() if email_key(r[1]) in by_email]
         if found or not contacts:
             return found
-        return [(contacts[0], {"referral": {"id": 0, "name": SAMPLE_REFERRAL,
-                                            "status": "received"}})]
+        return [(contacts[0], DripExtra(ReferralInfo(0, SAMPLE_REFERRAL, "received")))]
     out = []
     for c in contacts:
         anchor = getattr(c, drip.anchor, None)
@@ -124,13 +125,13 @@ def _recipients(drip: Drip, step: DripStep, contacts: list[Contact], store: Stor
     return out
 
 
-def _repeat(anchor: dt.date, step: DripStep, today: dt.date) -> dict:
+def _repeat(anchor: dt.date, step: DripStep, today: dt.date) -> DripExtra | None:
     """A repeating step's count at its next occurrence (as schedule.drip_due gives it)."""
     if step.after_days is not None:
-        return {}
+        return None
     every = step.every_days or 365
     k = 1
     while (_anniversary(anchor, k) if every == 365 else
            anchor + dt.timedelta(days=every * k)) < today:
         k += 1
-    return {"years": k} if every == 365 else {"times": k}
+    return DripExtra(years=k) if every == 365 else DripExtra(times=k)

@@ -28,7 +28,9 @@ from markupsafe import escape as escape_markup
 from pipeline.errors import SphereError
 from pipeline.rendering.links import unsubscribe_links
 from pipeline.rendering.mime import address, build_alternative
-from pipeline.models import Campaign, Contact, Plan, PlannedEmail, RenderedEmail, Sender
+from pipeline.models import (
+    Campaign, Contact, Plan, PlannedEmail, RenderedEmail, Sender, template_variables,
+)
 from pipeline.resources import bundled
 
 SECTION_TITLES = {
@@ -220,7 +222,7 @@ class Renderer:
         # late or catch-up send says December in December), never a stale period's.
         base = {"contact": c, "first_name": c.first_name or "there", "sender": self.sender,
                 "campaign": plan.campaign, "month": f"{landing:%B}", "year": landing.year,
-                "now": now, "sign_off": "", **planned.extra, **(extra or {})}
+                "now": now, "sign_off": "", **template_variables(planned.extra), **(extra or {})}
         # An interest alert opens with its own (possibly edited) note. Every built-in
         # email already says "Hi Ruth,", so a note that opens "Ruth, ..." loses the name.
         intro = without_greeting(str(base.get("intro") or plan.campaign.intro), c.first_name)

@@ -20,15 +20,23 @@ from jinja2 import meta, nodes
 from pipeline.config import Config
 from pipeline.errors import Problem
 from pipeline.models import (
+    AlertExtra,
     Article,
     Campaign,
+    CampaignKind,
     Contact,
+    DripExtra,
+    Extra,
     Note,
     Pick,
     Plan,
     PlannedEmail,
+    ReferralInfo,
     Sale,
+    SalesExtra,
+    SourceKind,
     Tip,
+    template_variables,
 )
 from pipeline.rendering.render import (
     DRIP_SUBJECTS,
@@ -43,7 +51,7 @@ _UNKNOWN = object()  # a value whose shape the check cannot know: nothing is che
 _TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)  # the runtime tags of a source file
 _JINJA_NAMES = frozenset({"super", "self", "caller", "varargs", "kwargs", "loop"})
 _NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
-_ARTICLE = Article(id="probe:1", source="probe", kind="hobby", url="https://news.example/1",
+_ARTICLE = Article(id="probe:1", source="probe", kind=SourceKind.HOBBY, url="https://news.example/1",
                    title="A sample story", summary_html="", summary_text="A sample summary.",
                    published=_NOW, neighbourhood="Maple Heights", topics=("gardening",),
                    image_url="https://img.example/1.jpg", cluster="probe:1")
@@ -55,7 +63,7 @@ _CONTACT = Contact(email="sam.sample@example.com", first_name="Sam", last_name="
                    neighbourhood="Maple Heights", interests=("gardening",),
                    relationship="past_client", closing_date=dt.date(2024, 5, 14),
                    timezone="America/Los_Angeles", note="A standing note.", audience="sample")
-_REFERRAL = {"id": 1, "name": "Alex Sample", "status": "met"}
+_REFERRAL = ReferralInfo(1, "Alex Sample", "met")
 
 
 @dataclass(frozen=True)
@@ -65,38 +73,40 @@ class Use:
     template: str
     where: str  # "campaigns.monthly-sphere", "drips.after-closing.steps[1].template"
     campaign: Campaign
-    extra: Mapping[str, Any]
+    extra: Extra | None
 
 
 def template_uses(config: Config) -> list[Use]:
     """Every template a campaign, a drip step or `sphere referral update` renders."""
     out = []
     for c in config.campaigns:
-        extra: dict[str, Any] = {}
-        if c.kind == "recent_sales":
-            extra = {"sales": (_SALE,), "own_sales": 1}
-        elif c.kind == "interest_alert":
-            extra = {"intro": "A sample note."}
+        extra: Extra | None = None
+        if c.kind == CampaignKind.RECENT_SALES:
+            extra = SalesExtra((_SALE,), 1)
+        elif c.kind == CampaignKind.INTEREST_ALERT:
+            extra = AlertExtra("A sample note.")
         out.append(Use(c.template or KIND_TEMPLATES[c.kind], f"campaigns.{c.name}", c, extra))
     for drip in config.drips:
         for i, step in enumerate(drip.steps):
             # The same extras schedule.drip_due gives each step.
-            extra = {"referral": _REFERRAL} if drip.anchor == "referral_received" else {}
+            referral = _REFERRAL if drip.anchor == "referral_received" else None
+            extra = DripExtra(referral)
             if step.after_days is None:
-                extra |= {"years": 1} if (step.every_days or 365) == 365 else {"times": 1}
+                extra = DripExtra(referral, years=1) if (step.every_days or 365) == 365 \
+                    else DripExtra(referral, times=1)
             out.append(Use(step.template, f"drips.{drip.name}.steps[{i}].template",
                            drip_campaign(drip.name, drip.audiences, step.template,
                                          step.subject), extra))
     out.append(Use("referral_update", "sphere referral update",
                    drip_campaign("referral-update", (), "referral_update", ""),
-                   {"referral": _REFERRAL}))
+                   DripExtra(_REFERRAL)))
     return out
 
 
 def drip_campaign(name: str, audiences: tuple[str, ...], template: str, subject: str
                   ) -> Campaign:
     """The campaign a drip step is sent as: its own template, no article picks."""
-    return Campaign(name=name, kind="newsletter", audiences=audiences, schedule="",
+    return Campaign(name=name, kind=CampaignKind.NEWSLETTER, audiences=audiences, schedule="",
                     subject=subject or DRIP_SUBJECTS.get(template,
                                                          "A note from {{ sender.name }}"),
                     skip_empty=False)
@@ -112,7 +122,7 @@ def check_templates(config: Config, renderer: Renderer | None = None,
     for use in template_uses(config):
         if wanted is not None and use.where not in wanted and use.template not in wanted:
             continue
-        key = (use.template, frozenset(use.extra))
+        key = (use.template, frozenset(template_variables(use.extra)))
         if key in done:  # the same template and names: the same problems, another user
             first, found = done[key]
             problems += [dataclasses.replace(p, problem=p.problem.replace(
@@ -139,10 +149,10 @@ def _merged(problems: list[Problem]) -> list[Problem]:
 
 
 def _probe(use: Use) -> tuple[Plan, PlannedEmail]:
-    if use.campaign.kind == "interest_alert":
+    if use.campaign.kind == CampaignKind.INTEREST_ALERT:
         picks: tuple[Pick, ...] = (Pick("interests", "matches your interest 'gardening'", 3,
                                         article=_ARTICLE),)
-    elif use.campaign.kind == "recent_sales" or use.campaign.schedule == "":
+    elif use.campaign.kind == CampaignKind.RECENT_SALES or use.campaign.schedule == "":
         picks = (Pick("tip", "advice tip", 0, tip=_TIP, general=True),)
     else:
         picks = tuple(Pick(s, f"sample reason for {s}", 1,

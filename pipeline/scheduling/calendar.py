@@ -8,12 +8,14 @@ import heapq
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from pipeline.scheduling import cron
 from pipeline.contacts.audience import email_key
 from pipeline.config import Config, Drip, DripStep, Scheduling
-from pipeline.models import Campaign, Contact, Plan, Skipped
+from pipeline.models import (
+    Campaign, CampaignKind, Contact, DripExtra, DueKind, ReferralInfo,
+)
 
 PRIORITY_DRIP = 0  # drips and personal one-offs go first and are never capped
 PRIORITY_CAMPAIGN = 1
@@ -45,12 +47,11 @@ def referral_update_due(referral: Referral, contact: Contact, sender_tz: str,
     zone = contact_zone(contact, sender_tz)
     at = (referral.updated or dt.datetime.now(dt.UTC)).astimezone(zone)
     local, note = _out_of_quiet_hours(at, rules.quiet_hours)
-    return Due(at=local.astimezone(dt.UTC), local=local, period=at, kind="drip",
+    return Due(at=local.astimezone(dt.UTC), local=local, period=at, kind=DueKind.DRIP,
                name="referral-update", template="referral_update",
                send_id=f"referral-update/r{referral.id}/{referral.status}",
                email=contact.email, priority=PRIORITY_DRIP, note=note,
-               extra={"referral": {"id": referral.id, "name": referral.name,
-                                   "status": referral.status}})
+               extra=DripExtra(ReferralInfo(referral.id, referral.name, referral.status)))
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,14 @@ class Due:
     at: dt.datetime  # the instant, UTC
     local: dt.datetime  # the same instant in the contact's time zone
     period: dt.datetime  # the scheduled local time that names the send (before any move)
-    kind: str  # "campaign" | "drip"
+    kind: DueKind
     name: str  # campaign or drip name
     template: str  # drip step template; '' for a campaign (its kind's template)
     send_id: str  # the ledger key: the same for everyone in one send
     email: str
     priority: int = PRIORITY_CAMPAIGN
     note: str = ""  # why it moved or was held back
-    extra: Mapping[str, object] = field(default_factory=dict)  # years, referral, ...
+    extra: DripExtra | None = None  # a drip step's referral, years or times
     # An interest-alert look: mails only people with a strong new story (throttled), so
     # it neither counts against nor is held by the frequency cap; its sends still count
     # once they happen (the ledger feeds `recent`).
@@ -116,7 +117,7 @@ def _anniversary(anchor: dt.date, years: int) -> dt.date:
 
 
 def _step_dates(anchor: dt.date, step: DripStep, first: dt.date, last: dt.date
-                ) -> Iterable[tuple[dt.date, dict]]:
+                ) -> Iterable[tuple[dt.date, dict[str, int]]]:
     if step.after_days is not None:
         day = anchor + dt.timedelta(days=step.after_days)
         if first <= day <= last:
@@ -232,7 +233,7 @@ class _Walk:
                                    self.end):
                 local, note = _out_of_quiet_hours(fire, self.rules.quiet_hours)
                 out.append(Due(at=local.astimezone(dt.UTC), local=local, period=fire,
-                               kind="campaign", check=campaign.kind == "interest_alert",
+                               kind=DueKind.CAMPAIGN, check=campaign.kind == CampaignKind.INTEREST_ALERT,
                                name=campaign.name, template="", email="", note=note,
                                send_id=f"{campaign.name}@{fire:%Y-%m-%dT%H:%M}"))
             self._slots[key] = tuple(out)
@@ -253,7 +254,7 @@ class _Walk:
                 # A person in two audiences of one campaign is one recipient of each send.
                 if c.audience in campaign.audiences and campaign.name not in seen:
                     seen.add(campaign.name)
-                    (looks if campaign.kind == "interest_alert" else campaigns).append(
+                    (looks if campaign.kind == CampaignKind.INTEREST_ALERT else campaigns).append(
                         (campaign.name, zone))
         return tuple(campaigns), tuple(looks), self.own(key, entries)
 
@@ -297,9 +298,9 @@ class _Walk:
         for drip in self.drips:
             if drip.anchor == "referral_received":
                 for r in self.by_referrer.get(key, ()):
-                    extra = {"referral": {"name": r.name, "status": r.status, "id": r.id}}
+                    referral = ReferralInfo(r.id, r.name, r.status)
                     # A referral recorded after its step's time is due when recorded.
-                    out += self._steps(drip, entries[-1], r.received, extra, f"/r{r.id}",
+                    out += self._steps(drip, entries[-1], r.received, referral, f"/r{r.id}",
                                        r.recorded)
                 continue
             for c in entries:
@@ -307,11 +308,12 @@ class _Walk:
                     continue
                 anchor = getattr(c, drip.anchor, None)
                 if isinstance(anchor, dt.date):
-                    out += self._steps(drip, c, anchor, {}, "", None)
+                    out += self._steps(drip, c, anchor, None, "", None)
         return out
 
-    def _steps(self, drip: Drip, contact: Contact, anchor: dt.date, extra: dict, suffix: str,
-               known: dt.datetime | None) -> list[Due]:
+    def _steps(self, drip: Drip, contact: Contact, anchor: dt.date,
+               referral: ReferralInfo | None, suffix: str, known: dt.datetime | None
+               ) -> list[Due]:
         """A drip's steps for one anchor: each due at the first allowed time (quiet hours)
         at or after its day's drip time, and never before Sphere knew of the anchor."""
         if not contact.subscribed:
@@ -335,11 +337,11 @@ class _Walk:
                 at = local.astimezone(dt.UTC)
                 if not self.start < at <= self.end:
                     continue
-                out.append(Due(at=at, local=local, period=scheduled, kind="drip",
+                out.append(Due(at=at, local=local, period=scheduled, kind=DueKind.DRIP,
                                name=drip.name, template=step.template, email=contact.email,
                                send_id=f"{drip.name}/{step.template}{suffix}@{day.isoformat()}",
                                priority=PRIORITY_DRIP, note=note or late,
-                               extra={**extra, **more}))
+                               extra=DripExtra(referral, **more)))
         return out
 
 
@@ -411,7 +413,7 @@ class Firing:
 
     at: dt.datetime  # the earliest recipient's instant, UTC
     local: dt.datetime  # that instant in its zone
-    kind: str
+    kind: DueKind
     name: str
     template: str
     send_id: str
@@ -519,11 +521,11 @@ def campaign_zones(config: Config, contacts: Iterable[Contact]) -> dict[str, Cou
 def _firing(campaign: Campaign, fire: dt.datetime, rules: Scheduling, count: int,
             zones: Counter[str]) -> Firing:
     local, note = _out_of_quiet_hours(fire, rules.quiet_hours)
-    return Firing(at=local.astimezone(dt.UTC), local=local, kind="campaign",
+    return Firing(at=local.astimezone(dt.UTC), local=local, kind=DueKind.CAMPAIGN,
                   name=campaign.name, template="",
                   send_id=f"{campaign.name}@{fire:%Y-%m-%dT%H:%M}", count=count,
                   zones=tuple(sorted(zones.items())), notes=((note, count),) if note else (),
-                  check=campaign.kind == "interest_alert")
+                  check=campaign.kind == CampaignKind.INTEREST_ALERT)
 
 
 def campaign_firings(config: Config, zones: Mapping[str, Counter[str]], start: dt.datetime,
@@ -572,24 +574,3 @@ def split_missed(items: Iterable[Due], now: dt.datetime, grace: dt.timedelta
     for d in items:
         (catch_up if d.at >= now - grace else missed).append(d)
     return catch_up, missed
-
-
-def hold_capped(plan: Plan, recent: Mapping[str, list[dt.datetime]], rules: Scheduling,
-                now: dt.datetime, exempt: frozenset[str] = frozenset()) -> Plan:
-    """A send started by hand obeys the frequency cap too: contacts at the cap are skipped
-    with the reason and the date a slot frees up (`exempt`: already in this send)."""
-    if not rules.cap_max:
-        return plan
-    window = dt.timedelta(days=rules.cap_days)
-    kept, skipped = [], list(plan.skipped)
-    for planned in plan.emails:
-        key = email_key(planned.contact.email)
-        times = sorted(t for t in recent.get(key, ()) if t > now - window)
-        if key in exempt or len(times) < rules.cap_max:
-            kept.append(planned)
-            continue
-        skipped.append(Skipped(planned.contact.email,
-                               f"frequency cap: {len(times)} emails in the last "
-                               f"{rules.cap_days} days (room again on "
-                               f"{(times[0] + window):%Y-%m-%d})"))
-    return replace(plan, emails=tuple(kept), skipped=tuple(skipped))
