@@ -44,6 +44,14 @@ class AlertStatus(StrEnum):
     SENT = "sent"
 
 
+class DraftStatus(StrEnum):
+    """Where a held send (a draft), or one person in it, stands in review."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DROPPED = "dropped"
+
+
 class LedgerStatus(StrEnum):
     """A delivery's row in the ledger: pending until its outcome is known."""
 

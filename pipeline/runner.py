@@ -15,7 +15,15 @@ from pipeline.delivery.dispatch import dispatch
 from pipeline.delivery.sendlock import send_lock
 from pipeline.errors import ConfigError
 from pipeline.feeds.ingest import IngestSummary, ingest
-from pipeline.models import Campaign, CampaignKind, Contact, DueKind, LedgerStatus, RunSummary, Skipped
+from pipeline.models import (
+    Campaign,
+    CampaignKind,
+    Contact,
+    DueKind,
+    LedgerStatus,
+    RunSummary,
+    Skipped,
+)
 from pipeline.planning.alerts import reconcile_alerts
 from pipeline.planning.prepare import Prepared, drip_plan, prepare
 from pipeline.rendering.pool import RenderAhead, pool_size

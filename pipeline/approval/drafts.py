@@ -16,7 +16,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pipeline.models import (
-    Article, DripExtra, Note, Pick, Plan, PlannedEmail, Skipped, Tip, template_variables,
+    Article,
+    DraftStatus,
+    DripExtra,
+    Note,
+    Pick,
+    Plan,
+    PlannedEmail,
+    Skipped,
+    Tip,
+    template_variables,
 )
 from pipeline.state.store import Store
 
@@ -41,7 +50,7 @@ class DraftRecipient:
     """One person in a draft, with what review may change for them."""
 
     email: str
-    status: str  # pending (follows the draft) | approved (this person alone)
+    status: DraftStatus  # pending (follows the draft) | approved (this person alone)
     picks: tuple[DraftPick, ...]
     created: dt.datetime
     template: str = ""
@@ -62,26 +71,26 @@ class Draft:
     period: str
     created: dt.datetime
     expires: dt.datetime
-    status: str  # pending | approved | dropped
+    status: DraftStatus
     decided: dt.datetime | None
     recipients: tuple[DraftRecipient, ...]
 
     def approved(self, r: DraftRecipient) -> bool:
         """True if this person's email may go: approved alone, or with the whole draft
         (someone added to the draft after that decision was not part of it)."""
-        if r.excluded or self.status == "dropped":
+        if r.excluded or self.status == DraftStatus.DROPPED:
             return False
-        return r.status == "approved" or (
-            self.status == "approved" and self.decided is not None and
+        return r.status == DraftStatus.APPROVED or (
+            self.status == DraftStatus.APPROVED and self.decided is not None and
             r.created <= self.decided)
 
     def expired(self, now: dt.datetime) -> bool:
         """Past its expiry with the whole send still undecided."""
-        return self.status == "pending" and now >= self.expires
+        return self.status == DraftStatus.PENDING and now >= self.expires
 
     def state(self, r: DraftRecipient, now: dt.datetime) -> str:
         """dropped | approved | expired | held, for one recipient."""
-        if r.excluded or self.status == "dropped":
+        if r.excluded or self.status == DraftStatus.DROPPED:
             return "dropped"
         if self.approved(r):
             return "approved"
@@ -143,14 +152,14 @@ def load(store: Store, draft_id: int | None = None, send_id: str | None = None
         rows = store.conn.execute("SELECT * FROM draft_recipients WHERE draft_id=? "
                                   "ORDER BY rowid", (d["id"],)).fetchall()
         recipients = tuple(DraftRecipient(
-            email=r["email"], status=r["status"],
+            email=r["email"], status=DraftStatus(r["status"]),
             picks=tuple(DraftPick(**p) for p in json.loads(r["picks"])),
             created=dt.datetime.fromisoformat(r["created"]), template=r["template"],
             extra=DripExtra.from_variables(json.loads(r["extra"])), note=r["note"], excluded=bool(r["excluded"]),
             dropped_items=tuple(json.loads(r["dropped_items"]))) for r in rows)
         out.append(Draft(id=d["id"], send_id=d["send_id"], name=d["name"], kind=d["kind"],
                          period=d["period"], created=dt.datetime.fromisoformat(d["created"]),
-                         expires=dt.datetime.fromisoformat(d["expires"]), status=d["status"],
+                         expires=dt.datetime.fromisoformat(d["expires"]), status=DraftStatus(d["status"]),
                          decided=dt.datetime.fromisoformat(d["decided"]) if d["decided"]
                          else None, recipients=recipients))
     return out

@@ -22,7 +22,10 @@ from pipeline.errors import SphereError
 from pipeline.rendering.mime import address, build_alternative
 from pipeline.models import (
     Campaign,
+    CampaignKind,
     Contact,
+    DraftStatus,
+    LedgerStatus,
     Delivery,
     Note,
     Plan,
@@ -79,7 +82,7 @@ class CampaignReview:
 def reviewable(config: Config) -> tuple[Campaign, ...]:
     """Campaigns whose sends are held as drafts for review (`approval: true`; interest
     alerts queue each alert instead: the Approvals page)."""
-    return tuple(c for c in config.campaigns if c.approval and c.kind != "interest_alert")
+    return tuple(c for c in config.campaigns if c.approval and c.kind != CampaignKind.INTEREST_ALERT)
 
 
 def next_fire(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
@@ -93,10 +96,10 @@ def next_fire(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
 
 def _live(store: Store, draft: Draft, now: dt.datetime) -> bool:
     """Still to decide or still to send."""
-    if draft.status == "dropped" or draft.expired(now):
+    if draft.status == DraftStatus.DROPPED or draft.expired(now):
         return False
     ledger = drafts.sent_to(store, draft)
-    return any(ledger.get(r.email) != "sent" and draft.state(r, now) in ("held", "approved")
+    return any(ledger.get(r.email) != LedgerStatus.SENT and draft.state(r, now) in ("held", "approved")
                for r in draft.recipients)
 
 
@@ -149,7 +152,7 @@ def review(config: Config, store: Store, campaign: Campaign, draft: Draft,
         picks = tuple(ReviewPick(p.section, p.key, titles.get(p.key, p.key), p.reason,
                                  p.key in r.dropped_items) for p in r.picks)
         rows.append(ReviewRecipient(r.email, (contact.name if contact else "") or r.email,
-                                    state, r.note, r.excluded, r.status == "approved",
+                                    state, r.note, r.excluded, r.status == DraftStatus.APPROVED,
                                     picks))
     due = dt.datetime.fromisoformat(draft.period) <= now
     return CampaignReview(campaign, draft, due, tuple(rows))
@@ -206,12 +209,12 @@ def exclude(store: Store, draft: Draft, email: str, now: dt.datetime) -> None:
 
 def approve(store: Store, draft: Draft, now: dt.datetime, email: str | None = None) -> None:
     """Approve the whole send, or one person of it."""
-    if draft.status == "dropped" or draft.expired(now):
+    if draft.status == DraftStatus.DROPPED or draft.expired(now):
         raise SphereError(f"draft d{draft.id} can no longer be approved ({draft.status}"
                           f"{', expired' if draft.expired(now) else ''})",
                           "the next period makes a new draft")
     if email is None:
-        drafts.decide(store, draft.id, "approved", now)
+        drafts.decide(store, draft.id, DraftStatus.APPROVED, now)
     else:
         _row(draft, email)
         drafts.decide_recipient(store, draft.id, email, now, approve=True)

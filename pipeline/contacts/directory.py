@@ -18,7 +18,7 @@ from pipeline.contacts.audience import FIELDS, _contact_from_row, email_key, loa
 from pipeline.config import Config
 from pipeline.contacts.csvsafe import guard, unguard
 from pipeline.errors import ConfigError, Problem, SphereError
-from pipeline.models import Contact
+from pipeline.models import Contact, LedgerStatus
 from pipeline.approval.notes import StoredNote, notes
 from pipeline.state.store import Store
 
@@ -57,7 +57,7 @@ def contact_rows(config: Config, store: Store) -> list[ContactRow]:
     """Every contact of every audience file, with their last send and last open."""
     sent: dict[str, str] = {}
     for row in store.ledger_rows():
-        if row.status == "sent":
+        if row.status == LedgerStatus.SENT:
             key = email_key(row.email)
             sent[key] = max(sent.get(key, ""), row.settled or row.created)
     opened: dict[str, str] = {}
@@ -99,7 +99,7 @@ def timeline(config: Config, store: Store, email: str) -> list[TimelineEntry]:
         if email_key(row.email) == key:
             stories = "; ".join(items.get(row.send_id, []))
             out.append(TimelineEntry(row.settled or row.created, row.status if
-                                     row.status != "sent" else "received",
+                                     row.status != LedgerStatus.SENT else "received",
                                      row.send_id + (f": {stories}" if stories else "")))
     for event in store.events(key):
         what = {"open": "opened", "click": "clicked"}.get(event.event, event.event)

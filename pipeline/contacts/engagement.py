@@ -8,6 +8,8 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from pipeline.models import LedgerStatus
+
 if TYPE_CHECKING:  # pure module: only the shapes of the store's rows are needed
     from pipeline.state.store import LedgerRow, StoredEvent
 
@@ -44,7 +46,7 @@ def cold_contacts(ledger_rows: Iterable[LedgerRow], events: Iterable[StoredEvent
         return set()
     sent: dict[str, list[tuple[float, str]]] = {}
     for row in ledger_rows:
-        if row.status == "sent" and row.transport in TRACKED_TRANSPORTS:
+        if row.status == LedgerStatus.SENT and row.transport in TRACKED_TRANSPORTS:
             sent.setdefault(row.email.lower(), []).append((_epoch(row.created), row.send_id))
     engaged: dict[str, list[StoredEvent]] = {}
     for event in events:

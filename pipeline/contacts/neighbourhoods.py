@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError, Problem
-from pipeline.models import Contact, Sale, Source
+from pipeline.models import CampaignKind, Contact, Sale, Source, SourceKind
 from pipeline.contacts.sales import load_sales
 from pipeline.yamlfile import LineDict, LineList, load_yaml
 
@@ -110,7 +110,7 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str:
 def feed_warnings(contacts: Iterable[Contact], sources: Iterable[Source]) -> list[Problem]:
     """A warning per neighbourhood of a contact that no neighbourhood feed covers (matched
     as the matcher does, ignoring case): a misspelled one silently gets no local news."""
-    covered = {s.neighbourhood for s in sources if s.kind == "neighbourhood" and s.neighbourhood}
+    covered = {s.neighbourhood for s in sources if s.kind == SourceKind.NEIGHBOURHOOD and s.neighbourhood}
     folded = {c.lower() for c in covered}
     missing: dict[str, list[Contact]] = {}
     for c in contacts:
@@ -149,7 +149,7 @@ def coverage_warnings(config: Config, contacts: tuple[Contact, ...], now: dt.dat
     """Neighbourhoods no feed covers, and recent-sales mailers with no sale near anyone."""
     out = feed_warnings(contacts, config.sources)
     for c in config.campaigns:
-        if c.kind != "recent_sales" or not c.sales_file:
+        if c.kind != CampaignKind.RECENT_SALES or not c.sales_file:
             continue
         sales, _ = load_sales(config.project / c.sales_file, c.sales_file)
         since = (now - dt.timedelta(days=c.sales_window_days)).date() \

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pipeline.contacts.engagement import TRACKED_TRANSPORTS, cold_contacts
+from pipeline.models import LedgerStatus
 from pipeline.state.store import LedgerRow, Store, StoredEvent
 
 METRICS: tuple[str, ...] = ("sent", "delivered", "opened", "clicked", "bounced",
@@ -157,12 +158,12 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     sent_to: dict[str, set[str]] = {}
     sent_at: dict[str, list[tuple[float, str]]] = {}
     for row in ledger:
-        if row.status == "sent":
+        if row.status == LedgerStatus.SENT:
             sent_at.setdefault(row.email.lower(), []).append((_epoch(row.created), row.send_id))
     for times in sent_at.values():
         times.sort()
     for row in ledger:
-        if row.send_id in chosen and row.status == "sent":
+        if row.send_id in chosen and row.status == LedgerStatus.SENT:
             who.setdefault((row.send_id, "sent"), set()).add(row.email.lower())
             sent_to.setdefault(row.email.lower(), set()).add(row.send_id)
     clicks: dict[str, tuple[set[str], list[str]]] = {}
@@ -190,10 +191,10 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     # A transport reports events if it is SendGrid's API, or if events came back for
     # mail it carried (an SMTP relay run by SendGrid with the Event Webhook on).
     reporting = TRACKED_TRANSPORTS | {row.transport for row in ledger
-                                      if row.send_id in reported and row.status == "sent"}
+                                      if row.send_id in reported and row.status == LedgerStatus.SENT}
     tracked: dict[str, int] = {}
     for row in ledger:
-        if row.status == "sent" and row.transport in reporting:
+        if row.status == LedgerStatus.SENT and row.transport in reporting:
             tracked[row.send_id] = tracked.get(row.send_id, 0) + 1
     stats = tuple(sorted((_send_stats(sid, meta[sid], who, tracked.get(sid, 0))
                           for sid in chosen), key=lambda s: (s.campaign, s.period, s.send_id)))

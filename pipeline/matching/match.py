@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pipeline.matching import taxonomy
 from pipeline.matching.interests import Understood, understand
-from pipeline.models import Article, Contact, Pick, Tip, TopicProfile
+from pipeline.models import Article, Contact, Pick, SourceKind, Tip, TopicProfile
 from pipeline.matching.stories import stories
 from pipeline.matching.text import (
     DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key,
@@ -438,7 +438,7 @@ class Matcher:
     def hood_evidence(self, x: Analysed, hood: str) -> tuple[float, str]:
         """How strongly one article concerns a neighbourhood, and how we know."""
         a = x.article
-        if a.kind == "neighbourhood" and a.neighbourhood.lower() == hood.lower():
+        if a.kind == SourceKind.NEIGHBOURHOOD and a.neighbourhood.lower() == hood.lower():
             return WEIGHT_OWN_HOOD, f"from your neighbourhood, {hood}"
         name = place_key(hood)
         if not name or len(name) > MAX_NGRAM:

@@ -10,8 +10,17 @@ from dataclasses import dataclass
 from pipeline.contacts.audience import email_key
 from pipeline.matching.match import Matcher
 from pipeline.models import (
-    AlertExtra, AlertRequest, AlertStatus, Article, Campaign, Contact, Note, Pick, Plan,
-    PlannedEmail, Skipped,
+    AlertExtra,
+    AlertRequest,
+    AlertStatus,
+    Article,
+    Campaign,
+    Contact,
+    Note,
+    Pick,
+    Plan,
+    PlannedEmail,
+    Skipped,
 )
 from pipeline.planning.inputs import LedgerView, PlanInputs, QueuedAlert
 from pipeline.planning.plan import mailable, send_id_for, send_period, skipped_for

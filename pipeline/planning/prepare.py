@@ -13,10 +13,20 @@ from pipeline.config import Config
 from pipeline.contacts.audience import AudienceLoad, email_key, load_audiences
 from pipeline.contacts.sales import load_sales
 from pipeline.models import (
-    Campaign, CampaignKind, Contact, Plan, PlannedEmail, Sale, Skipped,
+    Campaign,
+    CampaignKind,
+    Contact,
+    Plan,
+    PlannedEmail,
+    Sale,
+    Skipped,
 )
 from pipeline.planning.alerts import (
-    ALERT_NEW_WITHIN, plan_alerts, queue_new, queued_alerts, reconcile_alerts,
+    ALERT_NEW_WITHIN,
+    plan_alerts,
+    queue_new,
+    queued_alerts,
+    reconcile_alerts,
 )
 from pipeline.planning.holds import apply_holds, post_plan_holds
 from pipeline.planning.inputs import LedgerView, PlanInputs

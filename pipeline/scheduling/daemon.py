@@ -22,7 +22,7 @@ from pipeline.contacts import cache as audience_cache
 from pipeline.approval import drafts
 from pipeline.config import Config
 from pipeline.errors import LockedError
-from pipeline.models import Contact, RunSummary
+from pipeline.models import Contact, DueKind, LedgerStatus, RunSummary
 from pipeline.scheduling.calendar import (
     Calendar,
     Due,
@@ -113,7 +113,7 @@ def _not_sent(store: Store, items: list[Due], failed_too: bool = False
                 for r in draft.recipients:
                     ledger[d.send_id].setdefault(r.email.lower(), "held")
         status = ledger[d.send_id].get(d.email.lower(), "")
-        if (not status or (failed_too and status == "failed")) and \
+        if (not status or (failed_too and status == LedgerStatus.FAILED)) and \
                 d.email.lower() not in suppressed:
             out.append((d, status))
     return out
@@ -165,8 +165,8 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
         else Calendar(())
     catch_up, missed = split_missed(cal.due, now, window)
     if since is not None:  # the drips the user asked for go out; campaigns stay missed
-        catch_up += [d for d in missed if d.kind == "drip" and d.at >= now - grace]
-        missed = [d for d in missed if not (d.kind == "drip" and d.at >= now - grace)]
+        catch_up += [d for d in missed if d.kind == DueKind.DRIP and d.at >= now - grace]
+        missed = [d for d in missed if not (d.kind == DueKind.DRIP and d.at >= now - grace)]
     inputs = _inputs(config, store)
     if since is not None or store.meta(INPUTS) != inputs:
         catch_up += late_drips(config, store, now - grace, min(start, now), contacts,
@@ -179,7 +179,7 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
         # Only a tick with something to send needs the pipeline (feeds, templates).
         from pipeline.runner import run_due, run_ingest
 
-        if any(d.kind == "campaign" for d in catch_up):
+        if any(d.kind == DueKind.CAMPAIGN for d in catch_up):
             # A digest is only as fresh as its feeds: ingest once before the sends.
             report = run_ingest(config, store, now)
             if report.failed:
@@ -250,9 +250,9 @@ def unsent(config: Config, store: Store, now: dt.datetime,
             drips += drips_due(config, contacts, refs, now + NEAR, now + drip_horizon(config),
                                rest)
     for d, status in _not_sent(store, [d for d in drips if d.at <= now], failed_too=True):
-        old = status == "failed" or d.at < now - grace
+        old = status == LedgerStatus.FAILED or d.at < now - grace
         why = "its delivery failed (the Sends table above has the count)" \
-            if status == "failed" else \
+            if status == LedgerStatus.FAILED else \
             f"{running}; older than the catch-up window " \
             f"({config.scheduling.catch_up_hours} h)" if old else \
             f"due; the next tick of `sphere run` sends it ({running})"
