@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from pipeline.approval import drafts
+from pipeline.approval.gate import approved_items, drafted, held
 from pipeline.config import Config
 from pipeline.contacts.audience import email_key, load_audiences
 from pipeline.delivery.deliver import MAX_CONSECUTIVE_FAILURES, Transport
@@ -15,16 +15,9 @@ from pipeline.delivery.dispatch import dispatch
 from pipeline.delivery.sendlock import send_lock
 from pipeline.errors import ConfigError
 from pipeline.feeds.ingest import IngestSummary, ingest
-from pipeline.models import (
-    Campaign,
-    CampaignKind,
-    Contact,
-    DueKind,
-    LedgerStatus,
-    RunSummary,
-    Skipped,
-)
+from pipeline.models import Contact, DueKind, LedgerStatus, RunSummary
 from pipeline.planning.alerts import reconcile_alerts
+from pipeline.planning.output import skipped_line
 from pipeline.planning.prepare import Prepared, drip_plan, prepare
 from pipeline.rendering.pool import RenderAhead, pool_size
 from pipeline.rendering.render import Renderer
@@ -33,7 +26,9 @@ from pipeline.scheduling.calendar import Due
 from pipeline.state.store import Store
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
-__all__ = ["Prepared", "prepare", "reconcile_alerts"]  # planning's, used via the runner
+# Stages' own functions that callers have long imported from here.
+__all__ = ["Prepared", "approved_items", "held", "prepare", "reconcile_alerts",
+           "skipped_line"]
 
 
 def run_ingest(config: Config, store: Store, now: dt.datetime,
@@ -110,16 +105,6 @@ def refuse_bad_templates(config: Config, renderer: Renderer, uses: list[str]) ->
         raise ConfigError(problems)
 
 
-def skipped_line(skipped: tuple[Skipped, ...]) -> str:
-    """'2 skipped (1 unsubscribed in the audience file, 1 nothing new worth sending)'."""
-    if not skipped:
-        return ""
-    reasons: dict[str, int] = {}
-    for s in skipped:
-        reasons[s.reason] = reasons.get(s.reason, 0) + 1
-    return f"{len(skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
-
-
 def run_due(config: Config, store: Store, transport: Transport, items: Sequence[Due],
             now: Callable[[], dt.datetime], dry_run: bool = False,
             progress: Progress | None = None,
@@ -146,7 +131,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
             campaign = config.campaign(first.name)
             # A send held for approval is drafted whole when it first falls due, so the
             # review covers everyone in it, whatever their time zone.
-            only = None if _drafted(campaign) else emails
+            only = None if drafted(campaign) else emails
             prepared = held(config, store, prepare(config, store, campaign, now(),
                                                    period=first.period, only=only), now())
         else:
@@ -158,47 +143,3 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
         summaries.append(deliver_plan(store, renderer, transport, prepared, now, dry_run,
                                       progress, should_stop=should_stop))
     return summaries
-
-
-def _drafted(campaign: Campaign) -> bool:
-    """Held as a draft for approval (interest alerts queue each alert instead)."""
-    return campaign.approval and campaign.kind != CampaignKind.INTEREST_ALERT
-
-
-def held(config: Config, store: Store, prepared: Prepared, now: dt.datetime) -> Prepared:
-    """With `approval: true` (a campaign's, or a drip's), hold the plan as a draft and
-    keep only what was approved; otherwise the plan as it is."""
-    plan = prepared.plan
-    if plan.campaign.schedule:  # a campaign
-        if not _drafted(plan.campaign):
-            return prepared
-        draft = drafts.hold(store, plan, "campaign", plan.campaign.approval_expires_days,
-                            now)
-    else:  # a drip step (a referral update is asked for by hand: never held)
-        drip = next((d for d in config.drips if d.name == plan.campaign.name), None)
-        if drip is None or not drip.approval:
-            return prepared
-        draft = drafts.hold(store, plan, "drip", drip.approval_expires_days, now, True)
-    articles = {a.id: a for a in store.articles()}
-    tips = {t.id: t for t in config.tips}
-    return Prepared(drafts.held_plan(draft, plan, now, articles, tips), prepared.audience)
-
-
-def approved_items(config: Config, store: Store, now: dt.datetime) -> list[Due]:
-    """Calendar items for approved people of live drafts not yet sent: approving a send
-    whose time has come sends it at the next tick (`run_due` delivers them)."""
-    items = []
-    for draft in drafts.with_approved_unsent(store):
-        if dt.datetime.fromisoformat(draft.period) > now:
-            continue  # approved ahead of its time (in review): it goes on schedule
-        ledger = drafts.sent_to(store, draft)
-        waiting = [r for r in draft.recipients if draft.approved(r)
-                   and ledger.get(r.email) not in (LedgerStatus.SENT, LedgerStatus.PENDING)]
-        known = draft.kind == DueKind.DRIP or any(c.name == draft.name for c in config.campaigns)
-        if not waiting or not known:
-            continue
-        period = dt.datetime.fromisoformat(draft.period)
-        items += [Due(at=now, local=now, period=period, kind=DueKind(draft.kind), name=draft.name,
-                      template=r.template, send_id=draft.send_id, email=r.email,
-                      extra=r.extra) for r in waiting]
-    return items

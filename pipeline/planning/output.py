@@ -8,9 +8,18 @@ from typing import Any
 
 import click
 
-from pipeline.models import Plan, PlannedEmail, Rejected, Sale, SalesExtra
+from pipeline.models import Plan, PlannedEmail, Rejected, Sale, SalesExtra, Skipped
 from pipeline.planning.prepare import Prepared
-from pipeline.runner import skipped_line
+
+
+def skipped_line(skipped: tuple[Skipped, ...]) -> str:
+    """'2 skipped (1 unsubscribed in the audience file, 1 nothing new worth sending)'."""
+    if not skipped:
+        return ""
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s.reason] = reasons.get(s.reason, 0) + 1
+    return f"{len(skipped)} skipped (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
 
 
 def _sales(planned: PlannedEmail) -> tuple[Sale, ...]:

@@ -570,7 +570,8 @@ def drip_horizon(config: Config) -> dt.timedelta:
 def split_missed(items: Iterable[Due], now: dt.datetime, grace: dt.timedelta
                  ) -> tuple[list[Due], list[Due]]:
     """After downtime: (still worth sending, too old to send) by the grace window."""
-    catch_up, missed = [], []
+    catch_up: list[Due] = []
+    missed: list[Due] = []
     for d in items:
         (catch_up if d.at >= now - grace else missed).append(d)
     return catch_up, missed
