@@ -58,7 +58,8 @@ def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
     started = time.monotonic()
     plan = prepared.plan
     store.start_send(plan.send_id, plan.campaign.name, plan.period, now())
-    sent = {e for e, status in store.ledger_status(plan.send_id).items() if status == LedgerStatus.SENT}
+    sent = {e for e, status in store.ledger_status(plan.send_id).items()
+            if status == LedgerStatus.SENT}
     # A large send renders ahead in worker processes (render_pool.py); this thread keeps
     # the ledger and feeds the transport.
     with RenderAhead(renderer, pool_size(len(plan.emails) - len(sent)),

@@ -19,6 +19,7 @@ from pipeline.models import (
     Article,
     DraftStatus,
     DripExtra,
+    DueKind,
     Note,
     Pick,
     Plan,
@@ -67,7 +68,7 @@ class Draft:
     id: int
     send_id: str
     name: str  # the campaign or drip
-    kind: str  # campaign | drip
+    kind: DueKind
     period: str
     created: dt.datetime
     expires: dt.datetime
@@ -112,7 +113,7 @@ def _picks_json(picks: Iterable[Pick]) -> str:
 
 
 # ---- storage ------------------------------------------------------------------------
-def hold(store: Store, plan: Plan, kind: str, expires_days: int, now: dt.datetime,
+def hold(store: Store, plan: Plan, kind: DueKind, expires_days: int, now: dt.datetime,
          drip_extra: bool = False, expires_from: dt.datetime | None = None) -> Draft:
     """Record `plan` as a draft, or add its new recipients to the draft of that send; a
     recipient already held keeps the content it was held (and maybe reviewed) with.
@@ -155,11 +156,14 @@ def load(store: Store, draft_id: int | None = None, send_id: str | None = None
             email=r["email"], status=DraftStatus(r["status"]),
             picks=tuple(DraftPick(**p) for p in json.loads(r["picks"])),
             created=dt.datetime.fromisoformat(r["created"]), template=r["template"],
-            extra=DripExtra.from_variables(json.loads(r["extra"])), note=r["note"], excluded=bool(r["excluded"]),
+            extra=DripExtra.from_variables(json.loads(r["extra"])), note=r["note"],
+            excluded=bool(r["excluded"]),
             dropped_items=tuple(json.loads(r["dropped_items"]))) for r in rows)
-        out.append(Draft(id=d["id"], send_id=d["send_id"], name=d["name"], kind=d["kind"],
-                         period=d["period"], created=dt.datetime.fromisoformat(d["created"]),
-                         expires=dt.datetime.fromisoformat(d["expires"]), status=DraftStatus(d["status"]),
+        out.append(Draft(id=d["id"], send_id=d["send_id"], name=d["name"],
+                         kind=DueKind(d["kind"]), period=d["period"],
+                         created=dt.datetime.fromisoformat(d["created"]),
+                         expires=dt.datetime.fromisoformat(d["expires"]),
+                         status=DraftStatus(d["status"]),
                          decided=dt.datetime.fromisoformat(d["decided"]) if d["decided"]
                          else None, recipients=recipients))
     return out

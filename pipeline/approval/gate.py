@@ -24,13 +24,13 @@ def held(config: Config, store: Store, prepared: Prepared, now: dt.datetime) -> 
     if plan.campaign.schedule:  # a campaign
         if not drafted(plan.campaign):
             return prepared
-        draft = drafts.hold(store, plan, "campaign", plan.campaign.approval_expires_days,
+        draft = drafts.hold(store, plan, DueKind.CAMPAIGN, plan.campaign.approval_expires_days,
                             now)
     else:  # a drip step (a referral update is asked for by hand: never held)
         drip = next((d for d in config.drips if d.name == plan.campaign.name), None)
         if drip is None or not drip.approval:
             return prepared
-        draft = drafts.hold(store, plan, "drip", drip.approval_expires_days, now, True)
+        draft = drafts.hold(store, plan, DueKind.DRIP, drip.approval_expires_days, now, True)
     articles = {a.id: a for a in store.articles()}
     tips = {t.id: t for t in config.tips}
     return Prepared(drafts.held_plan(draft, plan, now, articles, tips), prepared.audience)

@@ -14,19 +14,19 @@ from pathlib import Path
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 
 from pipeline.approval import drafts, notes
-from pipeline.contacts.audience import email_key, load_audiences
-from pipeline.config import Config
-from pipeline.delivery.deliver import OutboxTransport, Transport
 from pipeline.approval.drafts import Draft, DraftRecipient
+from pipeline.config import Config
+from pipeline.contacts.audience import email_key, load_audiences
+from pipeline.delivery.deliver import OutboxTransport, Transport
 from pipeline.errors import SphereError
-from pipeline.rendering.mime import address, build_alternative
 from pipeline.models import (
     Campaign,
     CampaignKind,
     Contact,
-    DraftStatus,
-    LedgerStatus,
     Delivery,
+    DraftStatus,
+    DueKind,
+    LedgerStatus,
     Note,
     Plan,
     PlannedEmail,
@@ -34,6 +34,7 @@ from pipeline.models import (
     RunSummary,
 )
 from pipeline.planning.plan import period_for, send_id_for
+from pipeline.rendering.mime import address, build_alternative
 from pipeline.rendering.render import Renderer
 from pipeline.runner import Progress, approved_items, prepare, run_due, run_ingest
 from pipeline.state.store import Store
@@ -82,7 +83,8 @@ class CampaignReview:
 def reviewable(config: Config) -> tuple[Campaign, ...]:
     """Campaigns whose sends are held as drafts for review (`approval: true`; interest
     alerts queue each alert instead: the Approvals page)."""
-    return tuple(c for c in config.campaigns if c.approval and c.kind != CampaignKind.INTEREST_ALERT)
+    return tuple(c for c in config.campaigns
+                 if c.approval and c.kind != CampaignKind.INTEREST_ALERT)
 
 
 def next_fire(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
@@ -99,8 +101,8 @@ def _live(store: Store, draft: Draft, now: dt.datetime) -> bool:
     if draft.status == DraftStatus.DROPPED or draft.expired(now):
         return False
     ledger = drafts.sent_to(store, draft)
-    return any(ledger.get(r.email) != LedgerStatus.SENT and draft.state(r, now) in ("held", "approved")
-               for r in draft.recipients)
+    return any(ledger.get(r.email) != LedgerStatus.SENT
+               and draft.state(r, now) in ("held", "approved") for r in draft.recipients)
 
 
 def open_draft(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
@@ -123,7 +125,7 @@ def open_draft(config: Config, store: Store, campaign: Campaign, now: dt.datetim
     if do_ingest:
         run_ingest(config, store, now)
     plan = prepare(config, store, campaign, now, period=period).plan
-    return drafts.hold(store, plan, "campaign", campaign.approval_expires_days, now,
+    return drafts.hold(store, plan, DueKind.CAMPAIGN, campaign.approval_expires_days, now,
                        expires_from=period)
 
 

@@ -51,7 +51,8 @@ _UNKNOWN = object()  # a value whose shape the check cannot know: nothing is che
 _TAG_RE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)  # the runtime tags of a source file
 _JINJA_NAMES = frozenset({"super", "self", "caller", "varargs", "kwargs", "loop"})
 _NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
-_ARTICLE = Article(id="probe:1", source="probe", kind=SourceKind.HOBBY, url="https://news.example/1",
+_ARTICLE = Article(id="probe:1", source="probe", kind=SourceKind.HOBBY,
+                   url="https://news.example/1",
                    title="A sample story", summary_html="", summary_text="A sample summary.",
                    published=_NOW, neighbourhood="Maple Heights", topics=("gardening",),
                    image_url="https://img.example/1.jpg", cluster="probe:1")

@@ -233,7 +233,8 @@ class _Walk:
                                    self.end):
                 local, note = _out_of_quiet_hours(fire, self.rules.quiet_hours)
                 out.append(Due(at=local.astimezone(dt.UTC), local=local, period=fire,
-                               kind=DueKind.CAMPAIGN, check=campaign.kind == CampaignKind.INTEREST_ALERT,
+                               kind=DueKind.CAMPAIGN,
+                               check=campaign.kind == CampaignKind.INTEREST_ALERT,
                                name=campaign.name, template="", email="", note=note,
                                send_id=f"{campaign.name}@{fire:%Y-%m-%dT%H:%M}"))
             self._slots[key] = tuple(out)
