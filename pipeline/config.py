@@ -283,7 +283,8 @@ def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
                 check.add(node, f"{path}url", f"no such file {url!r}",
                           "give an http(s) URL, or a path relative to the project folder")
             url = str(local)
-        out.append(Source(name=name, url=url, kind=SourceKind(kind), neighbourhood=hood,
+        # An unknown kind was reported (choice gives ''): any member will do, it is refused.
+        out.append(Source(name=name, url=url, kind=SourceKind(kind or "hobby"), neighbourhood=hood,
                           topics=tuple(t.lower() for t in topics), line=node.line,
                           allow_private=allow_private is True, root=str(project.resolve())))
     check.problems += unknown_keys(root, SOURCES_FILE)
@@ -439,7 +440,8 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         threshold = Campaign.alert_threshold
     approval, expires = _approval(node, p, check)
     return Campaign(
-        name=name, kind=CampaignKind(kind), audiences=targets, schedule=schedule,
+        # An unknown kind was reported (choice gives ''): any member will do, it is refused.
+        name=name, kind=CampaignKind(kind or "newsletter"), audiences=targets, schedule=schedule,
         subject=check.text(node, "subject", p, required=True,
                            fix="add `subject:`, e.g. \"{{ contact.first_name }}, your "
                                "{{ month }} digest\""),

@@ -6,7 +6,7 @@ draft left undecided past its expiry is reported and never sent late.
 A draft is one send (its ledger send id); each recipient row carries what a review page
 edits: the person's own approval, a personal note for this send, an exclusion, and the
 stories dropped from their email. Interest alerts keep their own per-story queue
-(runner._alert_plan).
+(planning/alerts.py).
 """
 from __future__ import annotations
 

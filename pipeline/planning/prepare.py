@@ -108,8 +108,7 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
     if more is not None:
         audience = AudienceLoad(audience.contacts, audience.problems + more.problems)
     ledger = read_ledger(store, campaign, now)
-    plan = PLANNERS[CampaignKind(campaign.kind)](campaign, audience.contacts, inputs,
-                                                 ledger, now)
+    plan = PLANNERS[campaign.kind](campaign, audience.contacts, inputs, ledger, now)
     queue_new(store, plan, now)
     # The daemon's calendar applied the frequency cap already to a group (`only`).
     plan = apply_holds(plan, post_plan_holds(config, store, campaign, now,
