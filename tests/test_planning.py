@@ -138,3 +138,22 @@ def test_dispatch_counts_into_the_run_summary_itself() -> None:
     hints = typing.get_type_hints(dispatch_module.dispatch)
     assert hints["return"] is RunSummary
     assert not hasattr(dispatch_module, "Dispatched")
+
+
+def test_a_drip_preview_skips_by_the_send_s_rule(project: Path, tmp_path: Path) -> None:
+    """`sphere preview <drip>` once previewed a suppressed person (and said only
+    "unsubscribed" of others): it now leaves out whom the send would, saying why."""
+    from pipeline.rendering.preview import drip_plans, find_drip
+
+    config = load_config(project)
+    store = Store.open(tmp_path / "sphere.db")
+    drip = next(d for d in config.drips if d.anchor != "referral_received")
+    first = drip_plans(config, store, drip, 1, NOW)[0][2]
+    person = first.emails[0].contact.email
+    store.suppress(person, "complained", "test", NOW)
+    again = drip_plans(config, store, find_drip(config, drip.name) or drip, 1, NOW)[0][2]
+    assert person not in {e.contact.email for e in again.emails}
+    assert {s.email: s.reason for s in again.skipped}[person] == \
+        "suppressed (unsubscribed, bounced or complained)"
+    assert len(again.emails) == len(first.emails) - 1
+    store.close()

@@ -6,16 +6,22 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.contacts.audience import email_key, load_audiences
 from pipeline.config import Config, Drip, DripStep
+from pipeline.contacts.audience import email_key, load_audiences
 from pipeline.errors import ConfigError, Problem
 from pipeline.models import (
-    Contact, DripExtra, Plan, PlannedEmail, ReferralInfo, Skipped,
+    Contact,
+    DripExtra,
+    Plan,
+    PlannedEmail,
+    ReferralInfo,
+    Skipped,
 )
+from pipeline.planning.plan import skipped_for
 from pipeline.rendering.render import Renderer, escape
+from pipeline.rendering.templatecheck import drip_campaign
 from pipeline.scheduling.calendar import _anniversary
 from pipeline.state.store import Store
-from pipeline.rendering.templatecheck import drip_campaign
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -89,15 +95,17 @@ def drip_plans(config: Config, store: Store, drip: Drip, step: int | None,
                                    f"no step {step}", f"steps are 1 to {len(drip.steps)}")])
     contacts = [c for c in load_audiences(config.audience_files, drip.audiences or
                                           config.audience_names, config.project).contacts]
-    notes = store.pending_notes()
+    notes, suppressed = store.pending_notes(), store.suppressed()
     out = []
     for number, s in enumerate(drip.steps, 1):
         if step is not None and number != step:
             continue
-        emails, skipped = [], []
+        emails: list[PlannedEmail] = []
+        skipped: list[Skipped] = []
         for contact, extra in _recipients(drip, s, contacts, store, now):
-            if not contact.subscribed:
-                skipped.append(Skipped(contact.email, "unsubscribed"))
+            skip = skipped_for(contact.email, contact, suppressed)  # as the send would
+            if skip is not None:
+                skipped.append(skip)
                 continue
             emails.append(PlannedEmail(contact, (), notes.get(email_key(contact.email), ()),
                                        template=s.template, extra=extra))
