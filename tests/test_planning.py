@@ -157,3 +157,18 @@ def test_a_drip_preview_skips_by_the_send_s_rule(project: Path, tmp_path: Path) 
         "suppressed (unsubscribed, bounced or complained)"
     assert len(again.emails) == len(first.emails) - 1
     store.close()
+
+
+def test_plan_json_explain_works_for_every_kind(project: Path, cli) -> None:
+    """`plan --json --explain` of a recent-sales mailer raised KeyError: only the
+    newsletter's planner says how interests were read."""
+    cli("ingest", project=project)
+    for name in ("recent-sales", "monthly-sphere"):
+        result = cli("plan", name, "--json", "--explain", "--no-ingest", project=project)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert doc["emails"] and all("interests" in e for e in doc["emails"])
+        if name == "recent-sales":
+            assert all(e["interests"] == [] for e in doc["emails"])
+        else:
+            assert any(e["interests"] for e in doc["emails"])

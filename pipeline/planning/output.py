@@ -57,9 +57,10 @@ def plan_json(prepared: Prepared, done: set[str], explain: bool) -> str:
                               "source": k.article.source} if k.article else
                              {"tip": k.tip.id, "title": k.tip.title})}  # type: ignore[union-attr]
                          for k in e.picks], **_rejected(e.rejected, explain),
-               # --explain: how each interest was read ("'loves golf' -> golf")
-               **({"interests": [p.understood[i] for i in e.contact.interests]}
-                  if explain else {}),
+               # --explain: how each interest was read ("'loves golf' -> golf"); only
+               # the newsletter's planner reads interests that way (the others: none)
+               **({"interests": [p.understood[i] for i in e.contact.interests
+                                 if i in p.understood]} if explain else {}),
                **_sales_json(e), "already_sent": e.contact.email in done}
               for e in p.emails]
     skipped = [{"email": s.email, "reason": s.reason, **_rejected(s.rejected, explain)}
