@@ -11,8 +11,7 @@ from typing import Any
 from pipeline.scheduling import cron
 from pipeline.errors import ConfigError, Problem
 from pipeline.models import (
-    CAMPAIGN_KINDS, SOURCE_KINDS, TRANSPORTS, Brand, Campaign, CampaignKind, SectionSizes, Sender,
-    Source, SourceKind, Tip,
+    TRANSPORTS, Brand, Campaign, CampaignKind, SectionSizes, Sender, Source, SourceKind, Tip,
 )
 from pipeline.yamlfile import LineDict, LineList, load_yaml, unknown_keys
 
@@ -200,8 +199,8 @@ class _Check:
             self.add(node, f"{path}{key}",
                      "is required" if value is None else f"unknown value {value!r}",
                      f"use one of: {' | '.join(choices)}")
-            # An invalid value yields '' so dependent checks stay quiet; the run is
-            # refused anyway because of this error.
+            # An invalid value yields '' (an enum field takes any member) so dependent
+            # checks stay quiet; the run is refused anyway because of this error.
             return default or ""
         return str(value)
 
@@ -253,7 +252,7 @@ def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
         node = check.mapping(item, f"sources[{i}]", items.lines[i])
         name = check.text(node, "name", path, required=True)
         url = check.text(node, "url", path, required=True)
-        kind = check.choice(node, "kind", path, SOURCE_KINDS)
+        kind = check.choice(node, "kind", path, tuple(SourceKind))
         hood = check.text(node, "neighbourhood", path)
         topics = check.names(node, "topics", path)
         if name and not _NAME_RE.match(name):
@@ -283,7 +282,6 @@ def _load_sources(project: Path, check: _Check) -> tuple[Source, ...]:
                 check.add(node, f"{path}url", f"no such file {url!r}",
                           "give an http(s) URL, or a path relative to the project folder")
             url = str(local)
-        # An unknown kind was reported (choice gives ''): any member will do, it is refused.
         out.append(Source(name=name, url=url, kind=SourceKind(kind or "hobby"), neighbourhood=hood,
                           topics=tuple(t.lower() for t in topics), line=node.line,
                           allow_private=allow_private is True, root=str(project.resolve())))
@@ -380,7 +378,7 @@ def _check_strings(node: LineDict, path: str, keys: tuple[str, ...], sender: Sen
 def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
                    check: _Check, project: Path, sender: Sender) -> Campaign:
     p = f"campaigns.{name}."
-    kind = check.choice(node, "kind", p, CAMPAIGN_KINDS)
+    kind = check.choice(node, "kind", p, tuple(CampaignKind))
     _check_strings(node, p, ("subject", "preheader"), sender, check)
     targets = check.names(node, "audience", p)
     if not targets:
@@ -440,7 +438,6 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         threshold = Campaign.alert_threshold
     approval, expires = _approval(node, p, check)
     return Campaign(
-        # An unknown kind was reported (choice gives ''): any member will do, it is refused.
         name=name, kind=CampaignKind(kind or "newsletter"), audiences=targets, schedule=schedule,
         subject=check.text(node, "subject", p, required=True,
                            fix="add `subject:`, e.g. \"{{ contact.first_name }}, your "
