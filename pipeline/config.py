@@ -534,8 +534,8 @@ def _load_scheduling(root: LineDict, check: _Check) -> Scheduling:
     quiet = None
     raw = check.text(node, "quiet_hours", p)
     if raw:
-        parts = [_clock_time(x) for x in raw.split("-")]
-        if len(parts) != 2 or None in parts:
+        parts = [t for x in raw.split("-") if (t := _clock_time(x)) is not None]
+        if len(parts) != 2 or raw.count("-") != 1:
             check.add(node, f"{p}quiet_hours", f"{raw!r} is not a time range",
                       'write it as "21:00-08:00" (local time; may wrap midnight)')
         else:

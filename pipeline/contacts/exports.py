@@ -203,7 +203,7 @@ def split_name(full: str) -> tuple[str, str]:
             return first.strip(), last.strip()
         full = last
     words = [w for w in full.split() if _norm(w) not in _TITLES or len(full.split()) == 1]
-    suffix = []
+    suffix: list[str] = []
     while len(words) > 2 and _norm(words[-1]) in _SUFFIXES:
         suffix.insert(0, words.pop())
     if len(words) == 1:

@@ -204,7 +204,7 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
                      clicks=len(raw)) for key, (people, raw) in clicks.items()),
         key=lambda s: (-s.contacts, -s.clicks, s.url))[:TOP_STORIES])
     cold = cold_contacts(ledger, events, cold_after_sends)
-    people = sorted(set(sent_to) | set(activity))
+    everyone = sorted(set(sent_to) | set(activity))
     contacts = tuple(
         ContactEngagement(
             email=email, sent=len(sent_to.get(email, ())),
@@ -213,7 +213,7 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
             last_active=last_active.get(email, 0), cold=email in cold,
             flags=tuple(m for m in ("bounced", "unsubscribed", "complained")
                         if activity.get(email, {}).get(m)))
-        for email in people)
+        for email in everyone)
     return Report(campaign=campaign, sends=stats, stories=stories, contacts=contacts,
                   cold_after_sends=cold_after_sends)
 

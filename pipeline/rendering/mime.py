@@ -24,7 +24,9 @@ _WORD_BYTES = 45  # 45 bytes -> 60 base64 chars: an encoded word stays under 75 
 def encoded_words(text: str) -> str:
     """RFC 2047 'B' encoded words for non-ASCII text, folded with CRLF + space, never
     splitting a character across two words."""
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for ch in text:
         n = len(ch.encode("utf-8"))
         if size + n > _WORD_BYTES:

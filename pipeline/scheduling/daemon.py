@@ -16,7 +16,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.contacts import cache as audience_cache
 from pipeline.approval import drafts
@@ -390,7 +390,7 @@ class Daemon:
         self.clock, self.tick_seconds, self.on_tick = clock, tick_seconds, on_tick
         self.lock = ProjectLock(config.state_dir)
         self.stopping = threading.Event()
-        self.scheduler = None
+        self.scheduler: Any = None  # an APScheduler BlockingScheduler once run() starts
 
     def run_tick(self) -> None:
         """One tick (also what the scheduled job calls)."""
