@@ -365,11 +365,13 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
 def _check_strings(node: LineDict, path: str, keys: tuple[str, ...], sender: Sender,
                    check: _Check) -> None:
     """Subjects and preheaders must render: a misspelled name fails here, not in inboxes."""
-    from pipeline.rendering.render import check_subject  # jinja2 and mjml: not for `sphere --help`
+    # Jinja only (not MJML): imported here, not for `sphere --help`. Checked at a sample
+    # moment, as against a sample contact: the answer does not depend on the clock.
+    from pipeline.rendering.strings import SAMPLE_NOW, check_subject
     for key in keys:
         text = node.get(key)
         if isinstance(text, str) and text.strip():
-            problem = check_subject(text, sender)
+            problem = check_subject(text, sender, SAMPLE_NOW)
             if problem:
                 check.add(node, f"{path}{key}", problem,
                           'e.g. "{{ contact.first_name }}, your {{ month }} notes"')

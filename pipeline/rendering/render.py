@@ -20,7 +20,6 @@ from typing import Any
 import jinja2
 import mjml
 import nh3
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from markupsafe import escape as escape_markup
@@ -29,8 +28,9 @@ from pipeline.errors import SphereError
 from pipeline.rendering.links import unsubscribe_links
 from pipeline.rendering.mime import address, build_alternative
 from pipeline.models import (
-    Campaign, Contact, Plan, PlannedEmail, RenderedEmail, Sender, template_variables,
+    Campaign, Plan, PlannedEmail, RenderedEmail, Sender, template_variables,
 )
+from pipeline.rendering.strings import STRINGS
 from pipeline.resources import bundled
 
 SECTION_TITLES = {
@@ -55,34 +55,6 @@ _md = MarkdownIt("js-default")  # raw HTML in notes is shown as text, never pass
 
 class TemplateError(SphereError):
     """A template could not be found, compiled or rendered."""
-
-
-# Subjects and preheaders: sandboxed (they come from a file) and strict, so a misspelled
-# name is an error in `sphere check`, not a blank in 10,000 inboxes.
-STRINGS = ImmutableSandboxedEnvironment(autoescape=False, undefined=jinja2.StrictUndefined)
-_SAMPLE_CONTACT = Contact(email="sample@example.com", first_name="Sam", last_name="Sample",
-                          neighbourhood="Maple Heights", interests=("gardening",),
-                          note="", audience="sample")
-
-
-def check_subject(text: str, sender: Sender, extra: Mapping[str, Any] | None = None
-                  ) -> str | None:
-    """Render a subject or preheader against a sample contact; the problem, or None."""
-    ctx = {"contact": _SAMPLE_CONTACT, "first_name": "Sam", "sender": sender,
-           "campaign": None, "month": "November", "year": 2026, "now": dt.datetime.now(),
-           "referral": {"name": "Alex", "status": "met", "id": 1}, "years": 1,
-           **(extra or {})}
-    try:
-        STRINGS.from_string(text).render(ctx)
-    except jinja2.TemplateSyntaxError as exc:
-        return f"template syntax error: {exc.message}"
-    except jinja2.UndefinedError as exc:
-        message = str(exc.message).replace("'pipeline.models.Contact object'", "contact")
-        return f"{message} (names you can use: contact.first_name, contact.last_name, " \
-               "contact.neighbourhood, first_name, month, year, sender.name)"
-    except Exception as exc:  # noqa: BLE001 - any failure is the template's
-        return f"{type(exc).__name__}: {exc}"
-    return None
 
 
 def _landing(period: str, now: dt.datetime, zone: str) -> dt.datetime:
