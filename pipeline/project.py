@@ -473,7 +473,7 @@ class Project(ApprovalDesk):
         referral = Referral(referral_id, by_email, name, dt.date.fromisoformat(received),
                             status, now)
         item = referral_update_due(referral, contact, config.sender.timezone,
-                                   config.scheduling)
+                                   config.scheduling, now)
         if item.at > now:
             return ReferralUpdated(referral_id, status, by_email, sent=False,
                                    already_sent=False, waits_until=item.local,

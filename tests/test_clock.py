@@ -24,3 +24,20 @@ def test_month_and_year_of_a_checked_subject_come_from_the_moment() -> None:
     subject = "{{ 1 // ((month == 'February') and year == 1999) }}"
     assert check_subject(subject, SENDER, dt.datetime(1999, 2, 10)) is None
     assert check_subject(subject, SENDER, dt.datetime(1999, 3, 10)) is not None
+
+
+def test_a_referral_update_is_due_when_the_change_was_made() -> None:
+    from pipeline.config import Scheduling
+    from pipeline.models import Contact
+    from pipeline.scheduling.calendar import Referral, referral_update_due
+    # No recorded change time: the moment comes from the caller, not from the clock.
+    referral = Referral(7, "ruth@example.com", "Alex", dt.date(2001, 5, 1), "met")
+    contact = Contact(email="ruth@example.com", first_name="Ruth", timezone="Europe/Paris")
+    changed = dt.datetime(2001, 5, 3, 12, 0, tzinfo=dt.UTC)
+    quiet = Scheduling(quiet_hours=(dt.time(21, 0), dt.time(8, 0)))
+    due = referral_update_due(referral, contact, "UTC", Scheduling(), changed)
+    assert due.at == changed and due.send_id == "referral-update/r7/met"
+    # 23:30 in Paris is inside quiet hours: the update waits for 08:00 their time.
+    late = dt.datetime(2001, 5, 3, 21, 30, tzinfo=dt.UTC)
+    due = referral_update_due(referral, contact, "UTC", quiet, late)
+    assert due.local == dt.datetime(2001, 5, 4, 8, 0, tzinfo=due.local.tzinfo)

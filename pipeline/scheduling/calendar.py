@@ -41,11 +41,12 @@ REFERRAL_UPDATES = ("met", "listed", "closed")
 
 
 def referral_update_due(referral: Referral, contact: Contact, sender_tz: str,
-                        rules: Scheduling) -> Due:
-    """The update to the referrer about a status change: at once, unless that is inside
+                        rules: Scheduling, changed: dt.datetime) -> Due:
+    """The update to the referrer about a status change made at `changed` (the referral's
+    recorded time, or now at the edge that changes it): at once, unless that is inside
     their quiet hours (then at the end of them). One per status, by its send id."""
     zone = contact_zone(contact, sender_tz)
-    at = (referral.updated or dt.datetime.now(dt.UTC)).astimezone(zone)
+    at = changed.astimezone(zone)
     local, note = _out_of_quiet_hours(at, rules.quiet_hours)
     return Due(at=local.astimezone(dt.UTC), local=local, period=at, kind=DueKind.DRIP,
                name="referral-update", template="referral_update",
@@ -265,7 +266,7 @@ class _Walk:
         for r in self.by_referrer.get(key, ()) if self.updates else ():
             contact = entries[-1]
             if r.status in REFERRAL_UPDATES and r.updated and contact.subscribed:
-                update = referral_update_due(r, contact, self.tz, self.rules)
+                update = referral_update_due(r, contact, self.tz, self.rules, r.updated)
                 if self.start < update.at <= self.end:
                     own.append(update)
         if len(own) < 2:
