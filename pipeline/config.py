@@ -1,6 +1,7 @@
 """Load and validate every file the user writes, once; errors name file, line and key."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import zoneinfo
@@ -226,6 +227,18 @@ class _Check:
         return value
 
 
+def default(cls: type, name: str) -> Any:
+    """A dataclass field's default: each default is written once, on its field, and the
+    loader asks for it here rather than restating it."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
+
+
 def parse_duration_days(text: str) -> int | None:
     """'3d' -> 3, '2w' -> 14, '1m' -> 30, '1y' -> 365; None when malformed."""
     m = _DURATION_RE.match(str(text).strip().lower())
@@ -331,11 +344,11 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
     brand_node = check.mapping(node.get("brand"), "sender.brand", node.line_of("brand"))
     brand_vals = {}
     for key in ("primary", "accent", "text", "background"):
-        val = check.text(brand_node, key, "sender.brand.", default=getattr(Brand, key))
+        val = check.text(brand_node, key, "sender.brand.", default=default(Brand, key))
         if not _COLOUR_RE.match(val):
             check.add(brand_node, f"sender.brand.{key}", f"{val!r} is not a colour",
                       "use a hex colour such as #1F5F8B")
-            val = getattr(Brand, key)
+            val = default(Brand, key)
         brand_vals[key] = val
     brand = Brand(logo_url=check.text(brand_node, "logo_url", "sender.brand."), **brand_vals)
     email = check.text(node, "email", p, required=True)
@@ -351,7 +364,7 @@ def _load_sender(root: LineDict, check: _Check) -> Sender:
         reply_to=check.text(node, "reply_to", p),
         phone=check.text(node, "phone", p),
         brokerage=check.text(node, "brokerage", p),
-        timezone=check.timezone(node, "timezone", p, "UTC"),
+        timezone=check.timezone(node, "timezone", p, default(Sender, "timezone")),
         title=check.text(node, "title", p),
         website=check.text(node, "website", p),
         photo_url=check.text(node, "photo_url", p),
@@ -406,18 +419,18 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
                       "check the day and month fields, e.g. \"0 9 1 * *\"")
     sizes_node = check.mapping(node.get("sections"), f"{p}sections", node.line_of("sections"))
     sizes = SectionSizes(**{
-        key: check.integer(sizes_node, key, f"{p}sections.", getattr(SectionSizes, key)) or 0
+        key: check.integer(sizes_node, key, f"{p}sections.", default(SectionSizes, key)) or 0
         for key in ("neighbourhood", "market", "interests", "tip")})
-    max_age = node.get("max_age_days", 45)
+    max_age = node.get("max_age_days", default(Campaign, "max_age_days"))
     if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
                                 or max_age < 1):
         check.add(node, f"{p}max_age_days", f"must be a whole number of days or null, got "
                   f"{max_age!r}", "e.g. `max_age_days: 45`, or `null` to keep every article")
-        max_age = 45
-    skip_empty = node.get("skip_empty", True)
+        max_age = default(Campaign, "max_age_days")
+    skip_empty = node.get("skip_empty", default(Campaign, "skip_empty"))
     if not isinstance(skip_empty, bool):
         check.add(node, f"{p}skip_empty", "must be true or false", "`skip_empty: true`")
-        skip_empty = True
+        skip_empty = default(Campaign, "skip_empty")
     sales_file = check.text(node, "sales", p)
     if kind == "recent_sales":
         if not sales_file:
@@ -427,18 +440,19 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         elif not (project / sales_file).is_file():
             check.add(node, f"{p}sales", f"no such file {sales_file!r}",
                       "give a path relative to the project folder")
-    window = node.get("sales_window_days", 120)
+    window = node.get("sales_window_days", default(Campaign, "sales_window_days"))
     if window is not None and (isinstance(window, bool) or not isinstance(window, int)
                                or window < 1):
         check.add(node, f"{p}sales_window_days", f"must be a number of days or null, got "
                   f"{window!r}", "e.g. `sales_window_days: 120`")
-        window = 120
-    threshold = node.get("threshold", Campaign.alert_threshold)
+        window = default(Campaign, "sales_window_days")
+    threshold = node.get("threshold", default(Campaign, "alert_threshold"))
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or threshold <= 0:
         check.add(node, f"{p}threshold", f"must be a positive number, got {threshold!r}",
                   "e.g. `threshold: 2.5` (3 = the story is tagged with the interest)")
-        threshold = Campaign.alert_threshold
-    approval, expires = _approval(node, p, check)
+        threshold = default(Campaign, "alert_threshold")
+    approval, expires = _approval(node, p, check, Campaign)
+    per_source, limit = default(Campaign, "max_per_source"), default(Campaign, "sales_limit")
     return Campaign(
         name=name, kind=CampaignKind(kind or "newsletter"), audiences=targets, schedule=schedule,
         subject=check.text(node, "subject", p, required=True,
@@ -448,27 +462,30 @@ def _load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
         preheader=check.text(node, "preheader", p),
         template=check.text(node, "template", p),
         sections=sizes, max_age_days=max_age,
-        max_per_source=check.integer(node, "max_per_source", p, 2, minimum=1) or 2,
+        max_per_source=check.integer(node, "max_per_source", p, per_source, minimum=1)
+        or per_source,
         skip_empty=skip_empty, line=node.line, sales_file=sales_file,
         sales_window_days=window,
-        sales_limit=check.integer(node, "sales_limit", p, 4, minimum=1) or 4,
+        sales_limit=check.integer(node, "sales_limit", p, limit, minimum=1) or limit,
         alert_threshold=float(threshold),
-        alert_throttle_days=check.integer(node, "throttle_days", p, 14, minimum=0) or 0,
+        alert_throttle_days=check.integer(node, "throttle_days", p,
+                                          default(Campaign, "alert_throttle_days")) or 0,
         approval=approval, approval_expires_days=expires)
 
 
-def _approval(node: LineDict, p: str, check: _Check) -> tuple[bool, int]:
-    """`approval: true` and `approval_expires: 7d` of a campaign or drip."""
-    approval = node.get("approval", False)
+def _approval(node: LineDict, p: str, check: _Check, cls: type) -> tuple[bool, int]:
+    """`approval: true` and `approval_expires: 7d` of a campaign or drip (`cls`)."""
+    approval = node.get("approval", default(cls, "approval"))
     if not isinstance(approval, bool):
         check.add(node, f"{p}approval", "must be true or false", "`approval: true`")
-        approval = False
-    raw = node.get("approval_expires", "7d")
+        approval = default(cls, "approval")
+    expires_days = default(cls, "approval_expires_days")
+    raw = node.get("approval_expires", f"{expires_days}d")
     days = parse_duration_days(str(raw))
     if not days:
         check.add(node, f"{p}approval_expires", f"bad duration {raw!r}",
                   "a number and a unit: 3d, 1w (how long a draft may wait for approval)")
-    return approval, days or 7
+    return approval, days or expires_days
 
 
 def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check,
@@ -514,7 +531,7 @@ def _load_drips(root: LineDict, audiences: tuple[str, ...], check: _Check,
                                   after_days=days if after is not None else None,
                                   every_days=days if every is not None else None,
                                   subject=check.text(snode, "subject", sp)))
-        approval, expires = _approval(node, p, check)
+        approval, expires = _approval(node, p, check, Drip)
         out.append(Drip(name=name, audiences=targets, anchor=anchor, steps=tuple(steps),
                         line=node.line, approval=approval, approval_expires_days=expires))
     return tuple(out)
@@ -533,7 +550,8 @@ def _clock_time(text: str) -> dt.time | None:
 def _load_scheduling(root: LineDict, check: _Check) -> Scheduling:
     node = check.mapping(root.get("scheduling"), "scheduling", root.line_of("scheduling"))
     p = "scheduling."
-    quiet = None
+    defaults = Scheduling()
+    quiet = defaults.quiet_hours
     raw = check.text(node, "quiet_hours", p)
     if raw:
         parts = [t for x in raw.split("-") if (t := _clock_time(x)) is not None]
@@ -542,19 +560,21 @@ def _load_scheduling(root: LineDict, check: _Check) -> Scheduling:
                       'write it as "21:00-08:00" (local time; may wrap midnight)')
         else:
             quiet = (parts[0], parts[1])
-    drip_time = _clock_time(check.text(node, "drip_time", p, default="09:00"))
+    drip_time = _clock_time(check.text(node, "drip_time", p,
+                                       default=f"{defaults.drip_time:%H:%M}"))
     if drip_time is None:
         check.add(node, f"{p}drip_time", "is not a time of day", 'e.g. "09:00"')
-        drip_time = Scheduling.drip_time
+        drip_time = defaults.drip_time
     cap = check.mapping(node.get("frequency_cap"), f"{p}frequency_cap",
                         node.line_of("frequency_cap"))
     return Scheduling(
         quiet_hours=quiet, drip_time=drip_time,
-        catch_up_hours=check.integer(node, "catch_up_hours", p, 36) or 0,
-        cap_max=check.integer(cap, "max", f"{p}frequency_cap.", 0) or 0,
-        cap_days=check.integer(cap, "days", f"{p}frequency_cap.", 30, minimum=1) or 30,
+        catch_up_hours=check.integer(node, "catch_up_hours", p, defaults.catch_up_hours) or 0,
+        cap_max=check.integer(cap, "max", f"{p}frequency_cap.", defaults.cap_max) or 0,
+        cap_days=check.integer(cap, "days", f"{p}frequency_cap.", defaults.cap_days, minimum=1)
+        or defaults.cap_days,
         cap_policy=check.choice(cap, "policy", f"{p}frequency_cap.", ("wait", "skip"),
-                                default="wait") or "wait")
+                                default=defaults.cap_policy) or defaults.cap_policy)
 
 
 def load_config(project: Path) -> Config:
@@ -576,20 +596,27 @@ def load_config(project: Path) -> Config:
     sender = _load_sender(root, check)
     transport = check.choice(root, "transport", "", TRANSPORTS, default="outbox")
     smtp_node = check.mapping(root.get("smtp"), "smtp", root.line_of("smtp"))
+    smtp_d = SmtpSettings()
     smtp = SmtpSettings(
-        host=check.text(smtp_node, "host", "smtp.", default="localhost"),
-        port=check.integer(smtp_node, "port", "smtp.", 587, minimum=1) or 587,
+        host=check.text(smtp_node, "host", "smtp.", default=smtp_d.host),
+        port=check.integer(smtp_node, "port", "smtp.", smtp_d.port, minimum=1) or smtp_d.port,
         security=check.choice(smtp_node, "security", "smtp.", ("starttls", "ssl", "none"),
-                              default="starttls"),
-        timeout=float(check.integer(smtp_node, "timeout", "smtp.", 30, minimum=1) or 30),
-        workers=check.integer(smtp_node, "workers", "smtp.", 4, minimum=1) or 4)
+                              default=smtp_d.security),
+        timeout=float(check.integer(smtp_node, "timeout", "smtp.", int(smtp_d.timeout),
+                                    minimum=1) or smtp_d.timeout),
+        workers=check.integer(smtp_node, "workers", "smtp.", smtp_d.workers, minimum=1)
+        or smtp_d.workers)
     sg_node = check.mapping(root.get("sendgrid"), "sendgrid", root.line_of("sendgrid"))
+    sg_d = SendGridSettings()
     sendgrid = SendGridSettings(
-        api_host=check.text(sg_node, "api_host", "sendgrid.", default=SendGridSettings.api_host),
-        asm_group_id=check.integer(sg_node, "asm_group_id", "sendgrid.", None, minimum=1),
-        sandbox_mode=bool(sg_node.get("sandbox_mode", False)),
-        timeout=float(check.integer(sg_node, "timeout", "sendgrid.", 30, minimum=1) or 30),
-        workers=check.integer(sg_node, "workers", "sendgrid.", 16, minimum=1) or 16)
+        api_host=check.text(sg_node, "api_host", "sendgrid.", default=sg_d.api_host),
+        asm_group_id=check.integer(sg_node, "asm_group_id", "sendgrid.", sg_d.asm_group_id,
+                                   minimum=1),
+        sandbox_mode=bool(sg_node.get("sandbox_mode", sg_d.sandbox_mode)),
+        timeout=float(check.integer(sg_node, "timeout", "sendgrid.", int(sg_d.timeout),
+                                    minimum=1) or sg_d.timeout),
+        workers=check.integer(sg_node, "workers", "sendgrid.", sg_d.workers, minimum=1)
+        or sg_d.workers)
     campaigns_node = check.mapping(root.get("campaigns"), "campaigns", root.line_of("campaigns"))
     if not campaigns_node:
         check.add(root, "campaigns", "no campaigns defined",
@@ -620,8 +647,9 @@ def load_config(project: Path) -> Config:
     state = check.text(root, "state_dir", "", default=DEFAULT_STATE_DIR)
     scheduling = _load_scheduling(root, check)
     eng_node = check.mapping(root.get("engagement"), "engagement", root.line_of("engagement"))
+    cold = default(Engagement, "cold_after_sends")
     engagement = Engagement(cold_after_sends=check.integer(
-        eng_node, "cold_after_sends", "engagement.", 4, minimum=1) or 4)
+        eng_node, "cold_after_sends", "engagement.", cold, minimum=1) or cold)
 
     check.problems += unknown_keys(root, CAMPAIGNS_FILE)
     all_problems = sources_check.problems + check.problems
