@@ -35,7 +35,7 @@ def test_loading_a_config_imports_jinja_for_subjects_but_not_the_renderer(
 def test_config_source_names_no_rendering_module_but_strings() -> None:
     # Lazy imports count too: config may reach the subject checker, nothing heavier.
     found = set()
-    for path in (ROOT / "pipeline").glob("config*.py"):
+    for path in (ROOT / "pipeline" / "config").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
                     "pipeline.rendering"):
