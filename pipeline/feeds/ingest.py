@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax import SAXParseException
 
@@ -428,6 +428,23 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     if deferred:
         left = {name for name, _ in deferred}
         sources = tuple(s for s in sources if s.name not in left)
+    results, parsed = _fetch_and_parse(sources, states, now, on_done, settings)
+    stored = _store_results(results, parsed, store, now)
+    remote = [r for r in results if r.source.is_remote]
+    moved = tuple((r.source.name, r.permanent_url) for r in results
+                  if r.permanent_url and r.status != "failed")
+    return IngestSummary(stored.fetched, stored.not_modified, tuple(stored.failed),
+                         stored.new, stored.updated, tuple(stored.articles),
+                         requests=len(remote), bytes_read=sum(r.bytes_read for r in remote),
+                         seconds=time.monotonic() - started, moved=moved,
+                         deferred=deferred)
+
+
+def _fetch_and_parse(sources: tuple[Source, ...], states: dict[str, FeedState],
+                     now: dt.datetime, on_done: Progress | None, settings: FetchSettings
+                     ) -> tuple[list[FetchResult], dict[str, ParsedFeed]]:
+    """Fetch every source at once, parsing each as it arrives (in worker processes when
+    there are many); the fetch results in source order, and the parsed feeds by name."""
     parsed: dict[str, ParsedFeed] = {}
     pool = ProcessPoolExecutor(min(cores(), 8), mp_context=context("pipeline.feeds.ingest"),
                                initializer=exit_with, initargs=(os.getpid(),)) \
@@ -456,11 +473,27 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+    return results, parsed
+
+
+@dataclass
+class _Stored:
+    """What storing one run's feeds did (ingest's summary is built from it)."""
+
+    fetched: int = 0
+    not_modified: int = 0
+    new: int = 0
+    updated: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    articles: list[Article] = field(default_factory=list)
+
+
+def _store_results(results: list[FetchResult], parsed: dict[str, ParsedFeed], store: Store,
+                   now: dt.datetime) -> _Stored:
+    """Record each feed's outcome and upsert its articles, in source order."""
     index = ClusterIndex(lambda: (row[1:] for row in store.recent_articles(
         now - dt.timedelta(days=CLUSTER_DAYS))))
-    fetched = not_modified = new = updated = 0
-    failed: list[tuple[str, str]] = []
-    parsed_all: list[Article] = []
+    out = _Stored()
     # One transaction for every feed's records: a commit is an fsync, and 500 feeds
     # made 500 to 1,000 of them (most of a re-run's time). A crash loses this run's
     # records only, and the next run fetches again.
@@ -476,10 +509,10 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
                 # no server was asked, so a config fix (allow_private) is tried at once.
                 store.record_feed_failure(name, now, error,
                                           url=r.source.url if r.asked else "")
-                failed.append((name, error))
+                out.failed.append((name, error))
                 continue
             if r.status == "not_modified" or feed is None:
-                not_modified += 1
+                out.not_modified += 1
                 store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
                                           last_modified=r.last_modified,
                                           permanent_url=r.permanent_url,
@@ -487,18 +520,11 @@ def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
                 continue
             articles = _reconcile(feed.articles, store, index)
             n, u = store.upsert_articles(articles, now)
-            new, updated = new + n, updated + u
-            fetched += 1
-            parsed_all.extend(articles)
+            out.new, out.updated = out.new + n, out.updated + u
+            out.fetched += 1
+            out.articles.extend(articles)
             store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
                                       last_modified=r.last_modified, new=n,
                                       permanent_url=r.permanent_url,
                                       content_hash=r.content_hash, outcome="ok")
-    remote = [r for r in results if r.source.is_remote]
-    moved = tuple((r.source.name, r.permanent_url) for r in results
-                  if r.permanent_url and r.status != "failed")
-    return IngestSummary(fetched, not_modified, tuple(failed), new, updated,
-                         tuple(parsed_all), requests=len(remote),
-                         bytes_read=sum(r.bytes_read for r in remote),
-                         seconds=time.monotonic() - started, moved=moved,
-                         deferred=deferred)
+    return out
