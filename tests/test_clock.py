@@ -41,3 +41,13 @@ def test_a_referral_update_is_due_when_the_change_was_made() -> None:
     late = dt.datetime(2001, 5, 3, 21, 30, tzinfo=dt.UTC)
     due = referral_update_due(referral, contact, "UTC", quiet, late)
     assert due.local == dt.datetime(2001, 5, 4, 8, 0, tzinfo=due.local.tzinfo)
+
+
+def test_the_rate_limit_wait_is_measured_from_the_moment_given() -> None:
+    import httpx
+
+    from pipeline.delivery.sendgrid_api import _reset_in
+    response = httpx.Response(429, headers={"X-RateLimit-Reset": "1000000030"})
+    assert _reset_in(response, 1_000_000_000.0) == 30.0
+    assert _reset_in(response, 1_000_000_040.0) == 0.0
+    assert _reset_in(httpx.Response(429), 1_000_000_000.0) is None

@@ -79,11 +79,12 @@ def error_text(response: httpx.Response) -> str:
     return f"SendGrid {response.status_code}: {text}"
 
 
-def _reset_in(response: httpx.Response) -> float | None:
-    """Seconds until the rate-limit window reopens, from X-RateLimit-Reset (epoch s)."""
+def _reset_in(response: httpx.Response, now: float) -> float | None:
+    """Seconds from `now` (epoch s) until the rate-limit window reopens, from
+    X-RateLimit-Reset (epoch s)."""
     value = response.headers.get("X-RateLimit-Reset")
     try:
-        return max(0.0, float(value) - time.time()) if value else None
+        return max(0.0, float(value) - now) if value else None
     except ValueError:
         return None
 
@@ -151,7 +152,9 @@ class SendGridClient:
             else:
                 if response.status_code == 429:
                     last = error_text(response)
-                    reset_in = _reset_in(response)
+                    # The wait is real, against the server's wall clock: read at
+                    # this network edge.
+                    reset_in = _reset_in(response, time.time())
                     if attempt == self.retry.attempts:
                         self.stop.failed(last)
                 elif response.status_code >= 500:
