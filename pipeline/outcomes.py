@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from pipeline.runner import Prepared
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import Unsent
-    from pipeline.state.store import FeedState
+    from pipeline.state.records import FeedState, LedgerRow, QueuedAlert, SendCount
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ class StatusView:
     """`status`: feeds' health, sends, unknown outcomes, what is next, who is cold."""
 
     feeds: dict[str, FeedState]
-    sends: tuple[tuple, ...]  # store.send_counts() rows, newest first
-    pending: tuple  # deliveries whose outcome is unknown
+    sends: tuple[SendCount, ...]  # newest first
+    pending: tuple[LedgerRow, ...]  # deliveries whose outcome is unknown
     late: tuple[Unsent, ...]
     nexts: tuple[Due, ...]  # the next send of each campaign and drip
     last_tick: str | None
@@ -126,6 +126,6 @@ class StatusView:
 class ApprovalQueue:
     """`approve` with nothing to decide: the interest alerts and drafts of the project."""
 
-    alerts: tuple[tuple, ...]  # store.alerts() rows of interest-alert campaigns
+    alerts: tuple[QueuedAlert, ...]  # of interest-alert campaigns
     drafts: tuple[DraftState, ...]
     notices: tuple[str, ...]  # alerts that expired or were withdrawn meanwhile

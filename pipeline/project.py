@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from pipeline.rendering.templatecheck import TemplateFile
     from pipeline.runner import Progress
     from pipeline.scheduling.daemon import Daemon, TickReport
-    from pipeline.state.store import Store
+    from pipeline.state.interface import Ledger
+    from pipeline.state.records import Referral
 
 # Modules are imported inside the methods that use them: opening a project costs nothing,
 # and `sphere --help` (which imports no operation) stays as fast as click itself.
@@ -60,7 +61,7 @@ class Project(ApprovalDesk):
         self._store_options = {"dry_run": dry_run, "new_ledger": new_ledger,
                                "verify": verify}
         self._config: Config | None = None
-        self._store: Store | None = None
+        self._store: Ledger | None = None
         self._origin: Path | None = None
         self._owned = True  # close() closes the store
 
@@ -71,7 +72,7 @@ class Project(ApprovalDesk):
         return cls(folder, clock, **store_options)
 
     @classmethod
-    def on_store(cls, folder: Path, store: Store, clock: Clock | None = None) -> Project:
+    def on_store(cls, folder: Path, store: Ledger, clock: Clock | None = None) -> Project:
         """The project in `folder` over a store someone else opened and closes (the
         studio's store thread, the daemon's tick): `close()` leaves it open."""
         project = cls(folder, clock)
@@ -97,11 +98,11 @@ class Project(ApprovalDesk):
         return self._config
 
     @property
-    def store(self) -> Store:
+    def store(self) -> Ledger:
         """The project's database, opened (and migrated) on first use."""
         if self._store is None:
-            from pipeline.state.store import Store
-            self._store = Store.open(self.config.db_path, **self._store_options)
+            from pipeline.state.interface import open_store
+            self._store = open_store(self.config.db_path, **self._store_options)
             self._origin = self._store.origin  # named in an error after it is closed
         return self._store
 
@@ -121,11 +122,11 @@ class Project(ApprovalDesk):
             if self._owned:
                 store.close()
 
-    def open_store(self) -> Store:
+    def open_store(self) -> Ledger:
         """A new connection to the project's database, for a thread or a process of its
         own (the daemon, the webhook service); the caller closes it."""
-        from pipeline.state.store import Store
-        return Store.open(self.config.db_path)
+        from pipeline.state.interface import open_store
+        return open_store(self.config.db_path)
 
     def transport(self, name: str | None = None, dry_run: bool | None = None,
                   send_at: SendAtRule | None = None) -> Transport:
@@ -136,7 +137,7 @@ class Project(ApprovalDesk):
 
     def contacts_known(self, email: str) -> bool:
         """Whether `email` is in one of the project's audience files."""
-        from pipeline.contacts.audience import email_key
+        from pipeline.addresses import email_key
         from pipeline.scheduling.daemon import all_contacts
         return email_key(email) in {email_key(c.email) for c in all_contacts(self.config)}
 
@@ -191,6 +192,7 @@ class Project(ApprovalDesk):
     def preview(self, campaign: str, contact: str | None = None, out_dir: Path | None = None,
                 step: int | None = None) -> list[PreviewWritten]:
         """Write each email of `campaign` (or of a drip's steps) as HTML plus a gallery."""
+        from pipeline.addresses import email_key
         from pipeline.rendering.preview import (
             REFERRAL_UPDATE,
             drip_plans,
@@ -216,10 +218,10 @@ class Project(ApprovalDesk):
         if store.article_count() == 0:
             self.ingest()
         prepared = prepare(config, store, config.campaign(campaign), now)
-        if contact and not any(e.contact.email.lower() == contact.lower()
+        if contact and not any(email_key(e.contact.email) == email_key(contact)
                                for e in prepared.plan.emails):
             why = next((s.reason for s in prepared.plan.skipped
-                        if s.email.lower() == contact.lower()), "")
+                        if email_key(s.email) == email_key(contact)), "")
             raise SphereError(f"{contact} gets no email in this send" + (
                 f": {why}" if why else " (not in the campaign's audience; check the spelling)"))
         index = write_preview(prepared.plan, renderer, now, target, contact)
@@ -246,11 +248,12 @@ class Project(ApprovalDesk):
 
     def add_note(self, email: str, text: str) -> int:
         """Queue a one-off note (Markdown) for the next email to `email`."""
+        from pipeline.addresses import email_key
         from pipeline.contacts.audience import load_audiences
         config = self.config
-        known = {c.email.lower() for c in load_audiences(
+        known = {email_key(c.email) for c in load_audiences(
             config.audience_files, config.audience_names, config.project).contacts}
-        if email.lower() not in known:
+        if email_key(email) not in known:
             raise SphereError(f"{email} is in no audience file; check the spelling "
                               f"(`sphere plan CAMPAIGN` lists contacts)")
         return self.store.add_note(email, text, self.now())
@@ -366,7 +369,7 @@ class Project(ApprovalDesk):
         """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
         from pipeline.delivery import report as reports
         config, store = self.config, self.store
-        known = {c.name for c in config.campaigns} | {c for _, c, _ in store.send_rows()}
+        known = {c.name for c in config.campaigns} | {s.campaign for s in store.send_rows()}
         if campaign and campaign not in known:
             raise SphereError(f"no campaign {campaign!r}; known: "
                               f"{', '.join(sorted(known)) or 'none'}")
@@ -435,7 +438,7 @@ class Project(ApprovalDesk):
                           suppression_counts=store.suppression_counts(),
                           articles=store.article_count())
 
-    def referrals(self) -> list[tuple]:
+    def referrals(self) -> list[Referral]:
         """Every referral recorded."""
         return self.store.referrals()
 
@@ -456,22 +459,22 @@ class Project(ApprovalDesk):
     def update_referral(self, referral_id: int, status: str,
                         transport_name: str | None = None) -> ReferralUpdated:
         """Set a referral's status and send the referrer an update (once per status)."""
-        from pipeline.contacts.audience import email_key
+        from pipeline.addresses import email_key
         from pipeline.scheduling.calendar import Referral, referral_update_due
         from pipeline.scheduling.daemon import all_contacts
         config, store, now = self.config, self.store, self.now()
-        rows = {r[0]: r for r in store.referrals()}
+        rows = {r.id: r for r in store.referrals()}
         if referral_id not in rows:
             raise SphereError(f"no referral {referral_id}; `sphere referral add` records one")
-        _id, by_email, name, received, _old, _updated = rows[referral_id]
+        by_email, name, received = (rows[referral_id].by_email, rows[referral_id].name,
+                                    rows[referral_id].received)
         store.update_referral(referral_id, status, now)
         contact = next((c for c in all_contacts(config)
                         if email_key(c.email) == email_key(by_email)), None)
         if contact is None:
             raise SphereError(f"{by_email} is no longer in an audience file; status saved, no "
                               "email sent")
-        referral = Referral(referral_id, by_email, name, dt.date.fromisoformat(received),
-                            status, now)
+        referral = Referral(referral_id, by_email, name, received, status, now)
         item = referral_update_due(referral, contact, config.sender.timezone,
                                    config.scheduling, now)
         if item.at > now:

@@ -11,7 +11,8 @@ from pipeline.outcomes import ApprovalQueue, DraftState
 if TYPE_CHECKING:
     from pipeline.approval.drafts import Draft, DraftRecipient
     from pipeline.config import Config
-    from pipeline.state.store import Store
+    from pipeline.state.interface import Ledger
+    from pipeline.state.records import QueuedAlert
 
 
 class ApprovalDesk:
@@ -22,7 +23,7 @@ class ApprovalDesk:
         def config(self) -> Config: ...
 
         @property
-        def store(self) -> Store: ...
+        def store(self) -> Ledger: ...
 
         def now(self) -> dt.datetime: ...
 
@@ -62,7 +63,7 @@ class ApprovalDesk:
         for name, campaign in campaigns.items():
             notices += reconcile_alerts(store, name, now,
                                         dt.timedelta(days=campaign.approval_expires_days))
-        return ApprovalQueue(tuple(r for r in store.alerts() if r[1] in campaigns),
+        return ApprovalQueue(tuple(r for r in store.alerts() if r.campaign in campaigns),
                              self.draft_states(), tuple(notices))
 
     def draft(self, draft_id: int) -> Draft:
@@ -73,7 +74,7 @@ class ApprovalDesk:
             raise SphereError(f"no draft d{draft_id} (`sphere approve` lists the drafts)")
         return found[0]
 
-    def decide_alerts(self, alert_ids: list[int], pending: dict[int, tuple], drop: bool,
+    def decide_alerts(self, alert_ids: list[int], pending: dict[int, QueuedAlert], drop: bool,
                       note: str | None) -> None:
         """Approve (or drop) pending interest alerts; `note` opens an approved one."""
         unknown = [i for i in alert_ids if i not in pending]

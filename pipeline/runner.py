@@ -23,7 +23,7 @@ from pipeline.rendering.pool import RenderAhead, pool_size
 from pipeline.rendering.render import Renderer
 from pipeline.rendering.templatecheck import check_templates
 from pipeline.scheduling.calendar import Due
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
 # Stages' own functions that callers have long imported from here.
@@ -31,14 +31,14 @@ __all__ = ["Prepared", "approved_items", "held", "prepare", "reconcile_alerts",
            "skipped_line"]
 
 
-def run_ingest(config: Config, store: Store, now: dt.datetime,
+def run_ingest(config: Config, store: Ledger, now: dt.datetime,
                on_done: Callable | None = None, retry_failed: bool = False
                ) -> IngestSummary:
     """Stage 1: bring every source up to date (failing feeds too with `retry_failed`)."""
     return ingest(config.sources, store, now, on_done, retry_failed=retry_failed)
 
 
-def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepared: Prepared,
+def deliver_plan(store: Ledger, renderer: Renderer, transport: Transport, prepared: Prepared,
                  now: Callable[[], dt.datetime], dry_run: bool,
                  progress: Progress | None = None,
                  max_failures: int = MAX_CONSECUTIVE_FAILURES,
@@ -51,7 +51,7 @@ def deliver_plan(store: Store, renderer: Renderer, transport: Transport, prepare
                              max_failures, should_stop)
 
 
-def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
+def _deliver_plan(store: Ledger, renderer: Renderer, transport: Transport,
                   prepared: Prepared, now: Callable[[], dt.datetime], dry_run: bool,
                   progress: Progress | None, max_failures: int,
                   should_stop: Callable[[], bool] | None) -> RunSummary:
@@ -80,7 +80,7 @@ def _deliver_plan(store: Store, renderer: Renderer, transport: Transport,
                    seconds=time.monotonic() - started)
 
 
-def run_send(config: Config, store: Store, transport: Transport, campaign_name: str,
+def run_send(config: Config, store: Ledger, transport: Transport, campaign_name: str,
              now: Callable[[], dt.datetime], dry_run: bool = False, do_ingest: bool = True,
              period: dt.datetime | None = None, progress: Progress | None = None
              ) -> tuple[IngestSummary | None, RunSummary]:
@@ -106,7 +106,7 @@ def refuse_bad_templates(config: Config, renderer: Renderer, uses: list[str]) ->
         raise ConfigError(problems)
 
 
-def run_due(config: Config, store: Store, transport: Transport, items: Sequence[Due],
+def run_due(config: Config, store: Ledger, transport: Transport, items: Sequence[Due],
             now: Callable[[], dt.datetime], dry_run: bool = False,
             progress: Progress | None = None,
             should_stop: Callable[[], bool] | None = None) -> list[RunSummary]:
@@ -127,7 +127,7 @@ def run_due(config: Config, store: Store, transport: Transport, items: Sequence[
         if should_stop is not None and should_stop():
             break  # the checkpoint stays put: the next start sends the rest
         first = group[0]
-        emails = frozenset(d.email.lower() for d in group)
+        emails = frozenset(email_key(d.email) for d in group)
         if first.kind == DueKind.CAMPAIGN:
             campaign = config.campaign(first.name)
             # A send held for approval is drafted whole when it first falls due, so the

@@ -43,7 +43,7 @@ def test_many_failures_in_a_row_pause_the_run_and_a_rerun_resumes(project: Path)
         standin.stop()
     assert second.sent == 28 and not second.paused
     assert standin.delivered == {e.contact.email.lower(): 1 for e in s.emails}
-    assert s.store.send_counts()[0][3] == "done"
+    assert s.store.send_counts()[0].outcome == "done"
 
 
 def test_a_permanent_failure_does_not_block_the_others(project: Path) -> None:

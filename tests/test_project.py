@@ -41,8 +41,8 @@ def test_plan_send_to_outbox_and_status_through_the_project(project: Path) -> No
         assert sent.summary.sent == len(emails) and sent.outbox == p.config.outbox_dir
         assert len(list(sent.outbox.glob("monthly-sphere*.eml"))) == len(emails)
         view = p.status()
-    assert [row[0] for row in view.sends] == [sent.summary.send_id]
-    assert view.sends[0][4] == len(emails)  # sent
+    assert [row.send_id for row in view.sends] == [sent.summary.send_id]
+    assert view.sends[0].sent == len(emails)
     assert view.articles > 0 and not view.pending
 
     with Project.open(project, clock=lambda: NOW) as p:
@@ -59,7 +59,7 @@ def test_referrals_through_the_project(project: Path) -> None:
         added = p.add_referral("zoe.hartmann@example.com", "Sam Ortiz")
         assert added.id == 1 and "referral-thanks" in added.drips
         (row,) = p.referrals()
-        assert row[1] == "zoe.hartmann@example.com" and row[2] == "Sam Ortiz"
+        assert row.by_email == "zoe.hartmann@example.com" and row.name == "Sam Ortiz"
         with pytest.raises(SphereError, match="no referral 7"):
             p.update_referral(7, "listed")
         first = p.update_referral(1, "listed", "outbox")

@@ -11,14 +11,11 @@ stories dropped from their email. Interest alerts keep their own per-story queue
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
+from pipeline.addresses import email_key
 from pipeline.models import (
     Article,
-    DraftStatus,
-    DripExtra,
     DueKind,
     Note,
     Pick,
@@ -28,222 +25,104 @@ from pipeline.models import (
     Tip,
     template_variables,
 )
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
+
+# The draft records live with the store that keeps them; re-exported for callers.
+from pipeline.state.records import Draft, DraftPick, DraftRecipient
+
+__all__ = [
+    "Draft",
+    "DraftPick",
+    "DraftRecipient",
+    "decide",
+    "decide_recipient",
+    "declined",
+    "drop_item",
+    "held_plan",
+    "hold",
+    "load",
+    "rebuild",
+    "replan",
+    "sent_to",
+    "with_approved_unsent",
+    "with_declined",
+]
 
 HELD = "held for your approval: draft d{id} (sphere approve)"
 DROPPED = "dropped from draft d{id} in review"
 EXPIRED = "draft d{id} expired unapproved on {day}: not sent late"
 
 
-@dataclass(frozen=True)
-class DraftPick:
-    """One pick as the draft stores it (an article id or 'tip:<id>', with its reason)."""
-
-    section: str
-    key: str
-    reason: str
-    score: float = 0.0
-    general: bool = False
-
-
-@dataclass(frozen=True)
-class DraftRecipient:
-    """One person in a draft, with what review may change for them."""
-
-    email: str
-    status: DraftStatus  # pending (follows the draft) | approved (this person alone)
-    picks: tuple[DraftPick, ...]
-    created: dt.datetime
-    template: str = ""
-    extra: DripExtra | None = None  # a drip step's referral, years or times
-    note: str = ""  # a personal note for this send only
-    excluded: bool = False  # dropped from this send in review
-    dropped_items: tuple[str, ...] = ()  # pick keys removed in review
-
-
-@dataclass(frozen=True)
-class Draft:
-    """One held send."""
-
-    id: int
-    send_id: str
-    name: str  # the campaign or drip
-    kind: DueKind
-    period: str
-    created: dt.datetime
-    expires: dt.datetime
-    status: DraftStatus
-    decided: dt.datetime | None
-    recipients: tuple[DraftRecipient, ...]
-
-    def approved(self, r: DraftRecipient) -> bool:
-        """True if this person's email may go: approved alone, or with the whole draft
-        (someone added to the draft after that decision was not part of it)."""
-        if r.excluded or self.status == DraftStatus.DROPPED:
-            return False
-        return r.status == DraftStatus.APPROVED or (
-            self.status == DraftStatus.APPROVED and self.decided is not None and
-            r.created <= self.decided)
-
-    def expired(self, now: dt.datetime) -> bool:
-        """Past its expiry with the whole send still undecided."""
-        return self.status == DraftStatus.PENDING and now >= self.expires
-
-    def state(self, r: DraftRecipient, now: dt.datetime) -> str:
-        """dropped | approved | expired | held, for one recipient."""
-        if r.excluded or self.status == DraftStatus.DROPPED:
-            return "dropped"
-        if self.approved(r):
-            return "approved"
-        return "expired" if now >= self.expires else "held"
-
-    def recipient(self, email: str) -> DraftRecipient | None:
-        """The row of one address, if it is in the draft."""
-        key = email.lower()
-        return next((r for r in self.recipients if r.email == key), None)
-
-
-def _iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat()
-
-
-def _picks_json(picks: Iterable[Pick]) -> str:
-    return json.dumps([{"section": p.section, "key": p.key, "reason": p.reason,
-                        "score": p.score, "general": p.general} for p in picks])
+def _stored(picks: Iterable[Pick]) -> tuple[DraftPick, ...]:
+    """Picks as a draft keeps them: the key (an article id or 'tip:<id>') and reason."""
+    return tuple(DraftPick(p.section, p.key, p.reason, p.score, p.general) for p in picks)
 
 
 # ---- storage ------------------------------------------------------------------------
-def hold(store: Store, plan: Plan, kind: DueKind, expires_days: int, now: dt.datetime,
+def hold(store: Ledger, plan: Plan, kind: DueKind, expires_days: int, now: dt.datetime,
          drip_extra: bool = False, expires_from: dt.datetime | None = None) -> Draft:
     """Record `plan` as a draft, or add its new recipients to the draft of that send; a
     recipient already held keeps the content it was held (and maybe reviewed) with.
     `expires_from`: a draft made ahead of its time (in review) expires counting from
     that time, not from now."""
-    stamp = _iso(now)
     start = max(now, expires_from) if expires_from else now
-    with store.transaction() as tx:
-        tx.execute("INSERT OR IGNORE INTO drafts (send_id, name, kind, period, created, "
-                   "expires) VALUES (?,?,?,?,?,?)",
-                   (plan.send_id, plan.campaign.name, kind, plan.period, stamp,
-                    _iso(start + dt.timedelta(days=expires_days))))
-        draft_id = tx.execute("SELECT id FROM drafts WHERE send_id=?",
-                              (plan.send_id,)).fetchone()[0]
-        tx.executemany(
-            "INSERT OR IGNORE INTO draft_recipients (draft_id, email, picks, template, "
-            "extra, created) VALUES (?,?,?,?,?,?)",
-            [(draft_id, e.contact.email.lower(), _picks_json(e.picks), e.template,
-              json.dumps(template_variables(e.extra) if drip_extra else {}, default=str),
-              stamp)
-             for e in plan.emails])
-    found = load(store, send_id=plan.send_id)
-    assert found  # just written
-    return found[0]
+    return store.hold_draft(
+        plan.send_id, plan.campaign.name, kind, plan.period,
+        [(e.contact.email, _stored(e.picks), e.template,
+          template_variables(e.extra) if drip_extra else {})
+         for e in plan.emails], now, start + dt.timedelta(days=expires_days))
 
 
-def load(store: Store, draft_id: int | None = None, send_id: str | None = None
+def load(store: Ledger, draft_id: int | None = None, send_id: str | None = None
          ) -> list[Draft]:
     """Drafts (all, one by id, or the one of a send), oldest first, with their rows."""
-    sql, args = "SELECT * FROM drafts", ()  # type: tuple[str, tuple]
-    if draft_id is not None:
-        sql, args = sql + " WHERE id=?", (draft_id,)
-    elif send_id is not None:
-        sql, args = sql + " WHERE send_id=?", (send_id,)
-    out = []
-    for d in store.conn.execute(sql + " ORDER BY id", args).fetchall():
-        rows = store.conn.execute("SELECT * FROM draft_recipients WHERE draft_id=? "
-                                  "ORDER BY rowid", (d["id"],)).fetchall()
-        recipients = tuple(DraftRecipient(
-            email=r["email"], status=DraftStatus(r["status"]),
-            picks=tuple(DraftPick(**p) for p in json.loads(r["picks"])),
-            created=dt.datetime.fromisoformat(r["created"]), template=r["template"],
-            extra=DripExtra.from_variables(json.loads(r["extra"])), note=r["note"],
-            excluded=bool(r["excluded"]),
-            dropped_items=tuple(json.loads(r["dropped_items"]))) for r in rows)
-        out.append(Draft(id=d["id"], send_id=d["send_id"], name=d["name"],
-                         kind=DueKind(d["kind"]), period=d["period"],
-                         created=dt.datetime.fromisoformat(d["created"]),
-                         expires=dt.datetime.fromisoformat(d["expires"]),
-                         status=DraftStatus(d["status"]),
-                         decided=dt.datetime.fromisoformat(d["decided"]) if d["decided"]
-                         else None, recipients=recipients))
-    return out
+    return store.drafts(draft_id, send_id)
 
 
-def with_approved_unsent(store: Store) -> list[Draft]:
+def with_approved_unsent(store: Ledger) -> list[Draft]:
     """Drafts with someone approved whose email has not gone out yet: what the daemon's
     tick sends (one query, so a tick does not read every draft ever held)."""
-    ids = [r[0] for r in store.conn.execute(
-        "SELECT DISTINCT d.id FROM drafts d JOIN draft_recipients r ON r.draft_id = d.id "
-        "WHERE d.status != 'dropped' AND r.excluded = 0 "
-        "AND (r.status = 'approved' OR (d.status = 'approved' AND r.created <= d.decided)) "
-        "AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.send_id = d.send_id "
-        "AND lower(x.email) = r.email AND x.status IN ('sent', 'pending')) ORDER BY d.id")]
-    return [d for i in ids for d in load(store, draft_id=i)]
+    return store.drafts_approved_unsent()
 
 
-def sent_to(store: Store, draft: Draft) -> dict[str, str]:
+def sent_to(store: Ledger, draft: Draft) -> dict[str, str]:
     """email (lower-cased, as drafts keep it) -> ledger status, for one draft's send."""
-    return {e.lower(): s for e, s in store.ledger_status(draft.send_id).items()}
+    return {email_key(e): s for e, s in store.ledger_status(draft.send_id).items()}
 
 
-def decide(store: Store, draft_id: int, status: str, now: dt.datetime) -> None:
+def decide(store: Ledger, draft_id: int, status: str, now: dt.datetime) -> None:
     """Approve or drop a whole draft."""
-    with store.transaction() as tx:
-        tx.execute("UPDATE drafts SET status=?, decided=? WHERE id=?",
-                   (status, _iso(now), draft_id))
+    store.decide_draft(draft_id, status, now)
 
 
-def decide_recipient(store: Store, draft_id: int, email: str, now: dt.datetime, *,
+def decide_recipient(store: Ledger, draft_id: int, email: str, now: dt.datetime, *,
                      approve: bool = False, exclude: bool = False,
                      note: str | None = None) -> bool:
     """Approve one person (optionally with a personal note for this send) or drop them
     from it; False if they are not in the draft."""
-    with store.transaction() as tx:
-        cur = tx.execute(
-            "UPDATE draft_recipients SET status=CASE WHEN ? THEN 'approved' ELSE status END, "
-            "excluded=CASE WHEN ? THEN 1 ELSE excluded END, note=coalesce(?, note), "
-            "decided=? WHERE draft_id=? AND email=?",
-            (approve, exclude, note, _iso(now), draft_id, email.lower()))
-    return cur.rowcount > 0
+    return store.decide_draft_recipient(draft_id, email, now, approve=approve,
+                                        exclude=exclude, note=note)
 
 
-def drop_item(store: Store, draft_id: int, email: str, key: str,
+def drop_item(store: Ledger, draft_id: int, email: str, key: str,
               picks: Iterable[Pick] | None = None) -> bool:
     """Drop one story from one person's email in a draft (it is never offered to them
     again: see `declined`); `picks`, when given, replace the held ones (the story's
     replacement). False if the person is not in the draft."""
-    with store.transaction() as tx:
-        row = tx.execute("SELECT dropped_items FROM draft_recipients WHERE draft_id=? AND "
-                         "email=?", (draft_id, email.lower())).fetchone()
-        if row is None:
-            return False
-        dropped = list(dict.fromkeys([*json.loads(row[0]), key]))
-        tx.execute("UPDATE draft_recipients SET dropped_items=?, picks=coalesce(?, picks) "
-                   "WHERE draft_id=? AND email=?",
-                   (json.dumps(dropped), _picks_json(picks) if picks is not None else None,
-                    draft_id, email.lower()))
-    return True
+    return store.drop_draft_item(draft_id, email, key,
+                                 _stored(picks) if picks is not None else None)
 
 
-def replan(store: Store, draft_id: int, email: str, picks: Iterable[Pick]) -> bool:
+def replan(store: Ledger, draft_id: int, email: str, picks: Iterable[Pick]) -> bool:
     """Replace the held stories of one person still waiting for a decision (their
     contact changed); False if they are not waiting in the draft."""
-    with store.transaction() as tx:
-        cur = tx.execute("UPDATE draft_recipients SET picks=? WHERE draft_id=? AND email=? "
-                         "AND status='pending' AND excluded=0 AND draft_id IN (SELECT id "
-                         "FROM drafts WHERE status='pending')",
-                         (_picks_json(picks), draft_id, email.lower()))
-    return cur.rowcount > 0
+    return store.replan_draft_recipient(draft_id, email, _stored(picks))
 
 
-def declined(store: Store) -> dict[str, frozenset[str]]:
+def declined(store: Ledger) -> dict[str, frozenset[str]]:
     """email -> every story dropped from that person's email in review: planning treats
     them as received, so a dropped story is never offered to that person again."""
-    out: dict[str, set[str]] = {}
-    for email, items in store.conn.execute(
-            "SELECT email, dropped_items FROM draft_recipients WHERE dropped_items != '[]'"):
-        out.setdefault(email, set()).update(json.loads(items))
-    return {k: frozenset(v) for k, v in out.items()}
+    return store.declined()
 
 
 def with_declined(history: Mapping[str, frozenset[str]],

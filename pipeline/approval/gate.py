@@ -9,7 +9,7 @@ from pipeline.config import Config
 from pipeline.models import Campaign, CampaignKind, DueKind, LedgerStatus
 from pipeline.planning.prepare import Prepared
 from pipeline.scheduling.calendar import Due
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 
 def drafted(campaign: Campaign) -> bool:
@@ -17,7 +17,7 @@ def drafted(campaign: Campaign) -> bool:
     return campaign.approval and campaign.kind != CampaignKind.INTEREST_ALERT
 
 
-def held(config: Config, store: Store, prepared: Prepared, now: dt.datetime) -> Prepared:
+def held(config: Config, store: Ledger, prepared: Prepared, now: dt.datetime) -> Prepared:
     """With `approval: true` (a campaign's, or a drip's), hold the plan as a draft and
     keep only what was approved; otherwise the plan as it is."""
     plan = prepared.plan
@@ -36,7 +36,7 @@ def held(config: Config, store: Store, prepared: Prepared, now: dt.datetime) -> 
     return Prepared(drafts.held_plan(draft, plan, now, articles, tips), prepared.audience)
 
 
-def approved_items(config: Config, store: Store, now: dt.datetime) -> list[Due]:
+def approved_items(config: Config, store: Ledger, now: dt.datetime) -> list[Due]:
     """Calendar items for approved people of live drafts not yet sent: approving a send
     whose time has come sends it at the next tick (`run_due` delivers them)."""
     items = []

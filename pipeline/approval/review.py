@@ -37,7 +37,7 @@ from pipeline.planning.plan import period_for, send_id_for
 from pipeline.rendering.mime import address, build_alternative
 from pipeline.rendering.render import Renderer
 from pipeline.runner import Progress, approved_items, prepare, run_due, run_ingest
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 TEST_FOLDER = "test-sends"  # under var/: a test is never in the outbox of real sends
 
@@ -96,7 +96,7 @@ def next_fire(schedule: str, now: dt.datetime, timezone: str) -> dt.datetime:
     return fire
 
 
-def _live(store: Store, draft: Draft, now: dt.datetime) -> bool:
+def _live(store: Ledger, draft: Draft, now: dt.datetime) -> bool:
     """Still to decide or still to send."""
     if draft.status == DraftStatus.DROPPED or draft.expired(now):
         return False
@@ -105,7 +105,7 @@ def _live(store: Store, draft: Draft, now: dt.datetime) -> bool:
                and draft.state(r, now) in ("held", "approved") for r in draft.recipients)
 
 
-def open_draft(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
+def open_draft(config: Config, store: Ledger, campaign: Campaign, now: dt.datetime,
                do_ingest: bool = True) -> Draft:
     """The draft to review for `campaign`: the current period's while it is live (held,
     or approved and not all sent); else the next period's, drafted now (ahead of its time
@@ -117,7 +117,7 @@ def open_draft(config: Config, store: Store, campaign: Campaign, now: dt.datetim
         return found[0]
     period = current
     current_id = send_id_for(campaign, current)
-    if found or any(row[0] == current_id for row in store.send_rows()):
+    if found or any(row.send_id == current_id for row in store.send_rows()):
         period = next_fire(campaign.schedule, now, tz)
         ahead = drafts.load(store, send_id=send_id_for(campaign, period))
         if ahead:
@@ -129,7 +129,7 @@ def open_draft(config: Config, store: Store, campaign: Campaign, now: dt.datetim
                        expires_from=period)
 
 
-def _titles(config: Config, store: Store) -> dict[str, str]:
+def _titles(config: Config, store: Ledger) -> dict[str, str]:
     titles = {a.id: a.title for a in store.articles()}
     titles.update({f"tip:{t.id}": f"Tip: {t.title}" for t in config.tips})
     return titles
@@ -141,7 +141,7 @@ def contacts_by_email(config: Config, campaign: Campaign) -> dict[str, Contact]:
     return {email_key(c.email): c for c in audience.contacts}
 
 
-def review(config: Config, store: Store, campaign: Campaign, draft: Draft,
+def review(config: Config, store: Ledger, campaign: Campaign, draft: Draft,
            now: dt.datetime) -> CampaignReview:
     """Everyone in the draft, with where they stand and their stories and reasons."""
     titles = _titles(config, store)
@@ -168,7 +168,7 @@ def _row(draft: Draft, email: str) -> DraftRecipient:
     return row
 
 
-def planned_email(config: Config, store: Store, campaign: Campaign, draft: Draft,
+def planned_email(config: Config, store: Ledger, campaign: Campaign, draft: Draft,
                   email: str) -> tuple[Plan, PlannedEmail]:
     """One person's email as it will go: the held stories minus those dropped, their
     waiting one-off notes and this send's personal note."""
@@ -189,7 +189,7 @@ def planned_email(config: Config, store: Store, campaign: Campaign, draft: Draft
     return Plan(campaign, draft.send_id, draft.period, (planned,), ()), planned
 
 
-def render_email(config: Config, store: Store, campaign: Campaign, draft: Draft, email: str,
+def render_email(config: Config, store: Ledger, campaign: Campaign, draft: Draft, email: str,
                  now: dt.datetime) -> RenderedEmail:
     """The finished message for one person of a draft (HTML, text, subject)."""
     plan, planned = planned_email(config, store, campaign, draft, email)
@@ -197,19 +197,19 @@ def render_email(config: Config, store: Store, campaign: Campaign, draft: Draft,
     return renderer.render(plan, planned, now)
 
 
-def save_note(store: Store, draft: Draft, email: str, text: str, now: dt.datetime) -> None:
+def save_note(store: Ledger, draft: Draft, email: str, text: str, now: dt.datetime) -> None:
     """Set one person's personal note for this send (empty text removes it)."""
     _row(draft, email)
     drafts.decide_recipient(store, draft.id, email, now, note=text.strip())
 
 
-def exclude(store: Store, draft: Draft, email: str, now: dt.datetime) -> None:
+def exclude(store: Ledger, draft: Draft, email: str, now: dt.datetime) -> None:
     """Leave one person out of this send."""
     _row(draft, email)
     drafts.decide_recipient(store, draft.id, email, now, exclude=True)
 
 
-def approve(store: Store, draft: Draft, now: dt.datetime, email: str | None = None) -> None:
+def approve(store: Ledger, draft: Draft, now: dt.datetime, email: str | None = None) -> None:
     """Approve the whole send, or one person of it."""
     if draft.status == DraftStatus.DROPPED or draft.expired(now):
         raise SphereError(f"draft d{draft.id} can no longer be approved ({draft.status}"
@@ -222,7 +222,7 @@ def approve(store: Store, draft: Draft, now: dt.datetime, email: str | None = No
         drafts.decide_recipient(store, draft.id, email, now, approve=True)
 
 
-def drop_story(config: Config, store: Store, campaign: Campaign, draft: Draft, email: str,
+def drop_story(config: Config, store: Ledger, campaign: Campaign, draft: Draft, email: str,
                key: str, now: dt.datetime) -> None:
     """Drop one story from one person's email: it is replaced by the next best (their
     plan made again without it) and never offered to that person again."""
@@ -238,7 +238,7 @@ def drop_story(config: Config, store: Store, campaign: Campaign, draft: Draft, e
         drafts.drop_item(store, draft.id, email, key, mine.picks)
 
 
-def refresh_person(config: Config, store: Store, email: str, now: dt.datetime) -> int:
+def refresh_person(config: Config, store: Ledger, email: str, now: dt.datetime) -> int:
     """After a contact's fields change: the stories held for them in drafts still waiting
     (and not yet sent to them) are picked again. Returns how many drafts changed."""
     changed = 0
@@ -258,7 +258,7 @@ def refresh_person(config: Config, store: Store, email: str, now: dt.datetime) -
     return changed
 
 
-def send_test(config: Config, store: Store, campaign: Campaign, draft: Draft, email: str,
+def send_test(config: Config, store: Ledger, campaign: Campaign, draft: Draft, email: str,
               transport: Transport, now: dt.datetime) -> Delivery:
     """That person's email, marked as a test, to the sender's own address; never recorded
     in the ledger. With the outbox transport it is written to var/test-sends/."""
@@ -281,7 +281,7 @@ def send_test(config: Config, store: Store, campaign: Campaign, draft: Draft, em
         transport.close()
 
 
-def send_now(config: Config, store: Store, transport: Transport, draft: Draft,
+def send_now(config: Config, store: Ledger, transport: Transport, draft: Draft,
              now: Callable[[], dt.datetime], progress: Progress | None = None
              ) -> list[RunSummary]:
     """Send the approved, unsent people of a draft whose time has come (what the daemon's
@@ -293,7 +293,7 @@ def send_now(config: Config, store: Store, transport: Transport, draft: Draft,
         transport.close()
 
 
-def upcoming_email(config: Config, store: Store, campaign: Campaign, email: str,
+def upcoming_email(config: Config, store: Ledger, campaign: Campaign, email: str,
                    now: dt.datetime) -> tuple[Plan, PlannedEmail]:
     """For a campaign sent without approval: what this person would get from its send of
     the current period, as planned now (their waiting one-off notes included)."""
@@ -305,7 +305,7 @@ def upcoming_email(config: Config, store: Store, campaign: Campaign, email: str,
     return Plan(campaign, plan.send_id, plan.period, plan.emails[:1], ()), plan.emails[0]
 
 
-def set_next_note(store: Store, email: str, text: str, now: dt.datetime) -> None:
+def set_next_note(store: Ledger, email: str, text: str, now: dt.datetime) -> None:
     """The one-off note for the next email to this person (campaigns without approval):
     replaces their waiting one, or adds one; empty text removes it."""
     waiting = [n for n in notes.notes(store, email_key(email)) if not n.used]

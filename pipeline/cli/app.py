@@ -81,10 +81,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def handled(project: Project | None = None) -> Iterator[None]:
     """Turn Sphere's own errors into one clear message and exit status 1 (a database
     error names `project`'s database file)."""
-    import sqlite3
-
     from pipeline.errors import ConfigError, SphereError
-    from pipeline.state.dbfile import db_error
+    from pipeline.state.interface import backend_errors, describe_failure
     try:
         yield
     except ConfigError as exc:
@@ -93,8 +91,8 @@ def handled(project: Project | None = None) -> Iterator[None]:
         fail(f"{len(exc.problems)} problem(s) in your files; nothing was run")
     except SphereError as exc:
         fail(str(exc))
-    except sqlite3.Error as exc:  # the database failed under a command (damage, a lock)
-        fail(str(db_error(project.origin if project is not None else None, exc)))
+    except backend_errors() as exc:  # the database failed under a command (damage, a lock)
+        fail(str(describe_failure(project.origin if project is not None else None, exc)))
 
 
 @contextmanager

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipeline.approval.drafts import Draft
     from pipeline.outcomes import DraftState
     from pipeline.project import Project
+    from pipeline.state.records import QueuedAlert
 # Each command imports what it uses (see app.py): `sphere --help` stays light.
 
 
@@ -70,7 +71,7 @@ def approve(ids: tuple[str, ...], approve_all: bool, drop: bool, note: str | Non
         queue = p.approval_queue()
         for notice in queue.notices:
             err.print(notice, markup=False)
-        pending = {r[0]: r for r in queue.alerts if r[7] == "pending"}
+        pending = {r.id: r for r in queue.alerts if r.status == "pending"}
         if approve_all:
             now = p.now()
             alert_ids = list(pending)
@@ -95,7 +96,7 @@ def approve(ids: tuple[str, ...], approve_all: bool, drop: bool, note: str | Non
             p.decide_alerts(alert_ids, pending, drop, note)
             verb = "Dropped" if drop else "Approved"
             follow = "" if drop else "; they go out with the next `sphere send " + \
-                f"{pending[alert_ids[0]][1]}` (or the daemon's next look)"
+                f"{pending[alert_ids[0]].campaign}` (or the daemon's next look)"
             out.print(f"{verb} {len(alert_ids)} alert(s){follow}.", markup=False)
 
 
@@ -164,11 +165,11 @@ def _show(p: Project, draft: Draft) -> None:
             out.print(f"    {'message':<13} {r.template}", markup=False)
 
 
-def _list(p: Project, rows: list[tuple]) -> None:
+def _list(p: Project, rows: list[QueuedAlert]) -> None:
     from rich.table import Table
-    pending = [r for r in rows if r[7] == "pending"]
+    pending = [r for r in rows if r.status == "pending"]
     if not pending:
-        approved = sum(1 for r in rows if r[7] == "approved")
+        approved = sum(1 for r in rows if r.status == "approved")
         out.print(f"No alerts waiting for approval ({approved} approved, not yet sent).",
                   markup=False)
         return
@@ -176,9 +177,10 @@ def _list(p: Project, rows: list[tuple]) -> None:
     table = Table(title="Alerts waiting for your approval", title_justify="left")
     for col in ("id", "to", "story", "why", "your note"):
         table.add_column(col, overflow="fold")
-    for alert_id, _campaign, email, article_id, _score, reason, note, _s, _c in pending:
-        table.add_row(str(alert_id), escape(email), escape(titles.get(article_id, article_id)),
-                      escape(reason), escape(note or "(default) I saw this and thought of you."))
+    for r in pending:
+        table.add_row(str(r.id), escape(r.email), escape(titles.get(r.article_id, r.article_id)),
+                      escape(r.reason),
+                      escape(r.note or "(default) I saw this and thought of you."))
     out.print(table)
     out.print("Approve: sphere approve ID [--note TEXT] | all: sphere approve --all | "
               "drop: sphere approve --drop ID", markup=False)

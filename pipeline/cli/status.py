@@ -88,9 +88,9 @@ def _sends_table(view: StatusView) -> None:
     sends = Table(title="Sends", title_justify="left")
     for col in ("send", "started", "outcome", "sent", "failed", "unknown"):
         sends.add_column(col)
-    for sid, started, _finished, outcome, n_sent, n_failed, n_pending in view.sends:
-        sends.add_row(sid, (started or "")[:19], outcome or "running or interrupted",
-                      str(n_sent or 0), str(n_failed or 0), str(n_pending or 0))
+    for s in view.sends:
+        sends.add_row(s.send_id, (s.started or "")[:19], s.outcome or "running or interrupted",
+                      str(s.sent), str(s.failed), str(s.pending))
     out.print(sends)
     pending = view.pending
     if pending:

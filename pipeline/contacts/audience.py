@@ -11,6 +11,8 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+# email_key is re-exported here: the one rule lives in pipeline.addresses.
+from pipeline.addresses import email_key
 from pipeline.contacts.csvsafe import unguard
 from pipeline.errors import Problem
 from pipeline.models import RELATIONSHIPS, STATUSES, Contact
@@ -50,11 +52,6 @@ def one_line(text: str) -> str:
     """`text` with every line break and control character made a space, spaces folded:
     what a name must be before it goes anywhere near a header (To:, Subject:)."""
     return " ".join(_CONTROL_RE.sub(" ", text).split())
-
-
-def email_key(email: str) -> str:
-    """The identity of an address for de-duplication, suppressions and history."""
-    return email.strip().lower()
 
 
 def _contact_from_row(row: dict[str, str], audience: str, shown: str, line: int,

@@ -14,13 +14,19 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.contacts.audience import FIELDS, _contact_from_row, email_key, load_audience
+from pipeline.approval.notes import notes
 from pipeline.config import Config
+from pipeline.contacts.audience import (
+    FIELDS,
+    _contact_from_row,
+    email_key,
+    load_audience,
+)
 from pipeline.contacts.csvsafe import guard, unguard
 from pipeline.errors import ConfigError, Problem, SphereError
 from pipeline.models import Contact, LedgerStatus
-from pipeline.approval.notes import StoredNote, notes
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
+from pipeline.state.records import StoredNote
 
 # What the contact page edits (the address is the identity: never edited here).
 EDITABLE = ("first_name", "last_name", "neighbourhood", "interests", "relationship",
@@ -53,7 +59,7 @@ class ContactFile:
     fields: dict[str, str]
 
 
-def contact_rows(config: Config, store: Store) -> list[ContactRow]:
+def contact_rows(config: Config, store: Ledger) -> list[ContactRow]:
     """Every contact of every audience file, with their last send and last open."""
     sent: dict[str, str] = {}
     for row in store.ledger_rows():
@@ -84,16 +90,15 @@ def find(config: Config, email: str) -> Contact | None:
     return None
 
 
-def timeline(config: Config, store: Store, email: str) -> list[TimelineEntry]:
+def timeline(config: Config, store: Ledger, email: str) -> list[TimelineEntry]:
     """What this person received, opened and clicked, and their one-off notes, newest
     first."""
     key = email_key(email)
     titles = {a.id: a.title for a in store.articles()}
     titles.update({f"tip:{t.id}": f"Tip: {t.title}" for t in config.tips})
     items: dict[str, list[str]] = {}
-    for e, item, send_id in store.conn.execute(
-            "SELECT email, item, send_id FROM history WHERE lower(email)=?", (key,)):
-        items.setdefault(send_id, []).append(titles.get(item, item))
+    for got in store.received_by(key):
+        items.setdefault(got.send_id, []).append(titles.get(got.item, got.item))
     out = []
     for row in store.ledger_rows():
         if email_key(row.email) == key:
@@ -107,10 +112,8 @@ def timeline(config: Config, store: Store, email: str) -> list[TimelineEntry]:
                                  .isoformat(), what, event.url or event.send_id))
     for n in notes(store, key):
         out.append(_note_entry(n))
-    for send_id, note, created in store.conn.execute(
-            "SELECT d.send_id, r.note, coalesce(r.decided, r.created) FROM draft_recipients r "
-            "JOIN drafts d ON d.id = r.draft_id WHERE r.email=? AND r.note != ''", (key,)):
-        out.append(TimelineEntry(created, "personal note", f"{note} (in {send_id})"))
+    for d in store.draft_notes(key):
+        out.append(TimelineEntry(d.when, "personal note", f"{d.note} (in {d.send_id})"))
     return sorted(out, key=lambda t: t.when, reverse=True)
 
 

@@ -8,10 +8,11 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from pipeline.addresses import email_key
 from pipeline.models import LedgerStatus
 
 if TYPE_CHECKING:  # pure module: only the shapes of the store's rows are needed
-    from pipeline.state.store import LedgerRow, StoredEvent
+    from pipeline.state.records import LedgerRow, StoredEvent
 
 COLD_POLICIES: tuple[str, ...] = ("normal", "quarterly", "skip")
 # A contact needs this many sends without an open or click before we call them cold;
@@ -47,11 +48,11 @@ def cold_contacts(ledger_rows: Iterable[LedgerRow], events: Iterable[StoredEvent
     sent: dict[str, list[tuple[float, str]]] = {}
     for row in ledger_rows:
         if row.status == LedgerStatus.SENT and row.transport in TRACKED_TRANSPORTS:
-            sent.setdefault(row.email.lower(), []).append((_epoch(row.created), row.send_id))
+            sent.setdefault(email_key(row.email), []).append((_epoch(row.created), row.send_id))
     engaged: dict[str, list[StoredEvent]] = {}
     for event in events:
         if event.event in ENGAGED_EVENTS:
-            engaged.setdefault(event.email.lower(), []).append(event)
+            engaged.setdefault(email_key(event.email), []).append(event)
     cold: set[str] = set()
     for email, rows in sent.items():
         if len(rows) < n:

@@ -9,8 +9,6 @@ import csv
 import datetime as dt
 import io
 import itertools
-import marshal
-import sqlite3
 import unicodedata
 import zoneinfo
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +30,7 @@ from pipeline.contacts.exports import (
     text_lines,
 )
 from pipeline.models import RELATIONSHIPS
+from pipeline.state.scratch import Scratch
 from pipeline.contacts.neighbourhoods import Neighbourhoods
 
 # Follow Up Boss stages (and common CRM words) -> our relationship values.
@@ -268,55 +267,6 @@ def _syntax(path: Path, line: int, exc: csv.Error) -> ConfigError:
                                 "fix the audience file (or `sphere check`) first")])
 
 
-class _Scratch:
-    """The import's rows by address, in a temporary SQLite database on disk.
-
-    A 1.6-million-row export is merged without holding it in memory: SQLite keeps a few
-    MB of pages in memory and the rest in a file it deletes as it opens it, so even a
-    killed import leaves nothing behind. Rows are stored with marshal: the database
-    lives and dies with this process, and marshal is three times faster than JSON."""
-
-    def __init__(self) -> None:
-        self.db = sqlite3.connect("", isolation_level=None)  # "": a private temp file
-        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -16000"):
-            self.db.execute(f"PRAGMA {pragma}")
-        self.db.execute("CREATE TABLE incoming (seq INTEGER PRIMARY KEY, key TEXT NOT NULL "
-                        "UNIQUE, place TEXT NOT NULL, taken INTEGER NOT NULL DEFAULT 0, "
-                        "row BLOB NOT NULL)")
-        self.db.execute("BEGIN")
-        self.count = 0
-
-    def add(self, key: str, place: str, row: dict[str, str]) -> str | None:
-        """Store a row; None, or the place of the earlier row with the same address."""
-        try:
-            self.db.execute("INSERT INTO incoming (key, place, row) VALUES (?, ?, ?)",
-                            (key, place, marshal.dumps(row)))
-        except sqlite3.IntegrityError:
-            return str(self.db.execute("SELECT place FROM incoming WHERE key = ?",
-                                       (key,)).fetchone()[0])
-        self.count += 1
-        return None
-
-    def take(self, key: str) -> tuple[str, dict[str, str]] | None:
-        """(place, row) of the address, once: the rows of contacts already in the file."""
-        found = self.db.execute("SELECT seq, place, row FROM incoming WHERE key = ? AND "
-                                "taken = 0", (key,)).fetchone()
-        if found is None:
-            return None
-        self.db.execute("UPDATE incoming SET taken = 1 WHERE seq = ?", (found[0],))
-        return found[1], marshal.loads(found[2])
-
-    def rest(self) -> Iterator[tuple[str, dict[str, str]]]:
-        """(place, row) of the rows not taken, in the export's order: new contacts."""
-        for place, row in self.db.execute("SELECT place, row FROM incoming WHERE taken = 0 "
-                                          "ORDER BY seq"):
-            yield place, marshal.loads(row)
-
-    def close(self) -> None:
-        """Drop the database (SQLite deletes its file)."""
-        self.db.close()
-
-
 @dataclass(frozen=True)
 class _Options:
     """What an import checks each record against."""
@@ -374,7 +324,7 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
             records: Iterator[Record] = read_vcf_lines(lines)
         else:
             records, columns = read_csv_lines(lines, shown, overrides or {})
-        scratch = _Scratch()
+        scratch = Scratch()
         stack.callback(scratch.close)
         size = source.stat().st_size
         for n, rec in enumerate(records, 1):
@@ -390,7 +340,7 @@ def import_contacts(source: Path, audience_dir: Path, audience: str, *,
                         skipped_more=tally.skipped.more, notes_more=tally.notes.more)
 
 
-def _collect(rec: Record, scratch: _Scratch, tally: _Merge, options: _Options) -> None:
+def _collect(rec: Record, scratch: Scratch, tally: _Merge, options: _Options) -> None:
     """Validate one record and keep its row in the scratch database (or skip it)."""
     email = _pick_email(rec, tally)
     if email is None:
@@ -415,7 +365,7 @@ def _collect(rec: Record, scratch: _Scratch, tally: _Merge, options: _Options) -
     tally.notes.extend(notes)
 
 
-def _write(target: Path, scratch: _Scratch, tally: _Merge, options: _Options,
+def _write(target: Path, scratch: Scratch, tally: _Merge, options: _Options,
            dry_run: bool, report: Progress) -> None:
     """Stream the audience file into its new version: the contacts it has, merged with
     the import, then the new ones; replace it if anything changed (unless dry_run)."""

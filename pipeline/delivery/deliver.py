@@ -15,6 +15,7 @@ from email.policy import compat32
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.addresses import email_key
 from pipeline.models import Delivery, RenderedEmail
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -187,7 +188,7 @@ def extra_headers(raw: bytes) -> dict[str, str]:
 
 def outbox_name(send_id: str, email: str) -> str:
     """A readable, unique file name for one (send, contact)."""
-    address = email.lower()
+    address = email_key(email)
     name = f"{_UNSAFE.sub('_', send_id)}--{_UNSAFE.sub('_', address)}"
     if not _REVERSIBLE.fullmatch(address):
         # Replacing characters loses them (`a+b@` and `a_b@`, `ü@` and `ø@` would share

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from pipeline.addresses import email_key
 from pipeline.delivery.deliver import Transport
 from pipeline.errors import TransportError
 from pipeline.models import Delivery, RenderedEmail, RunSummary, Skipped
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
 SUPPRESSED = "suppressed since the plan was made (unsubscribed, bounced or complained)"
@@ -45,7 +46,7 @@ def _outcome(future: Future[Delivery], email: str, transport: str) -> Delivery:
         return Delivery(email, "unknown", transport, error=f"{type(exc).__name__}: {exc}")
 
 
-def dispatch(store: Store, transport: Transport, send_id: str, jobs: Iterable[Job],
+def dispatch(store: Ledger, transport: Transport, send_id: str, jobs: Iterable[Job],
              total: int, now: Callable[[], dt.datetime], max_failures: int,
              message_id: Callable[[str], str], progress: Progress | None = None,
              should_stop: Callable[[], bool] | None = None) -> RunSummary:
@@ -78,7 +79,7 @@ class _Run:
     """One dispatch in progress: its counters, the messages in flight, and the steps
     that move each message through begin -> send -> settle."""
 
-    def __init__(self, store: Store, transport: Transport, send_id: str, jobs: Iterable[Job],
+    def __init__(self, store: Ledger, transport: Transport, send_id: str, jobs: Iterable[Job],
                  total: int, now: Callable[[], dt.datetime],
                  message_id: Callable[[str], str], progress: Progress | None) -> None:
         self.store, self.transport, self.send_id = store, transport, send_id
@@ -212,7 +213,7 @@ class _Run:
         suppressed = self.store.suppressed_among([j.email for j in picked]) if picked else ()
         batch: list[RenderedEmail] = []
         for job in picked:
-            if job.email.lower() in suppressed:
+            if email_key(job.email) in suppressed:
                 self.skipped.append(Skipped(job.email, SUPPRESSED))
                 continue
             rendered = _render(job, self.store, self.transport, self.send_id,
@@ -258,7 +259,7 @@ class _Run:
         self._pause_if_tripped()
 
 
-def _render(job: Job, store: Store, transport: Transport, send_id: str,
+def _render(job: Job, store: Ledger, transport: Transport, send_id: str,
             message_id: Callable[[str], str], now: Callable[[], dt.datetime]
             ) -> RenderedEmail | str:
     """Render one message; when that fails (an address no header can carry, a template
@@ -274,7 +275,7 @@ def _render(job: Job, store: Store, transport: Transport, send_id: str,
         return error
 
 
-def _settle_unknown(store: Store, transport: Transport, send_id: str, email: str,
+def _settle_unknown(store: Ledger, transport: Transport, send_id: str, email: str,
                     message_id: str, now: Callable[[], dt.datetime]) -> str:
     """A row left 'pending' by an interruption: settle it when the evidence says what
     happened (a webhook event, the outbox file); otherwise it stays 'pending'."""

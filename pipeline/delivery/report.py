@@ -9,9 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from pipeline.addresses import email_key
 from pipeline.contacts.engagement import TRACKED_TRANSPORTS, cold_contacts
 from pipeline.models import LedgerStatus
-from pipeline.state.store import LedgerRow, Store, StoredEvent
+from pipeline.state.interface import Ledger
+from pipeline.state.records import LedgerRow, SendRow, StoredEvent
 
 METRICS: tuple[str, ...] = ("sent", "delivered", "opened", "clicked", "bounced",
                             "unsubscribed", "complained")
@@ -137,19 +139,19 @@ def _attribute(event: StoredEvent, by_provider: dict[str, str],
             return found
     # Events relayed without custom args (another tool, an old account) still belong to
     # the email that person most recently received.
-    times = sent_at.get(event.email.lower(), [])
+    times = sent_at.get(email_key(event.email), [])
     i = bisect.bisect_right(times, (event.timestamp + CLOCK_SLACK, "\uffff"))
     return times[i - 1][1] if i else ""
 
 
 def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
-                 sends: Iterable[tuple[str, str, str]], titles: dict[str, str],
+                 sends: Iterable[SendRow], titles: dict[str, str],
                  by_provider: dict[str, str], campaign: str = "",
                  cold_after_sends: int = 4) -> Report:
     """The report from ledger rows, events, (send_id, campaign, period) and article titles."""
     ledger = list(ledger)
     events = list(events)
-    meta = {sid: (camp, period) for sid, camp, period in sends}
+    meta = {s.send_id: (s.campaign, s.period) for s in sends}
     for row in ledger:
         meta.setdefault(row.send_id, (row.send_id.split("@", 1)[0],
                                       row.send_id.split("@", 1)[-1]))
@@ -159,13 +161,13 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     sent_at: dict[str, list[tuple[float, str]]] = {}
     for row in ledger:
         if row.status == LedgerStatus.SENT:
-            sent_at.setdefault(row.email.lower(), []).append((_epoch(row.created), row.send_id))
+            sent_at.setdefault(email_key(row.email), []).append((_epoch(row.created), row.send_id))
     for times in sent_at.values():
         times.sort()
     for row in ledger:
         if row.send_id in chosen and row.status == LedgerStatus.SENT:
-            who.setdefault((row.send_id, "sent"), set()).add(row.email.lower())
-            sent_to.setdefault(row.email.lower(), set()).add(row.send_id)
+            who.setdefault((row.send_id, "sent"), set()).add(email_key(row.email))
+            sent_to.setdefault(email_key(row.email), set()).add(row.send_id)
     clicks: dict[str, tuple[set[str], list[str]]] = {}
     activity: dict[str, dict[str, set[str]]] = {}
     last_active: dict[str, int] = {}
@@ -173,7 +175,7 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
     for e in events:
         metric = _METRIC_OF.get(e.event)
         sid = _attribute(e, by_provider, sent_at)
-        email = e.email.lower()
+        email = email_key(e.email)
         if sid:
             reported.add(sid)
         # Only people the ledger says this send went to: an event naming a send its address
@@ -239,7 +241,7 @@ def footnotes(report: Report) -> list[str]:
     return list(dict.fromkeys(s.unknown_why for s in report.sends if s.unknown_why))
 
 
-def report_from_store(store: Store, campaign: str = "", cold_after_sends: int = 4) -> Report:
+def report_from_store(store: Ledger, campaign: str = "", cold_after_sends: int = 4) -> Report:
     """build_report over everything the project's database holds."""
     return build_report(store.ledger_rows(), store.events(), store.send_rows(),
                         store.article_titles(), store.provider_sends(), campaign,

@@ -24,6 +24,7 @@ from sendgrid.helpers.mail import (
     SandBoxMode, SendAt, To,
 )
 
+from pipeline.addresses import email_key
 from pipeline.scheduling import cron
 from pipeline.config import Config, SendGridSettings
 from pipeline.delivery.deliver import Breaker, RetryPolicy, extra_headers
@@ -196,7 +197,7 @@ def build_payload(email: RenderedEmail, sender: Sender, settings: SendGridSettin
     # Per-personalization custom_args (the spec's object form); every event SendGrid
     # reports for this message carries them, which ties the event to our ledger row.
     mail.custom_arg = CustomArg(SEND_ID_ARG, email.send_id, p=0)
-    mail.custom_arg = CustomArg(EMAIL_ARG, contact.email.lower(), p=0)
+    mail.custom_arg = CustomArg(EMAIL_ARG, email_key(contact.email), p=0)
     campaign = headers.get("X-Sphere-Campaign") or email.send_id.split("@", 1)[0]
     for name in dict.fromkeys(("sphere", campaign[:255])):
         mail.category = Category(name)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from pipeline.errors import TransportError
 from pipeline.delivery.sendgrid_api import SendGridClient, Unknown, error_text
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 PAGE_SIZE = 500  # the most SendGrid returns per page
 # Endpoint under /v3/suppression/ -> the reason we record.
@@ -73,7 +73,7 @@ def fetch_group(client: SendGridClient, group_id: int) -> list[str]:
             if isinstance(e, str)]
 
 
-def sync(client: SendGridClient, store: Store, asm_group_id: int | None,
+def sync(client: SendGridClient, store: Ledger, asm_group_id: int | None,
          now: dt.datetime) -> SyncSummary:
     """Fetch every list and store its addresses as suppressions."""
     fetched = []

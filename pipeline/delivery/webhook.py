@@ -33,10 +33,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from pipeline.addresses import email_key
 from pipeline.errors import SphereError
 from pipeline.rendering.links import read_token
 from pipeline.delivery.sendgrid_api import EMAIL_ARG, SEND_ID_ARG
-from pipeline.state.store import Store, StoredEvent
+from pipeline.state.interface import Ledger
+from pipeline.state.records import StoredEvent
 from pipeline.web.app import PRIVATE_HEADERS, WebContext, create_app, read_body, text_response
 
 PUBLIC_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
@@ -126,7 +128,7 @@ def parse_events(body: bytes) -> tuple[list[StoredEvent], list[tuple[str, str, s
         if not isinstance(item, dict) or not isinstance(item.get("email"), str) or \
                 not isinstance(item.get("event"), str):
             continue
-        kind, email = item["event"], item["email"].strip().lower()
+        kind, email = item["event"], email_key(item["email"])
         # sg_event_id is SendGrid's dedupe key; an event without one (old accounts)
         # gets a stable digest so a redelivery still deduplicates.
         event_id = str(item.get("sg_event_id") or hashlib.sha256(
@@ -230,7 +232,7 @@ def _events(public_key: ec.EllipticCurvePublicKey | None
         signature = request.headers.get(SIGNATURE_HEADER, "")
         timestamp = request.headers.get(TIMESTAMP_HEADER, "")
 
-        def record(store: Store) -> Response:
+        def record(store: Ledger) -> Response:
             # Verifying and parsing a big batch takes CPU time: done in the store's
             # thread, off the event loop, like the writing.
             try:
@@ -259,7 +261,7 @@ def webhook_routes(public_key: ec.EllipticCurvePublicKey | None,
               for path in unsubscribe_paths)]
 
 
-def webhook_app(open_store: Callable[[], Store], public_key: ec.EllipticCurvePublicKey | None,
+def webhook_app(open_store: Callable[[], Ledger], public_key: ec.EllipticCurvePublicKey | None,
                 unsubscribe_paths: tuple[str, ...] = (UNSUBSCRIBE_PATH,),
                 clock: Callable[[], dt.datetime] | None = None,
                 sender_name: str = "") -> Starlette:

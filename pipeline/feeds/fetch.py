@@ -27,7 +27,7 @@ import httpx
 
 from pipeline import __version__
 from pipeline.models import Source
-from pipeline.state.store import FeedState
+from pipeline.state.records import FeedState
 
 # A descriptive User-Agent: feed publishers block anonymous scrapers, and a URL lets
 # them reach us rather than guess.

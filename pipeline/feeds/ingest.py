@@ -25,7 +25,8 @@ from pipeline.feeds.fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, b
 from pipeline.models import Article, Source
 from pipeline.feeds.sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
                        plain_to_html, safe_url, to_text, trim)
-from pipeline.state.store import FeedState, Store
+from pipeline.state.interface import Ledger
+from pipeline.state.records import FeedState
 from pipeline.matching.taxonomy import profile
 from pipeline.workers import context, cores, exit_with
 
@@ -368,7 +369,7 @@ def _parse_error(parsed: feedparser.FeedParserDict) -> str:
 
 
 # ---- storing -------------------------------------------------------------------------
-def _reconcile(articles: tuple[Article, ...], store: Store, index: ClusterIndex
+def _reconcile(articles: tuple[Article, ...], store: Ledger, index: ClusterIndex
                ) -> list[Article]:
     """Keep stored ids and clusters; give new stories the cluster of their twin, if any."""
     clusters = store.article_clusters(a.id for a in articles)
@@ -414,7 +415,7 @@ def _unchanged(result: FetchResult, state: FeedState) -> bool:
                 and state.content_hash == result.content_hash)
 
 
-def ingest(sources: tuple[Source, ...], store: Store, now: dt.datetime,
+def ingest(sources: tuple[Source, ...], store: Ledger, now: dt.datetime,
            on_done: Progress | None = None,
            settings: FetchSettings = DEFAULT_SETTINGS,
            retry_failed: bool = False) -> IngestSummary:
@@ -488,11 +489,12 @@ class _Stored:
     articles: list[Article] = field(default_factory=list)
 
 
-def _store_results(results: list[FetchResult], parsed: dict[str, ParsedFeed], store: Store,
+def _store_results(results: list[FetchResult], parsed: dict[str, ParsedFeed], store: Ledger,
                    now: dt.datetime) -> _Stored:
     """Record each feed's outcome and upsert its articles, in source order."""
-    index = ClusterIndex(lambda: (row[1:] for row in store.recent_articles(
-        now - dt.timedelta(days=CLUSTER_DAYS))))
+    index = ClusterIndex(lambda: ((a.source, a.url, a.title, a.cluster)
+                                  for a in store.recent_articles(
+                                      now - dt.timedelta(days=CLUSTER_DAYS))))
     out = _Stored()
     # One transaction for every feed's records: a commit is an fsync, and 500 feeds
     # made 500 to 1,000 of them (most of a re-run's time). A crash loses this run's

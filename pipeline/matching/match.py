@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pipeline.addresses import email_key
 from pipeline.matching import taxonomy
 from pipeline.matching.interests import Understood, understand
 from pipeline.models import Article, Contact, Pick, SourceKind, Tip, TopicProfile
@@ -509,7 +510,7 @@ def choose_tip(contact: Contact, tips: tuple[Tip, ...], seen: frozenset[str],
         return None
     # Each person starts the library at their own place, so two neighbours do not get
     # the same tip the same month; one hash per person keeps 100,000 people cheap.
-    start = int(hashlib.sha1(contact.email.lower().encode()).hexdigest()[:8], 16) % len(tips)
+    start = int(hashlib.sha1(email_key(contact.email).encode()).hexdigest()[:8], 16) % len(tips)
     rotation = tips[start:] + tips[:start]
     fresh = [t for t in rotation if "tip:" + t.id not in seen] if seen else rotation
     if fresh:

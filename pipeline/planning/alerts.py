@@ -24,7 +24,7 @@ from pipeline.models import (
 )
 from pipeline.planning.inputs import LedgerView, PlanInputs, QueuedAlert
 from pipeline.planning.plan import mailable, send_id_for, send_period, skipped_for
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 DEFAULT_ALERT_NOTE = "I saw this and thought of you."
 # An article ingested this recently is "new" for interest alerts.
@@ -122,7 +122,7 @@ def plan_alerts(campaign: Campaign, contacts: tuple[Contact, ...], inputs: PlanI
     notes = ledger.notes
     if not campaign.approval:
         emails = [alert_email(c.contact, c.article, c.reason, c.score, "",
-                              notes.get(c.contact.email.lower(), ())) for c in candidates]
+                              notes.get(email_key(c.contact.email), ())) for c in candidates]
         return Plan(campaign, send_id, label, tuple(emails), tuple(skipped))
     emails = _approved_emails(approved.values(), contacts, inputs, ledger, skipped)
     for c in candidates:
@@ -158,40 +158,39 @@ def _approved_emails(approved: Iterable[QueuedAlert], contacts: tuple[Contact, .
 
 
 # ---- the approval queue (reads and writes the store) --------------------------------
-def queued_alerts(store: Store, campaign: str) -> tuple[QueuedAlert, ...]:
+def queued_alerts(store: Ledger, campaign: str) -> tuple[QueuedAlert, ...]:
     """The campaign's approval queue, oldest first."""
-    return tuple(QueuedAlert(id=r[0], email=r[2], article_id=r[3], reason=r[5], note=r[6],
-                             status=AlertStatus(r[7])) for r in store.alerts(campaign))
+    return tuple(store.alerts(campaign))
 
 
-def queue_new(store: Store, plan: Plan, now: dt.datetime) -> None:
+def queue_new(store: Ledger, plan: Plan, now: dt.datetime) -> None:
     """Queue the new alerts a plan asks approval for."""
     if plan.queue:
         store.queue_alerts(plan.campaign.name, [(q.email, q.article_id, q.score, q.reason)
                                                 for q in plan.queue], now)
 
 
-def reconcile_alerts(store: Store, campaign: str, now: dt.datetime,
+def reconcile_alerts(store: Ledger, campaign: str, now: dt.datetime,
                      expiry: dt.timedelta = ALERT_EXPIRY) -> list[str]:
     """Settle the queue against what people received: an approved alert whose story this
     campaign delivered is sent; one whose story reached the person in another send first,
     or that waited over a week for approval, is dropped. Returns a line per drop."""
     received = store.received_in()
     notices = []
-    for alert_id, _c, email, article_id, *_rest, status, created in store.alerts(campaign):
-        if status not in (AlertStatus.PENDING, AlertStatus.APPROVED):
+    for alert in store.alerts(campaign):
+        if alert.status not in (AlertStatus.PENDING, AlertStatus.APPROVED):
             continue
-        send_id = received.get((email, article_id))
+        send_id = received.get((alert.email, alert.article_id))
         if send_id and send_id.startswith(f"{campaign}@") and \
-                status == AlertStatus.APPROVED:
-            store.decide_alert(alert_id, AlertStatus.SENT, now)
+                alert.status == AlertStatus.APPROVED:
+            store.decide_alert(alert.id, AlertStatus.SENT, now)
         elif send_id:
-            store.decide_alert(alert_id, AlertStatus.DROPPED, now)
-            notices.append(f"alert {alert_id} for {email} dropped: they already received "
-                           f"that story in {send_id}")
-        elif status == AlertStatus.PENDING and \
-                dt.datetime.fromisoformat(created) < now - expiry:
-            store.decide_alert(alert_id, AlertStatus.DROPPED, now)
-            notices.append(f"alert {alert_id} for {email} dropped: it waited more than "
+            store.decide_alert(alert.id, AlertStatus.DROPPED, now)
+            notices.append(f"alert {alert.id} for {alert.email} dropped: they already "
+                           f"received that story in {send_id}")
+        elif alert.status == AlertStatus.PENDING and alert.created is not None and \
+                alert.created < now - expiry:
+            store.decide_alert(alert.id, AlertStatus.DROPPED, now)
+            notices.append(f"alert {alert.id} for {alert.email} dropped: it waited more than "
                            f"{expiry.days} days for approval and is no longer news")
     return notices

@@ -12,7 +12,7 @@ from pipeline.config import Config, Scheduling
 from pipeline.contacts.audience import email_key
 from pipeline.contacts.engagement import allow_send, cold_contacts
 from pipeline.models import Campaign, Plan, Skipped
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 Hold = Callable[[Plan], Plan]
 
@@ -23,9 +23,9 @@ def hold_cold(plan: Plan, policy: str, cold: set[str] | frozenset[str]) -> Plan:
         return plan
     reason = ("cold contact: quarterly cadence" if policy == "quarterly"
               else "cold contact: skipped by cold_contacts: skip")
-    keep = tuple(e for e in plan.emails if e.contact.email.lower() not in cold)
+    keep = tuple(e for e in plan.emails if email_key(e.contact.email) not in cold)
     held = tuple(Skipped(e.contact.email, reason) for e in plan.emails
-                 if e.contact.email.lower() in cold)
+                 if email_key(e.contact.email) in cold)
     if not held:
         return plan
     return dataclasses.replace(plan, emails=keep, skipped=plan.skipped + held)
@@ -52,13 +52,13 @@ def hold_capped(plan: Plan, recent: Mapping[str, list[dt.datetime]], rules: Sche
     return dataclasses.replace(plan, emails=tuple(kept), skipped=tuple(skipped))
 
 
-def _hold_capped_send(plan: Plan, store: Store, recent: Mapping[str, list[dt.datetime]],
+def _hold_capped_send(plan: Plan, store: Ledger, recent: Mapping[str, list[dt.datetime]],
                       rules: Scheduling, now: dt.datetime) -> Plan:
     """hold_capped, exempting whoever this send already has a ledger row for."""
     return hold_capped(plan, recent, rules, now, frozenset(store.ledger_status(plan.send_id)))
 
 
-def post_plan_holds(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
+def post_plan_holds(config: Config, store: Ledger, campaign: Campaign, now: dt.datetime,
                     capped: bool = True) -> list[Hold]:
     """The holds one send applies, in order: cold contacts (engagement feeds back, issue
     #9: fewer emails to cold contacts), then the frequency cap (`capped`: false when the

@@ -7,21 +7,12 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pipeline.models import AlertStatus, Article, Note, Sale, Tip
+from pipeline.models import Article, Note, Sale, Tip
+
+# The queue's record is the store's; named here too, where planners read it.
+from pipeline.state.records import QueuedAlert
 
 _NO_HISTORY: Mapping[str, frozenset[str]] = {}
-
-
-@dataclass(frozen=True)
-class QueuedAlert:
-    """An alert waiting for, or given, the professional's approval."""
-
-    id: int
-    email: str
-    article_id: str
-    reason: str
-    note: str
-    status: AlertStatus
 
 
 @dataclass(frozen=True)

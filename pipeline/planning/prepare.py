@@ -34,7 +34,7 @@ from pipeline.planning.plan import plan_newsletter, skipped_for
 from pipeline.planning.sends import plan_recent_sales
 from pipeline.rendering.templatecheck import drip_campaign
 from pipeline.scheduling.calendar import Due
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 Planner = Callable[[Campaign, tuple[Contact, ...], PlanInputs, LedgerView, dt.datetime], Plan]
 
@@ -53,13 +53,13 @@ class Prepared:
     audience: AudienceLoad
 
 
-def history(store: Store) -> dict[str, frozenset[str]]:
+def history(store: Ledger) -> dict[str, frozenset[str]]:
     """What each person received, plus the stories dropped from their email in review
     (never offered to them again)."""
     return drafts.with_declined(store.history(), drafts.declined(store))
 
 
-def read_ledger(store: Store, campaign: Campaign, now: dt.datetime) -> LedgerView:
+def read_ledger(store: Ledger, campaign: Campaign, now: dt.datetime) -> LedgerView:
     """The ledger's view one send plans against (an interest alert's queue is settled
     against what people received first)."""
     view = LedgerView(history=history(store), suppressed=store.suppressed(),
@@ -77,7 +77,7 @@ def read_ledger(store: Store, campaign: Campaign, now: dt.datetime) -> LedgerVie
                       alerts=queued_alerts(store, campaign.name))
 
 
-def plan_inputs(config: Config, store: Store, campaign: Campaign, period: dt.datetime | None,
+def plan_inputs(config: Config, store: Ledger, campaign: Campaign, period: dt.datetime | None,
                 explain: bool, partial: bool) -> tuple[PlanInputs, AudienceLoad | None]:
     """The send's inputs from the config and the stored articles; for the recent-sales
     mailer its sales CSV (re-read each run: the user keeps it), whose problems are
@@ -95,7 +95,7 @@ def plan_inputs(config: Config, store: Store, campaign: Campaign, period: dt.dat
                       partial=partial), problems
 
 
-def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
+def prepare(config: Config, store: Ledger, campaign: Campaign, now: dt.datetime,
             period: dt.datetime | None = None, explain: bool = False,
             only: frozenset[str] | None = None) -> Prepared:
     """Stages 2-3: load the campaign's contacts and plan who gets what (with `explain`,
@@ -103,7 +103,7 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
     audience = load_audiences(config.audience_files, campaign.audiences, config.project)
     if only is not None:
         audience = AudienceLoad(tuple(c for c in audience.contacts
-                                      if c.email.lower() in only), audience.problems)
+                                      if email_key(c.email) in only), audience.problems)
     inputs, more = plan_inputs(config, store, campaign, period, explain, only is not None)
     if more is not None:
         audience = AudienceLoad(audience.contacts, audience.problems + more.problems)
@@ -116,7 +116,7 @@ def prepare(config: Config, store: Store, campaign: Campaign, now: dt.datetime,
     return Prepared(plan, audience)
 
 
-def drip_plan(config: Config, store: Store, send_id: str, group: list[Due],
+def drip_plan(config: Config, store: Ledger, send_id: str, group: list[Due],
               everyone: dict[str, Contact]) -> Prepared:
     """A plan for one drip step's recipients: their own template, no article picks."""
     first = group[0]

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
+from pipeline.addresses import email_key
 from pipeline.errors import SphereError
 from pipeline.models import Sender
 
@@ -53,7 +54,7 @@ def _unb64(text: str) -> bytes:
 
 def make_token(secret: str, email: str) -> str:
     """`<address>.<tag>`, both url-safe base64; the tag is HMAC-SHA256 of the address."""
-    addr = email.strip().lower().encode()
+    addr = email_key(email).encode()
     tag = hmac.new(secret.encode(), b"unsubscribe|" + addr, hashlib.sha256).digest()
     return f"{_b64(addr)}.{_b64(tag[:_TAG_BYTES])}"
 

@@ -21,7 +21,7 @@ from pipeline.planning.plan import skipped_for
 from pipeline.rendering.render import Renderer, escape
 from pipeline.rendering.templatecheck import drip_campaign
 from pipeline.scheduling.calendar import _anniversary
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -40,10 +40,10 @@ def write_preview(plan: Plan, renderer: Renderer, now: dt.datetime, folder: Path
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for planned in plan.emails:
-        if only and planned.contact.email.lower() != only.lower():
+        if only and email_key(planned.contact.email) != email_key(only):
             continue
         email = renderer.render(plan, planned, now)
-        name = _UNSAFE.sub("_", planned.contact.email.lower()) + ".html"
+        name = _UNSAFE.sub("_", email_key(planned.contact.email)) + ".html"
         (folder / name).write_text(email.html, encoding="utf-8")
         (folder / (name[:-5] + ".txt")).write_text(email.text, encoding="utf-8")
         reasons = "".join(
@@ -85,7 +85,7 @@ def find_drip(config: Config, name: str) -> Drip | None:
     return next((d for d in config.drips if d.name == name), None)
 
 
-def drip_plans(config: Config, store: Store, drip: Drip, step: int | None,
+def drip_plans(config: Config, store: Ledger, drip: Drip, step: int | None,
                now: dt.datetime) -> list[tuple[int, DripStep, Plan]]:
     """(step number from 1, step, plan) for each step of a drip (or step `step` only):
     every contact the drip would reach, with the extras the daemon gives them (years,
@@ -115,13 +115,13 @@ def drip_plans(config: Config, store: Store, drip: Drip, step: int | None,
     return out
 
 
-def _recipients(drip: Drip, step: DripStep, contacts: list[Contact], store: Store,
+def _recipients(drip: Drip, step: DripStep, contacts: list[Contact], store: Ledger,
                 now: dt.datetime) -> list[tuple[Contact, DripExtra | None]]:
     if drip.anchor == "referral_received":
         by_email = {email_key(c.email): c for c in contacts}
         found: list[tuple[Contact, DripExtra | None]] = [
-            (by_email[email_key(r[1])], DripExtra(ReferralInfo(r[0], r[2], r[4])))
-            for r in store.referrals() if email_key(r[1]) in by_email]
+            (by_email[email_key(r.by_email)], DripExtra(ReferralInfo(r.id, r.name, r.status)))
+            for r in store.referrals() if email_key(r.by_email) in by_email]
         if found or not contacts:
             return found
         return [(contacts[0], DripExtra(ReferralInfo(0, SAMPLE_REFERRAL, "received")))]

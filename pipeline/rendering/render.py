@@ -24,6 +24,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from markupsafe import escape as escape_markup
 
+from pipeline.addresses import email_key
 from pipeline.errors import SphereError
 from pipeline.rendering.links import unsubscribe_links
 from pipeline.rendering.mime import address, build_alternative
@@ -263,7 +264,7 @@ class Renderer:
 
     def message_id(self, send_id: str, email: str) -> str:
         """Unique per (send, contact) and stable across retries of the same message."""
-        digest = hashlib.sha256(f"{send_id}|{email.lower()}".encode()).hexdigest()[:32]
+        digest = hashlib.sha256(f"{send_id}|{email_key(email)}".encode()).hexdigest()[:32]
         return f"<{digest}.sphere@{self._domain}>"
 
     def mime(self, campaign: Campaign, planned: PlannedEmail, subject: str, text: str,

@@ -10,32 +10,26 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from pipeline.scheduling import cron
-from pipeline.contacts.audience import email_key
 from pipeline.config import Config, Drip, DripStep, Scheduling
+from pipeline.contacts.audience import email_key
 from pipeline.models import (
-    Campaign, CampaignKind, Contact, DripExtra, DueKind, ReferralInfo,
+    Campaign,
+    CampaignKind,
+    Contact,
+    DripExtra,
+    DueKind,
+    ReferralInfo,
 )
+from pipeline.scheduling import cron
+
+# The store's record; named here too, where callers have long imported it from.
+from pipeline.state.records import Referral
 
 PRIORITY_DRIP = 0  # drips and personal one-offs go first and are never capped
 PRIORITY_CAMPAIGN = 1
 # A capped send may wait this long for room under the cap; longer, and it is skipped so a
 # monthly newsletter never slides into the next month's.
 MAX_WAIT = dt.timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class Referral:
-    """Someone a contact referred to the professional."""
-
-    id: int
-    by_email: str
-    name: str
-    received: dt.date
-    status: str = "received"
-    updated: dt.datetime | None = None  # when the status last changed
-    recorded: dt.datetime | None = None  # when it was entered (`sphere referral add`)
-
 
 REFERRAL_UPDATES = ("met", "listed", "closed")
 

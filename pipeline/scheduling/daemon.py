@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.contacts import cache as audience_cache
+from pipeline.addresses import email_key
 from pipeline.approval import drafts
 from pipeline.config import Config
+from pipeline.contacts import cache as audience_cache
 from pipeline.errors import LockedError
 from pipeline.models import Contact, DueKind, LedgerStatus, RunSummary
 from pipeline.scheduling.calendar import (
@@ -36,7 +37,7 @@ from pipeline.scheduling.calendar import (
     next_drips,
     split_missed,
 )
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 if TYPE_CHECKING:
     from filelock import BaseFileLock
@@ -72,23 +73,19 @@ def all_contacts(config: Config) -> tuple[Contact, ...]:
     return tuple(out)
 
 
-def referrals(store: Store) -> tuple[Referral, ...]:
+def referrals(store: Ledger) -> tuple[Referral, ...]:
     """The stored referrals, as the calendar wants them."""
-    recorded = store.referrals_recorded()
-    return tuple(Referral(id=r[0], by_email=r[1], name=r[2],
-                          received=dt.date.fromisoformat(r[3]), status=r[4],
-                          updated=dt.datetime.fromisoformat(r[5]), recorded=recorded.get(r[0]))
-                 for r in store.referrals())
+    return tuple(store.referrals())
 
 
-def recent(config: Config, store: Store, start: dt.datetime) -> dict[str, list[dt.datetime]]:
+def recent(config: Config, store: Ledger, start: dt.datetime) -> dict[str, list[dt.datetime]]:
     """Sends that count against the frequency cap from `start` on."""
     rules = config.scheduling
     return store.recent_sends(start - dt.timedelta(days=rules.cap_days)) \
         if rules.cap_max else {}
 
 
-def project_calendar(config: Config, store: Store, start: dt.datetime, end: dt.datetime,
+def project_calendar(config: Config, store: Ledger, start: dt.datetime, end: dt.datetime,
                      contacts: tuple[Contact, ...] | None = None) -> Calendar:
     """The calendar of one project between two instants, one item per person, counting
     recent sends for the frequency cap."""
@@ -98,7 +95,7 @@ def project_calendar(config: Config, store: Store, start: dt.datetime, end: dt.d
                     recent(config, store, start))
 
 
-def _not_sent(store: Store, items: list[Due], failed_too: bool = False
+def _not_sent(store: Ledger, items: list[Due], failed_too: bool = False
               ) -> list[tuple[Due, str]]:
     """(item, '' or 'failed') for the items never attempted, and with `failed_too` those
     whose delivery failed (the next attempt sends them), whose person is not suppressed."""
@@ -107,19 +104,19 @@ def _not_sent(store: Store, items: list[Due], failed_too: bool = False
     out = []
     for d in items:
         if d.send_id not in ledger:
-            ledger[d.send_id] = {e.lower(): s for e, s in store.ledger_status(d.send_id).items()}
+            ledger[d.send_id] = {email_key(e): s for e, s in store.ledger_status(d.send_id).items()}
             # Held for approval is accounted for: `sphere approve` and status list drafts.
             for draft in drafts.load(store, send_id=d.send_id):
                 for r in draft.recipients:
-                    ledger[d.send_id].setdefault(r.email.lower(), "held")
-        status = ledger[d.send_id].get(d.email.lower(), "")
+                    ledger[d.send_id].setdefault(email_key(r.email), "held")
+        status = ledger[d.send_id].get(email_key(d.email), "")
         if (not status or (failed_too and status == LedgerStatus.FAILED)) and \
-                d.email.lower() not in suppressed:
+                email_key(d.email) not in suppressed:
             out.append((d, status))
     return out
 
 
-def late_drips(config: Config, store: Store, start: dt.datetime, end: dt.datetime,
+def late_drips(config: Config, store: Ledger, start: dt.datetime, end: dt.datetime,
                contacts: tuple[Contact, ...], failed_too: bool = False) -> list[Due]:
     """Drip steps due in (start, end] that never went out: a contact or referral entered
     after its time had passed a tick (the ledger makes looking again harmless)."""
@@ -131,7 +128,7 @@ def late_drips(config: Config, store: Store, start: dt.datetime, end: dt.datetim
                                                      start, end), failed_too)]
 
 
-def _inputs(config: Config, store: Store) -> str:
+def _inputs(config: Config, store: Ledger) -> str:
     """What a drip's due times depend on besides the clock: the audience files (as the
     file system describes them) and the referrals. While it stays the same, a tick has
     no late drip to look for: the tick before already looked."""
@@ -144,7 +141,7 @@ def _inputs(config: Config, store: Store) -> str:
     return "|".join(parts)
 
 
-def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
+def tick(config: Config, store: Ledger, transport: Transport, now: dt.datetime,
          dry_run: bool = False, should_stop: Callable[[], bool] = lambda: False,
          since: dt.datetime | None = None) -> TickReport:
     """Deliver what fell due since the last checkpoint, and drip steps within the catch-up
@@ -193,10 +190,13 @@ def tick(config: Config, store: Store, transport: Transport, now: dt.datetime,
     return TickReport((start, now), tuple(summaries), tuple(missed), cal.capped)
 
 
-def _send_approved(config: Config, store: Store, transport: Transport, now: dt.datetime,
+def _send_approved(config: Config, store: Ledger, transport: Transport, now: dt.datetime,
                    dry_run: bool, should_stop: Callable[[], bool]) -> list[RunSummary]:
     """Drafts approved since they fell due go out now: their time has come already."""
-    from pipeline.runner import approved_items, run_due  # the pipeline, only when a tick runs
+    from pipeline.runner import (  # the pipeline, only when a tick runs
+        approved_items,
+        run_due,
+    )
 
     approved = approved_items(config, store, now)
     if not approved or should_stop():
@@ -219,7 +219,7 @@ class Unsent:
     command: str
 
 
-def unsent(config: Config, store: Store, now: dt.datetime,
+def unsent(config: Config, store: Ledger, now: dt.datetime,
            contacts: tuple[Contact, ...] | None = None, upcoming: bool = True
            ) -> tuple[list[Unsent], list[Due]]:
     """What fell due and has not gone out (for `status` and `schedule`): the daemon's next
@@ -266,7 +266,7 @@ def unsent(config: Config, store: Store, now: dt.datetime,
         sorted(following, key=lambda d: d.at) if upcoming else []
 
 
-def _unsent_campaigns(store: Store, latest: dict[str, Firing], saved: str | None,
+def _unsent_campaigns(store: Ledger, latest: dict[str, Firing], saved: str | None,
                       start: dt.datetime, now: dt.datetime, grace: dt.timedelta,
                       running: str) -> list[Unsent]:
     """Each campaign's latest firing if no send of it began, or if some of its deliveries
@@ -296,7 +296,7 @@ def _unsent_campaigns(store: Store, latest: dict[str, Firing], saved: str | None
     return out
 
 
-def _left_out(config: Config, store: Store, contacts: tuple[Contact, ...],
+def _left_out(config: Config, store: Ledger, contacts: tuple[Contact, ...],
               latest: dict[str, Firing], start: dt.datetime, now: dt.datetime,
               running: str) -> list[Unsent]:
     """People of a begun campaign send whose time has come and of whom no ledger row,
@@ -311,16 +311,16 @@ def _left_out(config: Config, store: Store, contacts: tuple[Contact, ...],
             continue
         campaign = next(c for c in config.campaigns if c.name == f.name)
         period = dt.datetime.strptime(f.send_id.split("@", 1)[1], "%Y-%m-%dT%H:%M")
-        recorded = {e.lower() for e in store.ledger_status(f.send_id)}
+        recorded = {email_key(e) for e in store.ledger_status(f.send_id)}
         for draft in drafts.load(store, send_id=f.send_id):
-            recorded |= {r.email.lower() for r in draft.recipients}
+            recorded |= {email_key(r.email) for r in draft.recipients}
         zones: dict[str, set[str]] = {}
         for c in contacts:
             if c.subscribed and c.audience in campaign.audiences:
                 zones.setdefault(c.timezone or config.sender.timezone, set()).add(
-                    c.email.lower())
+                    email_key(c.email))
         # Unsubscribed by link or bounced: skipped on purpose, not left out.
-        recorded |= {e.lower() for e in store.suppressed_among(
+        recorded |= {email_key(e) for e in store.suppressed_among(
             [e for emails in zones.values() for e in emails])}
         old = recent = 0
         for zone, emails in zones.items():
@@ -380,7 +380,7 @@ class ProjectLock:
 class Daemon:
     """`sphere run`: a BlockingScheduler whose one persistent job is the tick."""
 
-    def __init__(self, config: Config, open_store: Callable[[], Store],
+    def __init__(self, config: Config, open_store: Callable[[], Ledger],
                  transport: Transport, clock: Callable[[], dt.datetime],
                  tick_seconds: int = TICK_SECONDS,
                  on_tick: Callable[[TickReport], None] | None = None) -> None:

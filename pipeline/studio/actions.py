@@ -16,7 +16,7 @@ from pipeline.contacts import directory as contacts
 from pipeline.contacts.importer import ImportReport
 from pipeline.errors import SphereError
 from pipeline.project import Project
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 from pipeline.studio.base import back, page, studio_of
 from pipeline.studio.security import posted, uploaded
 
@@ -26,7 +26,7 @@ SEND_WAIT = 60.0
 IMPORTS = "imports"  # under var/: uploads waiting for "Apply import"
 
 
-def _draft_of(store: Store, config: Config, name: str, draft_id: str) -> tuple:
+def _draft_of(store: Ledger, config: Config, name: str, draft_id: str) -> tuple:
     campaign = next((c for c in config.campaigns if c.name == name), None)
     found = drafts.load(store, draft_id=int(draft_id)) if draft_id.isdigit() else []
     if campaign is None or not found or found[0].name != name:
@@ -42,7 +42,7 @@ async def person_action(request: Request) -> Response:
     email = form.get("to", "")
     now = studio.now()
 
-    def act(config: Config, store: Store) -> str:
+    def act(config: Config, store: Ledger) -> str:
         reviewed = any(c.name == name for c in review.reviewable(config))
         if action == "note" and not reviewed:  # sent without approval: a one-off note
             review.set_next_note(store, email, form.get("note", ""), now)
@@ -76,7 +76,7 @@ async def approve(request: Request) -> Response:
     name, email = request.path_params["campaign"], form.get("to") or None
     now = studio.now()
 
-    def act(config: Config, store: Store) -> tuple[int, str, bool]:
+    def act(config: Config, store: Ledger) -> tuple[int, str, bool]:
         _campaign, draft = _draft_of(store, config, name, form.get("draft", ""))
         review.approve(store, draft, now, email)
         due = review.review(config, store, _campaign, draft, now).due
@@ -96,7 +96,7 @@ async def save_contact(request: Request) -> Response:
     form = await posted(request)
     email = form.get("email", "")
 
-    def act(config: Config, store: Store) -> None:
+    def act(config: Config, store: Ledger) -> None:
         contacts.save(config, email, {k: v for k, v in form.items()
                                       if k in contacts.EDITABLE})
         # Their email in a send still under review follows the new fields.
@@ -167,7 +167,7 @@ async def alert_action(request: Request) -> Response:
 
     def act(p: Project) -> None:
         # The same decision as `sphere approve ID [--note TEXT]` / `--drop ID`.
-        pending = {r[0]: r for r in p.store.alerts() if r[7] == "pending"}
+        pending = {r.id: r for r in p.store.alerts() if r.status == "pending"}
         if not alert_id.isdigit() or int(alert_id) not in pending:
             raise SphereError("that alert is no longer waiting", "open Approvals again")
         words = form.get("note", "").strip() or None

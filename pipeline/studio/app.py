@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from pipeline.delivery.webhook import EVENTS_PATH, webhook_routes
 from pipeline.errors import SphereError
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 from pipeline.studio import actions, pages
 from pipeline.studio.base import HERE, Studio, problem_page, studio_of
 from pipeline.studio.jobs import Worker
@@ -37,7 +37,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-def studio_app(project: Path, open_store: Callable[[], Store], worker: Worker,
+def studio_app(project: Path, open_store: Callable[[], Ledger], worker: Worker,
                login_token: str, public_key: ec.EllipticCurvePublicKey | None,
                unsubscribe_paths: tuple[str, ...], sender_name: str,
                clock: Callable[[], dt.datetime]) -> Starlette:

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.project import Project
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 from pipeline.studio.security import Sessions, csrf_token
 from pipeline.web.app import PRIVATE_HEADERS, WebContext
 
@@ -47,13 +47,13 @@ class Studio:
         """The studio's clock (SPHERE_NOW pins it)."""
         return self.web.clock()
 
-    def on(self, store: Store) -> Project:
+    def on(self, store: Ledger) -> Project:
         """The project over the store's thread's connection, its files read anew (the
         studio shows edits made elsewhere at the next page); the same operations as the
         CLI's. Only a call in the store's thread may use it."""
         return Project.on_store(self.project, store, self.web.clock)
 
-    async def run(self, fn: Callable[[Config, Store], T]) -> T:
+    async def run(self, fn: Callable[[Config, Ledger], T]) -> T:
         """fn(config, store) in the store's thread, with the project's files read anew."""
         return await self.web.store.run(lambda store: fn(self.on(store).config, store))
 

@@ -17,7 +17,7 @@ from pipeline.errors import SphereError
 from pipeline.models import RunSummary
 from pipeline.project import Project
 from pipeline.scheduling import daemon
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 log = logging.getLogger("sphere.studio")
 
@@ -55,7 +55,7 @@ class Worker:
         return cls(lambda: Project.open(root, clock).config, project.open_store,
                    lambda config: choose_transport(config, clock=clock), clock)
 
-    def __init__(self, load_config: Callable[[], Config], open_store: Callable[[], Store],
+    def __init__(self, load_config: Callable[[], Config], open_store: Callable[[], Ledger],
                  make_transport: Callable[[Config], Transport],
                  clock: Callable[[], dt.datetime]) -> None:
         self.load_config, self.open_store = load_config, open_store

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from pipeline.approval import drafts, notes, review
 from pipeline.config import Config
+from pipeline.addresses import email_key
 from pipeline.contacts import directory as contacts
 from pipeline.contacts.audience import load_audiences
 from pipeline.errors import SphereError
@@ -20,7 +21,7 @@ from pipeline.project import Project
 from pipeline.rendering.render import Renderer
 from pipeline.runner import prepare
 from pipeline.scheduling.daemon import project_calendar
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 from pipeline.studio.base import page, studio_of
 from pipeline.web.app import PRIVATE_HEADERS
 
@@ -44,7 +45,7 @@ class ComingSend:
     people: int
 
 
-def _coming(config: Config, store: Store, now: dt.datetime, days: int) -> list[ComingSend]:
+def _coming(config: Config, store: Ledger, now: dt.datetime, days: int) -> list[ComingSend]:
     cal = project_calendar(config, store, now, now + dt.timedelta(days=days))
     groups: dict[str, list] = defaultdict(list)
     for d in cal.due:
@@ -84,7 +85,7 @@ async def home(request: Request) -> Response:
                 waiting.append((d, held))
         return {"coming": _coming(config, store, now, HOME_DAYS),
                 "drafts": waiting, "days": HOME_DAYS,
-                "alerts": [r for r in store.alerts() if r[7] == "pending"],
+                "alerts": [r for r in store.alerts() if r.status == "pending"],
                 "feeds": [f for f in store.feed_states() if f.consecutive_failures],
                 "sends": store.send_counts()[:8],
                 "problems": _problems(p),
@@ -94,7 +95,7 @@ async def home(request: Request) -> Response:
 
 async def review_index(request: Request) -> Response:
     """Review: every campaign, held ones linking to their send's review."""
-    def read(config: Config, store: Store) -> dict:
+    def read(config: Config, store: Ledger) -> dict:
         return {"campaigns": config.campaigns, "reviewable": review.reviewable(config)}
     return page(request, "review_index.html", **await studio_of(request).run(read))
 
@@ -105,7 +106,7 @@ async def review_campaign(request: Request) -> Response:
     name = request.path_params["campaign"]
     now = studio.now()
 
-    def read(config: Config, store: Store) -> dict:
+    def read(config: Config, store: Ledger) -> dict:
         campaign = _campaign(config, name)
         if campaign not in review.reviewable(config):
             plan = prepare(config, store, campaign, now).plan
@@ -134,13 +135,13 @@ async def review_person(request: Request) -> Response:
     name, email = request.path_params["campaign"], request.query_params.get("to", "")
     now = studio.now()
 
-    def read(config: Config, store: Store) -> dict:
+    def read(config: Config, store: Ledger) -> dict:
         campaign = _campaign(config, name)
         if campaign not in review.reviewable(config):
             return _upcoming_person(config, store, campaign, email, now)
         draft = review.open_draft(config, store, campaign, now)
         rev = review.review(config, store, campaign, draft, now)
-        person = next((r for r in rev.recipients if r.email == email.lower()), None)
+        person = next((r for r in rev.recipients if r.email == email_key(email)), None)
         if person is None:
             raise SphereError(f"{email} is not in this send", "pick someone on the list")
         try:
@@ -153,13 +154,13 @@ async def review_person(request: Request) -> Response:
     return page(request, "review_person.html", **await studio.run(read))
 
 
-def _upcoming_person(config: Config, store: Store, campaign: Campaign, email: str,
+def _upcoming_person(config: Config, store: Ledger, campaign: Campaign, email: str,
                      now: dt.datetime) -> dict:
     """A person of a campaign sent without approval: their email as planned now."""
     _, planned = review.upcoming_email(config, store, campaign, email, now)
-    waiting = [n for n in notes.notes(store, email.lower()) if not n.used]
+    waiting = [n for n in notes.notes(store, email_key(email)) if not n.used]
     person = review.ReviewRecipient(
-        planned.contact.email.lower(), planned.contact.name or planned.contact.email,
+        email_key(planned.contact.email), planned.contact.name or planned.contact.email,
         "sends on schedule", waiting[-1].text if waiting else "", False, False,
         tuple(review.ReviewPick(p.section, p.key, p.article.title if p.article else
                                 f"Tip: {p.tip.title}" if p.tip else p.key, p.reason, False)
@@ -173,7 +174,7 @@ async def _email(request: Request) -> tuple[str, str]:
     name, email = request.path_params["campaign"], request.query_params.get("to", "")
     now = studio.now()
 
-    def read(config: Config, store: Store) -> tuple[str, str]:
+    def read(config: Config, store: Ledger) -> tuple[str, str]:
         campaign = _campaign(config, name)
         if campaign not in review.reviewable(config):
             plan, planned = review.upcoming_email(config, store, campaign, email, now)
@@ -205,7 +206,7 @@ async def contacts_list(request: Request) -> Response:
     sort = request.query_params.get("sort", "name")
     sort = sort if sort in SORTS else "name"
 
-    def read(config: Config, store: Store) -> list[contacts.ContactRow]:
+    def read(config: Config, store: Ledger) -> list[contacts.ContactRow]:
         return contacts.contact_rows(config, store)
     rows = await studio_of(request).run(read)
     if query:
@@ -232,7 +233,7 @@ async def contact_page(request: Request) -> Response:
     email = request.query_params.get("email", "")
     now = studio.now()
 
-    def read(config: Config, store: Store) -> dict:
+    def read(config: Config, store: Ledger) -> dict:
         record = contacts.read(config, email)
         person = contacts.find(config, email)
         previews = []
@@ -240,7 +241,7 @@ async def contact_page(request: Request) -> Response:
             if campaign.kind != "newsletter" or person is None or \
                     not set(campaign.audiences) & {person.audience}:
                 continue
-            plan = prepare(config, store, campaign, now, only=frozenset({email.lower()})).plan
+            plan = prepare(config, store, campaign, now, only=frozenset({email_key(email)})).plan
             previews.append((campaign, plan.emails[0].picks if plan.emails else ()))
         return {"record": record, "person": person, "previews": previews,
                 "timeline": contacts.timeline(config, store, email),
@@ -250,7 +251,7 @@ async def contact_page(request: Request) -> Response:
 
 async def import_page(request: Request) -> Response:
     """The CRM export upload form."""
-    def read(config: Config, store: Store) -> tuple[str, ...]:
+    def read(config: Config, store: Ledger) -> tuple[str, ...]:
         return config.audience_names
     names = await studio_of(request).run(read)
     return page(request, "import.html", names=names, report=None, upload="", audience="")
@@ -261,7 +262,7 @@ async def calendar_page(request: Request) -> Response:
     studio = studio_of(request)
     now = studio.now()
 
-    def read(config: Config, store: Store) -> list[ComingSend]:
+    def read(config: Config, store: Ledger) -> list[ComingSend]:
         return _coming(config, store, now, CALENDAR_DAYS)
     days: dict[dt.date, list[ComingSend]] = defaultdict(list)
     for send in await studio.run(read):
@@ -284,12 +285,12 @@ async def report_html(request: Request) -> Response:
 
 async def approvals(request: Request) -> Response:
     """Approvals: interest alerts waiting, each to approve with your words or drop."""
-    def read(config: Config, store: Store) -> dict:
+    def read(config: Config, store: Ledger) -> dict:
         titles = {a.id: a.title for a in store.articles()}
-        people = {c.email.lower(): c for c in load_audiences(
+        people = {email_key(c.email): c for c in load_audiences(
             config.audience_files, config.audience_names, config.project).contacts}
-        rows = [(r, titles.get(r[3], r[3]), people.get(r[2])) for r in store.alerts()
-                if r[7] == "pending"]
+        rows = [(r, titles.get(r.article_id, r.article_id), people.get(r.email))
+                for r in store.alerts() if r.status == "pending"]
         return {"rows": rows}
     return page(request, "approvals.html", **await studio_of(request).run(read))
 
@@ -298,7 +299,7 @@ async def feeds(request: Request) -> Response:
     """Feeds: health, last fetch, articles."""
     now = studio_of(request).now()
 
-    def read(config: Config, store: Store) -> dict:
+    def read(config: Config, store: Ledger) -> dict:
         states = {s.source: s for s in store.feed_states()}
         recent = store.recent_articles(now - dt.timedelta(days=14))[:40]
         return {"sources": [(s, states.get(s.name)) for s in config.sources],

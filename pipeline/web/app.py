@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
-from pipeline.state.store import Store
+from pipeline.state.interface import Ledger
 
 T = TypeVar("T")
 # SendGrid batches events; a real batch is well under this. The studio's forms are far
@@ -32,21 +32,21 @@ PRIVATE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"
 
 
 class StoreThread:
-    """The project's Store, opened and used in one dedicated thread: a SQLite connection
+    """The project's Ledger, opened and used in one dedicated thread: a SQLite connection
     belongs to the thread that opened it, and a query waiting on a lock held by a running
     `sphere send` must stall that thread, never the event loop serving everyone else."""
 
-    def __init__(self, open_store: Callable[[], Store]) -> None:
+    def __init__(self, open_store: Callable[[], Ledger]) -> None:
         self._open = open_store
-        self._store: Store | None = None
+        self._store: Ledger | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sphere-store")
 
-    def _call(self, fn: Callable[[Store], T]) -> T:
+    def _call(self, fn: Callable[[Ledger], T]) -> T:
         if self._store is None:
             self._store = self._open()
         return fn(self._store)
 
-    async def run(self, fn: Callable[[Store], T]) -> T:
+    async def run(self, fn: Callable[[Ledger], T]) -> T:
         """fn(store), run in the store's thread; awaits its result."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
@@ -119,7 +119,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                          close=exc.status_code == 413)
 
 
-def create_app(open_store: Callable[[], Store], routes: Sequence[BaseRoute],
+def create_app(open_store: Callable[[], Ledger], routes: Sequence[BaseRoute],
                clock: Callable[[], dt.datetime] | None = None) -> Starlette:
     """The ASGI app serving `routes`; the store opens on first use and closes when the
     server stops."""
