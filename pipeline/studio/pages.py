@@ -10,9 +10,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from pipeline.addresses import email_key
 from pipeline.approval import drafts, notes, review
 from pipeline.config import Config
-from pipeline.addresses import email_key
 from pipeline.contacts import directory as contacts
 from pipeline.contacts.audience import load_audiences
 from pipeline.errors import SphereError
