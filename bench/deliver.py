@@ -34,15 +34,15 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import SendGridSettings, SmtpSettings, load_config  # noqa: E402
 from pipeline.delivery.dispatch import Job, dispatch  # noqa: E402
+from pipeline.delivery.sendgrid_api import SendGridTransport  # noqa: E402
+from pipeline.delivery.smtp import SmtpTransport  # noqa: E402
 from pipeline.models import Contact, RenderedEmail  # noqa: E402
 from pipeline.rendering.render import Renderer  # noqa: E402
 from pipeline.runner import prepare, run_ingest  # noqa: E402
-from pipeline.delivery.sendgrid_api import SendGridTransport  # noqa: E402
-from pipeline.delivery.smtp import SmtpTransport  # noqa: E402
 from pipeline.state.store import Store  # noqa: E402
 from tests.sendgrid_standin import KEY  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 # An aiosmtpd relay that takes every message and counts them; prints the count on exit.
 SMTP_SERVER = """
 import asyncio, signal, sys

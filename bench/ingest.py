@@ -28,21 +28,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.feeds.fetch import FetchSettings  # noqa: E402
-from pipeline.feeds.ingest import ingest  # noqa: E402
-from pipeline.models import Source  # noqa: E402
-from pipeline.state.store import Store  # noqa: E402
+from pipeline.feeds.fetch import FetchSettings
+from pipeline.feeds.ingest import ingest
+from pipeline.models import Source
+from pipeline.state.store import Store
 
 # Shorter than production (pipeline/feeds/fetch.py): loopback answers in milliseconds, and the
 # slow feeds here exist to prove a slow feed costs at most the deadline.
 BENCH_SETTINGS = FetchSettings(connect_timeout=2.0, read_timeout=1.5, deadline=2.5)
-WORDS = ("market housing rates mortgage inventory listings prices school park library "
-         "council budget road bridge garden festival trail harbor river bakery cafe "
-         "permit zoning transit bus bike lane water sewer tax levy bond vote election "
-         "weather storm snow heat energy solar insurance rent lease loan refinance "
-         "appraisal inspection roof kitchen remodel paint deck fence tree museum theater "
-         "concert farmers soccer baseball golf fishing hiking kayak yoga dog cat shelter "
-         "hospital clinic police fire station plaza mall store opening closing").split()
+WORDS = ["market", "housing", "rates", "mortgage", "inventory", "listings", "prices", "school", "park", "library", "council", "budget", "road", "bridge", "garden", "festival", "trail", "harbor", "river", "bakery", "cafe", "permit", "zoning", "transit", "bus", "bike", "lane", "water", "sewer", "tax", "levy", "bond", "vote", "election", "weather", "storm", "snow", "heat", "energy", "solar", "insurance", "rent", "lease", "loan", "refinance", "appraisal", "inspection", "roof", "kitchen", "remodel", "paint", "deck", "fence", "tree", "museum", "theater", "concert", "farmers", "soccer", "baseball", "golf", "fishing", "hiking", "kayak", "yoga", "dog", "cat", "shelter", "hospital", "clinic", "police", "fire", "station", "plaza", "mall", "store", "opening", "closing"]
 
 
 def feed_kind(i: int) -> str:
@@ -239,7 +233,7 @@ def main() -> None:
               f"{misbehaving} slow or failing; deadline {BENCH_SETTINGS.deadline:g} s, "
               f"{BENCH_SETTINGS.max_connections} connections, {BENCH_SETTINGS.per_host} "
               "per host")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with tempfile.TemporaryDirectory() as tmp:
             store = Store.open(Path(tmp) / "bench.db")
             cold = run("cold run", sources, store, addresses[0], now)

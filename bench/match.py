@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip  # noqa: E402
-from pipeline.planning.inputs import LedgerView, PlanInputs  # noqa: E402
-from pipeline.planning.plan import plan_newsletter  # noqa: E402
-from pipeline.matching.taxonomy import profile  # noqa: E402
+from pipeline.matching.taxonomy import profile
+from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
+from pipeline.planning.inputs import LedgerView, PlanInputs
+from pipeline.planning.plan import plan_newsletter
 
-NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 INTERESTS = ("gardening", "houseplants", "golf", "cooking", "restaurants", "craft beer",
              "wine", "hiking", "running", "cycling", "kayaking", "art", "music", "theater",
              "dogs", "cats", "schools", "birdwatching", "photography", "reading", "history",
@@ -41,11 +41,7 @@ INTERESTS = ("gardening", "houseplants", "golf", "cooking", "restaurants", "craf
              "live music", "home improvement", "antiques", "classic cars", "coffee", "tea",
              "vegetable gardening", "trail running", "modern art", "local history",
              "wildlife", "genealogy")
-FILLER = ("the city council said on tuesday that the plan would move ahead next month with "
-          "a public meeting at the library where neighbors can ask questions about costs "
-          "parking traffic schedules and the new design while staff collect comments from "
-          "residents owners renters and local businesses before a final vote in spring "
-          "officials expect work to begin soon if the budget holds").split()
+FILLER = ["the", "city", "council", "said", "on", "tuesday", "that", "the", "plan", "would", "move", "ahead", "next", "month", "with", "a", "public", "meeting", "at", "the", "library", "where", "neighbors", "can", "ask", "questions", "about", "costs", "parking", "traffic", "schedules", "and", "the", "new", "design", "while", "staff", "collect", "comments", "from", "residents", "owners", "renters", "and", "local", "businesses", "before", "a", "final", "vote", "in", "spring", "officials", "expect", "work", "to", "begin", "soon", "if", "the", "budget", "holds"]
 
 
 def _rss_mb() -> float:

@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_config  # noqa: E402
 from pipeline.feeds.ingest import ingest  # noqa: E402
-from pipeline.models import Contact, Pick, PlannedEmail, Plan  # noqa: E402
+from pipeline.models import Contact, Pick, Plan, PlannedEmail  # noqa: E402
 from pipeline.rendering.render import Renderer  # noqa: E402
 from pipeline.state.store import Store  # noqa: E402
 
-NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 FIRST = ["Zoë", "José", "Ann", "Priya", "Marcus", "Wei", "Fatima", "Oliver", "María", "Kenji"]
 LAST = ["Hartmann", "Alvarez", "Lee", "Raman", "Bell", "Chen", "Haddad", "Grant", "Santos"]
 SECTIONS = ("neighbourhood", "neighbourhood", "market", "interests", "interests")

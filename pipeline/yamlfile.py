@@ -117,7 +117,7 @@ def load_yaml(path: Path, shown_as: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(shown_as, 0, "", f"not UTF-8 text ({exc.reason})",
                               "save the file as UTF-8")]
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0

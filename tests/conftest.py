@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from pipeline.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
-NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 SAMPLE_PARTS = ("content_sources.yaml", "campaigns.yaml", "audiences", "samples", "templates")
 
 

@@ -56,7 +56,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     """(cert.pem, key.pem) for CN=localhost / 127.0.0.1, made fresh for the test."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
@@ -86,7 +86,7 @@ class Recorder:
     delay: float = 0.0  # seconds between taking a message and saying so (a slow relay)
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:  # noqa: N802 (aiosmtpd's naming)
+                          options: list[str]) -> str:
         if address in self.refuse:
             return self.refuse[address]
         if address in self.refuse_once:
@@ -94,7 +94,7 @@ class Recorder:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
                                   envelope.original_content))

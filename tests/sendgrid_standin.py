@@ -293,7 +293,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 return False
             return True
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             """POST /v3/mail/send: validate, maybe fail as told, record, answer 202."""
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BYTES:
@@ -345,7 +345,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 time.sleep(standin.delay)
             self._reply(202, None, {"X-Message-Id": message_id})
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             """The suppression lists, paginated with limit/offset, and group lists."""
             parts = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(parts.query).items()}

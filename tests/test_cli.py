@@ -64,8 +64,9 @@ def test_importing_the_cli_imports_no_heavy_library() -> None:
 
 
 def test_the_cli_s_spelled_out_choices_agree_with_the_library() -> None:
-    from pipeline.cli import contacts as cli_contacts, schedule as cli_schedule
     from pipeline import config
+    from pipeline.cli import contacts as cli_contacts
+    from pipeline.cli import schedule as cli_schedule
     from pipeline.contacts import exports
     from pipeline.scheduling import calendar as schedule
     assert cli_schedule.REFERRAL_STATUSES == schedule.REFERRAL_UPDATES

@@ -8,7 +8,14 @@ import dataclasses
 from pathlib import Path
 
 from pipeline.config import (
-    Config, Drip, DripStep, Engagement, Scheduling, SendGridSettings, SmtpSettings, load_config,
+    Config,
+    Drip,
+    DripStep,
+    Engagement,
+    Scheduling,
+    SendGridSettings,
+    SmtpSettings,
+    load_config,
 )
 from pipeline.models import Brand, Campaign, SectionSizes, Sender, Source
 

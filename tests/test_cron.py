@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
-from pipeline.scheduling.cron import CronError, next_fire, trigger
-from pipeline.scheduling.daemon import all_contacts
+from pipeline.delivery.sendgrid_api import local_time_rule
 from pipeline.planning.plan import period_for
 from pipeline.scheduling.calendar import calendar
-from pipeline.delivery.sendgrid_api import local_time_rule
+from pipeline.scheduling.cron import CronError, next_fire, trigger
+from pipeline.scheduling.daemon import all_contacts
 
 LA = zoneinfo.ZoneInfo("America/Los_Angeles")
 UTC = dt.UTC

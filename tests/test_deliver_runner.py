@@ -10,8 +10,8 @@ import pytest
 from pipeline.config import SendGridSettings
 from pipeline.delivery.deliver import OutboxTransport
 from pipeline.delivery.dispatch import SUPPRESSED
-from pipeline.runner import MAX_CONSECUTIVE_FAILURES, deliver_plan
 from pipeline.delivery.sendgrid_api import SendGridTransport
+from pipeline.runner import MAX_CONSECUTIVE_FAILURES, deliver_plan
 from pipeline.state.store import StoredEvent
 from tests.conftest import NOW
 from tests.deliver_support import FAST, sample
@@ -164,8 +164,8 @@ def test_an_interruption_while_rendering_settles_what_the_relay_already_took(
     import pytest
 
     from pipeline.config import SmtpSettings
-    from pipeline.rendering.render import Renderer
     from pipeline.delivery.smtp import SmtpTransport
+    from pipeline.rendering.render import Renderer
     from tests.deliver_support import Recorder, smtp_server
 
     s = sample(project)

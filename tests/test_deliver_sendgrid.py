@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import SendGridSettings
-from pipeline.runner import deliver_plan
 from pipeline.delivery.sendgrid_api import SendGridTransport, build_payload
+from pipeline.runner import deliver_plan
 from tests.conftest import NOW, REPO
 from tests.deliver_support import FAST, free_port, sample
 from tests.sendgrid_standin import KEY, TOP_KEYS, Fault, Invalid, StandIn, validate_mail
@@ -69,7 +69,7 @@ def test_run_delivers_everyone_once_with_our_ids_headers_and_categories(
 def test_sandbox_mode_and_scheduled_send(project: Path, standin: StandIn) -> None:
     s = sample(project)
     email = s.emails[0]
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     transport = SendGridTransport(
         SendGridSettings(sandbox_mode=True, timeout=2, workers=1), s.config.sender, KEY,
         host=standin.url, send_at=lambda e: now + dt.timedelta(hours=10), retry=FAST)

@@ -12,13 +12,20 @@ import pytest
 
 from pipeline.config import SmtpSettings
 from pipeline.delivery.dispatch import BOUNCED, SUPPRESSED
+from pipeline.delivery.smtp import SmtpTransport, credentials_from_env
 from pipeline.errors import TransportError
 from pipeline.models import RunSummary
 from pipeline.runner import MAX_CONSECUTIVE_FAILURES, Prepared, deliver_plan, prepare
-from pipeline.delivery.smtp import SmtpTransport, credentials_from_env
 from tests.conftest import NOW
 from tests.deliver_support import (
-    FAST, Recorder, Sample, client_tls, sample, self_signed, server_tls, smtp_server,
+    FAST,
+    Recorder,
+    Sample,
+    client_tls,
+    sample,
+    self_signed,
+    server_tls,
+    smtp_server,
 )
 
 AUTH = ("dana", "s3cret-pw")
@@ -139,11 +146,11 @@ class Tally(Recorder):
     refuse_data: dict[str, str] = field(default_factory=dict)  # address -> reply
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          options: list[str]) -> str:  # noqa: N802 (aiosmtpd's naming)
+                          options: list[str]) -> str:
         self.asked.append(address)
         return await super().handle_RCPT(server, session, envelope, address, options)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         for rcpt in envelope.rcpt_tos:
             if rcpt in self.refuse_data:
                 return self.refuse_data[rcpt]

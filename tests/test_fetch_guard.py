@@ -16,9 +16,9 @@ import httpcore
 import pytest
 import yaml
 
-from pipeline.feeds import fetch
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
+from pipeline.feeds import fetch
 from pipeline.feeds.fetch import address_problem
 from pipeline.feeds.ingest import ingest
 from pipeline.models import Source

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.contacts.audience import load_audience
-from pipeline.errors import ConfigError
 from pipeline.contacts.exports import decode, read_csv, split_name, split_tags
 from pipeline.contacts.importer import import_contacts, merge_contact
 from pipeline.contacts.neighbourhoods import load_neighbourhoods
-from pipeline.state.store import Store
 from pipeline.contacts.vcard import parse_vcards
+from pipeline.errors import ConfigError
+from pipeline.state.store import Store
 from tests.conftest import NOW
 
 FIXTURES = Path(__file__).parent / "fixtures" / "imports"

@@ -9,10 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.feeds.ingest import (ClusterIndex, ParsedFeed, canonical_url, identity_key, ingest,
-                             parse_feed, title_words)
-from pipeline.models import Article, Source
+from pipeline.feeds.ingest import (
+    ClusterIndex,
+    ParsedFeed,
+    canonical_url,
+    identity_key,
+    ingest,
+    parse_feed,
+    title_words,
+)
 from pipeline.feeds.sanitise import ALLOWED_TAGS, clean_html, is_tracking_image, safe_url, to_text
+from pipeline.models import Article, Source
 from pipeline.state.store import Store
 from tests.conftest import NOW, REPO
 
@@ -115,7 +122,7 @@ def test_encodings_rdf_and_ill_formed_feeds_parse() -> None:
     (latin,) = _parse("latin1.xml")
     assert latin.title == "Crème brûlée au café de la gare"
     assert "Délicieux" in latin.summary_text
-    assert latin.published == dt.datetime(2026, 11, 19, 8, tzinfo=dt.timezone.utc)
+    assert latin.published == dt.datetime(2026, 11, 19, 8, tzinfo=dt.UTC)
     (rdf,) = _parse("rdf.xml")
     assert rdf.title == "Library extends weekend hours" and rdf.published is not None
     fish, bakery = _parse("illformed.xml")
@@ -180,7 +187,7 @@ def test_canonical_url_strips_tracking_and_normalises() -> None:
 
 
 def test_identity_prefers_unique_guid_then_link_then_title_and_date() -> None:
-    when = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
     assert identity_key("g1", True, "https://a.test/x", "T", when) == "guid:g1"
     assert identity_key("g1", False, "https://a.test/x?utm_medium=rss", "T", when) == \
         "link:https://a.test/x"
@@ -284,10 +291,9 @@ def test_an_ingest_records_every_feed_in_one_commit(project: Path, tmp_path: Pat
 
 def test_a_batch_is_all_or_nothing(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "sphere.db")
-    with pytest.raises(RuntimeError):
-        with store.batch():
-            store.record_feed_failure("a", NOW, "boom")
-            raise RuntimeError("crash mid-batch")
+    with pytest.raises(RuntimeError), store.batch():
+        store.record_feed_failure("a", NOW, "boom")
+        raise RuntimeError("crash mid-batch")
     assert store.feed_states() == [] or all(s.source != "a" for s in store.feed_states())
     with store.batch():
         store.record_feed_failure("a", NOW, "boom")

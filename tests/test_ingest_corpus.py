@@ -21,7 +21,7 @@ from pipeline.state.store import Store  # noqa: E402
 from tests.test_ingest import unsafe_parts  # noqa: E402
 
 CORPUS = REPO / ".." / "shared" / "reference" / "feedparser-corpus"
-NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 
 
 def run_corpus(db: Path) -> dict[str, object]:

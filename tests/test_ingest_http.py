@@ -86,7 +86,7 @@ def feed_server_on(host: str = "127.0.0.1") -> Iterator[FeedServer]:
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             path = self.path.split("?")[0]
             with state.lock:
                 state.log.append((path, {k.lower(): v for k, v in self.headers.items()}))

@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+from test_match import NOW, art, ids, matcher
 
 from pipeline.matching import taxonomy
 from pipeline.matching.interests import understand
 from pipeline.matching.match import Matcher
 from pipeline.models import Article
 from pipeline.state.store import Store
-from test_match import NOW, art, ids, matcher
 
 
 @pytest.mark.parametrize("typed, topics", [

@@ -7,13 +7,13 @@ import datetime as dt
 
 from pipeline.matching.explain import explain_contact
 from pipeline.matching.match import Matcher, choose_tip, stories
+from pipeline.matching.text import fixed_compound, phrase, stem, subject_stems
 from pipeline.matching.walk import pick_for_contact
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
 from pipeline.planning.inputs import LedgerView, PlanInputs
 from pipeline.planning.plan import plan_newsletter
-from pipeline.matching.text import fixed_compound, phrase, stem, subject_stems
 
-NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 TIPS = tuple(Tip(f"t{i}", "maintenance", f"Tip {i}", "Body.") for i in range(4))
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
 from pipeline.matching.match import Matcher
+from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
 from pipeline.planning.inputs import LedgerView, PlanInputs
 from pipeline.planning.plan import plan_newsletter
 

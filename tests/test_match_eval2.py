@@ -25,8 +25,8 @@ from xml.sax.saxutils import escape
 
 import pytest
 import yaml
-
 from conftest import copy_sample
+
 from pipeline.models import Article, Campaign, Contact, SectionSizes, Tip
 from pipeline.planning.inputs import LedgerView, PlanInputs
 from pipeline.planning.plan import plan_newsletter

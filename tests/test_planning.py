@@ -13,8 +13,21 @@ from pathlib import Path
 from pipeline.config import Scheduling, load_config
 from pipeline.delivery import dispatch as dispatch_module
 from pipeline.models import (
-    AlertExtra, Article, Campaign, CampaignKind, Contact, DripExtra, DueKind, Plan,
-    PlannedEmail, ReferralInfo, RunSummary, Sale, SalesExtra, SourceKind, Tip,
+    AlertExtra,
+    Article,
+    Campaign,
+    CampaignKind,
+    Contact,
+    DripExtra,
+    DueKind,
+    Plan,
+    PlannedEmail,
+    ReferralInfo,
+    RunSummary,
+    Sale,
+    SalesExtra,
+    SourceKind,
+    Tip,
     template_variables,
 )
 from pipeline.planning.holds import apply_holds, hold_capped, hold_cold, post_plan_holds

@@ -12,11 +12,20 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import (
-    Article, Campaign, Contact, Note, Pick, Plan, PlannedEmail, Sale, SectionSizes, Tip,
+    Article,
+    Campaign,
+    Contact,
+    Note,
+    Pick,
+    Plan,
+    PlannedEmail,
+    Sale,
+    SectionSizes,
+    Tip,
 )
-from pipeline.rendering.render import Renderer, without_greeting
 from pipeline.planning.inputs import LedgerView, PlanInputs
 from pipeline.planning.sends import plan_recent_sales
+from pipeline.rendering.render import Renderer, without_greeting
 from tests.conftest import NOW, REPO
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -212,7 +221,7 @@ def test_recent_sales_heading_states_only_what_is_true(renderer: Renderer) -> No
     campaign = Campaign(name="recent-sales", kind="recent_sales", audiences=("sphere",),
                         schedule="0 9 15 */2 *", subject="Sold near you",
                         sales_window_days=None)
-    december = dt.datetime(2026, 12, 2, 18, 0, tzinfo=dt.timezone.utc)
+    december = dt.datetime(2026, 12, 2, 18, 0, tzinfo=dt.UTC)
     period = dt.datetime.fromisoformat("2026-11-15T09:00:00-08:00")
     plan = plan_recent_sales(campaign, (RUTH, ZOE),
                              PlanInputs(tips=(TIP,), period=period, sales=sales),

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.contacts.engagement import allow_send, cold_contacts
-from pipeline.models import Article
 from pipeline.delivery.report import build_report, render_html, report_from_store, url_key
+from pipeline.models import Article
 from pipeline.runner import prepare
 from pipeline.state.store import LedgerRow, Store, StoredEvent
 from tests.conftest import NOW
@@ -150,7 +150,7 @@ def test_events_count_only_for_addresses_the_send_went_to(store: Store) -> None:
     """A click or open naming a send that its address never received (a stranger, or a
     contact left out of that send) counts nowhere: not in the send's figures, the stories
     or the contacts."""
-    at = int(dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc).timestamp())
+    at = int(dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp())
     forged = [StoredEvent("x1", "click", "mallory@evil.example", at, send_id=S4,
                           url="https://evil.example/phish"),
               StoredEvent("x2", "open", "mallory@evil.example", at, send_id=S4),
@@ -174,7 +174,7 @@ def test_events_count_only_for_addresses_the_send_went_to(store: Store) -> None:
 def test_html_report_links_only_http_urls(store: Store, url: str) -> None:
     """A clicked URL that is not http(s) is shown as escaped text, never as a live link;
     the http(s) stories stay links."""
-    at = int(dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc).timestamp())
+    at = int(dt.datetime(2026, 11, 2, tzinfo=dt.UTC).timestamp())
     hostile = [StoredEvent(f"h{i}{p}", "click", PEOPLE[p], at, send_id=S4, url=url)
                for p in "ac" for i in range(3)]  # the most people and clicks: first
     report = build_report(store.ledger_rows(), store.events() + hostile, store.send_rows(),
@@ -258,7 +258,7 @@ def test_cold_contacts_wait_for_the_quarter(project: Path) -> None:
         ["cold contact: quarterly cadence"]
     assert "marcus.bell@example.com" not in [e.contact.email for e in november.emails]
     october = prepare(config, store, campaign, NOW,
-                      dt.datetime(2026, 10, 1, 9, tzinfo=dt.timezone.utc)).plan
+                      dt.datetime(2026, 10, 1, 9, tzinfo=dt.UTC)).plan
     assert "marcus.bell@example.com" in [e.contact.email for e in october.emails]
     store.close()
 
@@ -300,8 +300,8 @@ def test_events_without_ids_belong_to_the_latest_send_before_them() -> None:
     rows = [LedgerRow(sid, "x@example.com", "<m>", "sent", "smtp", "", created, created)
             for sid, created in (("c@2026-08-01T09:00", "2026-08-01T16:00:00+00:00"),
                                  ("c@2026-09-01T09:00", "2026-09-01T16:00:00+00:00"))]
-    sept_5 = int(dt.datetime(2026, 9, 5, tzinfo=dt.timezone.utc).timestamp())
-    july = int(dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc).timestamp())
+    sept_5 = int(dt.datetime(2026, 9, 5, tzinfo=dt.UTC).timestamp())
+    july = int(dt.datetime(2026, 7, 1, tzinfo=dt.UTC).timestamp())
     events = [StoredEvent("e1", "open", "X@example.com", sept_5),
               StoredEvent("e2", "open", "x@example.com", july)]  # before any send: nobody's
     report = build_report(rows, events, [], {}, {})

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Scheduling, load_config
-from pipeline.scheduling.daemon import CHECKPOINT, all_contacts, project_calendar, tick
 from pipeline.delivery.deliver import OutboxTransport
-from pipeline.scheduling.calendar import Due, apply_frequency_cap, calendar, _out_of_quiet_hours
+from pipeline.scheduling.calendar import Due, _out_of_quiet_hours, apply_frequency_cap, calendar
+from pipeline.scheduling.daemon import CHECKPOINT, all_contacts, tick
 from pipeline.state.store import Store
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \
          "timezone,note,status\n"
 PEOPLE = [  # zones with and without DST, north and south, and a leap-day closing
@@ -60,8 +60,7 @@ def test_a_year_of_calendar(year_project: Path) -> None:
     start = dt.datetime(2026, 12, 31, 12, tzinfo=UTC)
     cal = calendar(config, all_contacts(config), (), start, start + dt.timedelta(days=365))
     monthly = Counter(d.email for d in cal.due if d.name == "monthly-sphere")
-    assert monthly == {e: 12 for e in ("la@example.com", "ny@example.com", "ldn@example.com",
-                                       "syd@example.com", "kol@example.com", "dflt@example.com")}
+    assert monthly == dict.fromkeys(("la@example.com", "ny@example.com", "ldn@example.com", "syd@example.com", "kol@example.com", "dflt@example.com"), 12)
     for d in cal.due:
         zone = _zone(d.email, config)
         local = d.at.astimezone(zone)

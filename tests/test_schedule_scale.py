@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contacts import audience, cache as audience_cache
 from pipeline.config import load_config
-from pipeline.scheduling.daemon import all_contacts
+from pipeline.contacts import audience
+from pipeline.contacts import cache as audience_cache
 from pipeline.scheduling.calendar import calendar, summary
+from pipeline.scheduling.daemon import all_contacts
 
 UTC = dt.UTC
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.rendering import pool as render_pool
 from pipeline.delivery.deliver import DryRunTransport, OutboxTransport
 from pipeline.delivery.dispatch import SUPPRESSED
 from pipeline.models import Delivery, RenderedEmail
+from pipeline.rendering import pool as render_pool
 from pipeline.rendering.render import Renderer
 from pipeline.resources import bundled
 from pipeline.runner import deliver_plan
@@ -290,8 +290,8 @@ def test_sendgrid_request_bodies_are_built_in_the_render_workers(project: Path,
                                                                  monkeypatch) -> None:
     # The dispatcher's process builds no SendGrid payload (the workers do, beside the
     # rendering), and SendGrid receives the very bodies the transport would have built.
-    from pipeline.delivery import sendgrid_api as sendgrid_transport
     from pipeline.config import SendGridSettings
+    from pipeline.delivery import sendgrid_api as sendgrid_transport
     from pipeline.delivery.sendgrid_api import SendGridTransport, build_payload
     from tests.sendgrid_standin import KEY, StandIn
 

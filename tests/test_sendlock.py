@@ -14,9 +14,9 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.delivery.deliver import OutboxTransport
+from pipeline.delivery.sendlock import send_lock
 from pipeline.errors import LockedError
 from pipeline.runner import deliver_plan
-from pipeline.delivery.sendlock import send_lock
 from tests.conftest import NOW, REPO
 from tests.deliver_support import sample
 from tests.sendgrid_standin import KEY, StandIn

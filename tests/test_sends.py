@@ -249,7 +249,7 @@ def test_send_ahead_with_local_time_delivery(project: Path, cli, monkeypatch) ->
     checks send_at against the real clock, as SendGrid does, so the test runs on it."""
     import datetime as dt
     import zoneinfo
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     la = zoneinfo.ZoneInfo("America/Los_Angeles")
     day = (now.astimezone(la) + dt.timedelta(days=1)).date()
     path = project / "campaigns.yaml"

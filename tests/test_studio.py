@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.contacts import directory as contacts
-from pipeline.scheduling import daemon
 from pipeline.approval import drafts, review
-from pipeline.delivery.transports import choose_transport as _transport
 from pipeline.config import load_config
+from pipeline.contacts import directory as contacts
+from pipeline.delivery.transports import choose_transport as _transport
 from pipeline.runner import prepare, run_ingest
+from pipeline.scheduling import daemon
 from pipeline.state.store import Store
 from pipeline.studio.app import studio_app
 from pipeline.studio.jobs import Worker
 from pipeline.studio.security import COOKIE
 
-NOW = dt.datetime(2026, 12, 1, 18, 0, tzinfo=dt.timezone.utc)  # after the 1st's 09:00
+NOW = dt.datetime(2026, 12, 1, 18, 0, tzinfo=dt.UTC)  # after the 1st's 09:00
 TOKEN = "test-token-0123456789"
 ZOE = "zoe.hartmann@example.com"
 
@@ -249,13 +249,13 @@ def test_approved_ahead_of_time_goes_on_schedule_not_before(project: Path) -> No
     transport = _transport(config, None, False)
     try:
         campaign = config.campaign("monthly-sphere")
-        early = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.timezone.utc)
+        early = dt.datetime(2026, 11, 20, 18, 0, tzinfo=dt.UTC)
         # The November send already went: review drafts December's, ahead of its time.
         store.start_send("monthly-sphere@2026-11-01T09:00", "monthly-sphere",
                          "2026-11-01T09:00:00-07:00", early)
         draft = review.open_draft(config, store, campaign, early)
         assert draft.send_id == "monthly-sphere@2026-12-01T09:00"
-        assert draft.expires > dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+        assert draft.expires > dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
         review.approve(store, draft, early)
         assert not review.review(config, store, campaign, draft, early).due
         daemon.tick(config, store, transport, early)

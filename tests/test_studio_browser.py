@@ -79,7 +79,7 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def _page(browser, url: str, width: int = 1280):  # noqa: ANN001, ANN202 - Playwright types
+def _page(browser, url: str, width: int = 1280):
     context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
@@ -94,7 +94,7 @@ def _bodies(path: Path) -> str:
                      if part.get_content_type() in ("text/plain", "text/html"))
 
 
-def _no_overflow(page, name: str, width: int) -> None:  # noqa: ANN001
+def _no_overflow(page, name: str, width: int) -> None:
     page.set_viewport_size({"width": width, "height": 900})
     page.wait_for_timeout(200)
     ARTIFACTS.mkdir(exist_ok=True)

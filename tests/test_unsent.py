@@ -80,9 +80,9 @@ def test_a_tick_looks_for_late_drips_only_when_contacts_or_referrals_changed(
         project: Path, monkeypatch) -> None:
     import datetime as dt
 
-    from pipeline.scheduling import daemon
     from pipeline.config import load_config
     from pipeline.delivery.deliver import OutboxTransport
+    from pipeline.scheduling import daemon
     from pipeline.state.store import Store
 
     looks = []
@@ -107,8 +107,8 @@ def test_a_drip_step_is_due_at_the_first_allowed_time_after_it_was_recorded(
     import zoneinfo
 
     from pipeline.config import load_config
-    from pipeline.scheduling.daemon import all_contacts
     from pipeline.scheduling.calendar import Referral, calendar
+    from pipeline.scheduling.daemon import all_contacts
 
     la = zoneinfo.ZoneInfo("America/Los_Angeles")
     config = load_config(project)

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from pipeline.config import load_config
+from pipeline.delivery.webhook import FORM_BODY, check_depth, parse_events
 from pipeline.state.store import Store
 from pipeline.web.app import MAX_BODY
-from pipeline.delivery.webhook import FORM_BODY, check_depth, parse_events
 from tests.test_webhook import EVENTS, _signed, keys, serve  # noqa: F401 (a fixture)
 
 SLOW_CLIENTS = 50

@@ -14,9 +14,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import load_config
-from pipeline.rendering.links import make_token
-from pipeline.state.store import Store
-from pipeline.web.server import Server, bind
 from pipeline.delivery.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -24,6 +21,9 @@ from pipeline.delivery.webhook import (
     unsubscribe_paths,
     webhook_app,
 )
+from pipeline.rendering.links import make_token
+from pipeline.state.store import Store
+from pipeline.web.server import Server, bind
 from tests.conftest import NOW
 from tests.sendgrid_standin import KEY, StandIn
 

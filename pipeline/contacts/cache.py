@@ -17,8 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from pipeline.contacts import audience
 from pipeline import models
+from pipeline.contacts import audience
 from pipeline.models import Contact
 
 _memory: dict[Path, tuple[str, tuple[Contact, ...]]] = {}

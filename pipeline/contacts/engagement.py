@@ -33,7 +33,7 @@ TRACKED_TRANSPORTS = frozenset({"sendgrid"})
 def _epoch(stamp: str) -> float:
     moment = dt.datetime.fromisoformat(stamp)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.timestamp()
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.contacts.audience import FIELDS, one_line
-from pipeline.errors import ConfigError, Problem
 from pipeline.contacts.vcard import iter_vcards
+from pipeline.errors import ConfigError, Problem
 
 # Fields a column can feed: the audience's own, plus the parts we derive them from.
 TARGETS: tuple[str, ...] = FIELDS + ("name", "street", "zip", "opt_out", "subscribed",

@@ -20,7 +20,6 @@ from email_validator import EmailNotValidError
 
 from pipeline.contacts.audience import FIELDS, email_key, normalise_email
 from pipeline.contacts.csvsafe import AtomicCsv, remove_stale_temps, unguard
-from pipeline.errors import ConfigError, Problem, SphereError
 from pipeline.contacts.exports import (
     Record,
     angle_address,
@@ -29,9 +28,10 @@ from pipeline.contacts.exports import (
     read_vcf_lines,
     text_lines,
 )
+from pipeline.contacts.neighbourhoods import Neighbourhoods
+from pipeline.errors import ConfigError, Problem, SphereError
 from pipeline.models import RELATIONSHIPS
 from pipeline.state.scratch import Scratch
-from pipeline.contacts.neighbourhoods import Neighbourhoods
 
 # Follow Up Boss stages (and common CRM words) -> our relationship values.
 STAGES: dict[str, str] = {

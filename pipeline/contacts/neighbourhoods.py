@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.contacts.sales import load_sales
 from pipeline.errors import ConfigError, Problem
 from pipeline.models import CampaignKind, Contact, Sale, Source, SourceKind
-from pipeline.contacts.sales import load_sales
 from pipeline.yamlfile import LineDict, LineList, load_yaml
 
 # Street-type abbreviations, so "12 Birch Ln." matches "Birch Lane".

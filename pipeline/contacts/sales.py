@@ -7,8 +7,8 @@ import io
 from pathlib import Path
 
 from pipeline.errors import Problem
-from pipeline.models import Sale
 from pipeline.feeds.sanitise import safe_url
+from pipeline.models import Sale
 
 COLUMNS = ("address", "neighbourhood", "price", "sold_date", "beds", "baths",
            "days_on_market", "photo_url", "note")

@@ -123,7 +123,7 @@ def _epoch(stamp: str | None) -> float:
     if not stamp:
         return 0.0
     moment = dt.datetime.fromisoformat(stamp)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _attribute(event: StoredEvent, by_provider: dict[str, str],
@@ -266,7 +266,7 @@ def _story_cell(story: StoryClicks) -> str:
 
 
 def _when(stamp: int) -> str:
-    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).strftime("%Y-%m-%d") \
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d") \
         if stamp else "never"
 
 
@@ -349,7 +349,7 @@ def render_html(report: Report, generated: dt.datetime) -> str:
            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
            f"<h1>{esc(title)}</h1><p class=\"muted\">Generated "
-           f"{generated.astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+           f"{generated.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC. "
            "Counts are unique contacts; opens are approximate (image blocking hides some, "
            "privacy proxies add some).</p>"]
     campaigns = sorted({s.campaign for s in report.sends})

@@ -20,17 +20,27 @@ from urllib.parse import urlsplit
 
 import httpx
 from sendgrid.helpers.mail import (
-    Asm, Category, CustomArg, From, GroupId, Header, Mail, MailSettings, ReplyTo,
-    SandBoxMode, SendAt, To,
+    Asm,
+    Category,
+    CustomArg,
+    From,
+    GroupId,
+    Header,
+    Mail,
+    MailSettings,
+    ReplyTo,
+    SandBoxMode,
+    SendAt,
+    To,
 )
 
 from pipeline.addresses import email_key
-from pipeline.scheduling import cron
 from pipeline.config import Config, SendGridSettings
 from pipeline.delivery.deliver import Breaker, RetryPolicy, extra_headers
 from pipeline.errors import SphereError, TransportError, header_safe, redact, redact_url
-from pipeline.rendering.mime import needs_smtputf8, wire_address
 from pipeline.models import Delivery, RenderedEmail, Sender
+from pipeline.rendering.mime import needs_smtputf8, wire_address
+from pipeline.scheduling import cron
 
 API_KEY_ENV = "SENDGRID_API_KEY"
 API_HOST_ENV = "SENDGRID_API_HOST"
@@ -251,7 +261,7 @@ class SendGridTransport:
         # Twice the connections keeps every one busy while the ledger commits.
         self.window = 2 * self.workers
         self.send_at = send_at
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.breaker = Breaker()
         self.client = SendGridClient(host or api_host(settings), api_key, settings.timeout,
                                      pool=settings.workers, retry=retry, stop=self.breaker)

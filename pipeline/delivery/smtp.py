@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import re
 import smtplib
-import socket
 import ssl
 import threading
 
 from pipeline.config import SmtpSettings
 from pipeline.delivery.deliver import Breaker, RetryPolicy
 from pipeline.errors import TransportError, header_safe
-from pipeline.rendering.mime import AddressError, needs_smtputf8, wire_address
 from pipeline.models import Delivery, RenderedEmail, Sender
+from pipeline.rendering.mime import AddressError, needs_smtputf8, wire_address
 
 USERNAME_ENV = "SMTP_USERNAME"
 PASSWORD_ENV = "SMTP_PASSWORD"
@@ -260,8 +259,7 @@ class SmtpTransport:
                                      f"trusted: {exc.verify_message}",
                                      "fix the relay's certificate, or point SSL_CERT_FILE "
                                      "at the CA that signed it") from None
-            except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ssl.SSLError,
-                    socket.timeout, OSError) as exc:
+            except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ssl.SSLError, OSError) as exc:
                 # Before the final dot: the relay has not taken the message.
                 last = (f"cannot reach {self.settings.host}:{self.settings.port}: "
                         f"{type(exc).__name__}: {exc}")

@@ -7,8 +7,8 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipeline.errors import TransportError
 from pipeline.delivery.sendgrid_api import SendGridClient, Unknown, error_text
+from pipeline.errors import TransportError
 from pipeline.state.interface import Ledger
 
 PAGE_SIZE = 500  # the most SendGrid returns per page

@@ -34,9 +34,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pipeline.addresses import email_key
+from pipeline.delivery.sendgrid_api import EMAIL_ARG, SEND_ID_ARG
 from pipeline.errors import SphereError
 from pipeline.rendering.links import read_token
-from pipeline.delivery.sendgrid_api import EMAIL_ARG, SEND_ID_ARG
 from pipeline.state.interface import Ledger
 from pipeline.state.records import StoredEvent
 from pipeline.web.app import PRIVATE_HEADERS, WebContext, create_app, read_body, text_response

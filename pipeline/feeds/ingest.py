@@ -21,13 +21,28 @@ import feedparser
 from feedparser.exceptions import ThingsNobodyCaresAboutButMe
 
 from pipeline.errors import redact
-from pipeline.feeds.fetch import DEFAULT_SETTINGS, FetchResult, FetchSettings, backing_off, fetch_all
+from pipeline.feeds.fetch import (
+    DEFAULT_SETTINGS,
+    FetchResult,
+    FetchSettings,
+    backing_off,
+    fetch_all,
+)
+from pipeline.feeds.sanitise import (
+    SUMMARY_TEXT_MAX,
+    TITLE_MAX,
+    clean_html,
+    content_images,
+    is_tracking_image,
+    plain_to_html,
+    safe_url,
+    to_text,
+    trim,
+)
+from pipeline.matching.taxonomy import profile
 from pipeline.models import Article, Source
-from pipeline.feeds.sanitise import (SUMMARY_TEXT_MAX, TITLE_MAX, clean_html, content_images, is_tracking_image,
-                       plain_to_html, safe_url, to_text, trim)
 from pipeline.state.interface import Ledger
 from pipeline.state.records import FeedState
-from pipeline.matching.taxonomy import profile
 from pipeline.workers import context, cores, exit_with
 
 # Query parameters that say who shared a link, not what it points to.
@@ -55,10 +70,7 @@ IDENTITY_LOOKBACK = 500
 # candidates, which keeps matching fast with thousands of articles.
 _COMMON_WORD_POSTINGS = 200
 _STOPWORDS = frozenset(
-    "a an the and or but of to in on at for from by with as is are was were be been this "
-    "that these those it its into over under after before about than then so not no new "
-    "how why what when where who your our you we they their his her he she will can may "
-    "de la le les et des du el en y".split())
+    ["a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "for", "from", "by", "with", "as", "is", "are", "was", "were", "be", "been", "this", "that", "these", "those", "it", "its", "into", "over", "under", "after", "before", "about", "than", "then", "so", "not", "no", "new", "how", "why", "what", "when", "where", "who", "your", "our", "you", "we", "they", "their", "his", "her", "he", "she", "will", "can", "may", "de", "la", "le", "les", "et", "des", "du", "el", "en", "y"])
 Progress = Callable[[FetchResult], None]
 # With at least this many feeds to parse, parsing runs in worker processes (feedparser
 # and sanitising are pure Python: on threads they shared one core). Fewer are parsed on
@@ -236,7 +248,7 @@ def _published(entry: feedparser.FeedParserDict, now: dt.datetime | None
         parsed = entry.get(key)
         if parsed:
             try:
-                moment = dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.timezone.utc)
+                moment = dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.UTC)
             except (OverflowError, ValueError, TypeError, OSError):
                 continue
             # A date in the future (a wrong time zone, a scheduled post) would keep the

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipeline.matching.match import MIN_INTEREST_SCORE, Matcher
-from pipeline.models import Campaign, Contact, Rejected, Tip
 from pipeline.matching.walk import Trace, pick_for_contact
+from pipeline.models import Campaign, Contact, Rejected, Tip
 
 __all__ = ["Rejected", "explain_contact"]  # Rejected lives in models (Plan holds it)
 

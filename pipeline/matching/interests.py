@@ -62,8 +62,8 @@ def correct(word: str, vocabularies: Iterable[frozenset[str]]) -> str:
     for vocab in vocabularies:
         best: tuple[int, str] | None = None
         for known in vocab:
-            if abs(len(known) - len(word)) > limit or known[:1] != word[:1] and \
-                    known[-1:] != word[-1:]:
+            if abs(len(known) - len(word)) > limit or (known[:1] != word[:1] and \
+                    known[-1:] != word[-1:]):
                 continue
             d = _distance(word, known, limit)
             if d <= limit and (best is None or (d, known) < best):

@@ -16,12 +16,19 @@ from dataclasses import dataclass
 from pipeline.addresses import email_key
 from pipeline.matching import taxonomy
 from pipeline.matching.interests import Understood, understand
-from pipeline.models import Article, Contact, Pick, SourceKind, Tip, TopicProfile
 from pipeline.matching.stories import stories
 from pipeline.matching.text import (
-    DEFAULT_SYNONYMS, MAX_NGRAM, fixed_compound, ngram_counts, ngrams, phrase, place_key,
-    proper_ngrams, subject_stems,
+    DEFAULT_SYNONYMS,
+    MAX_NGRAM,
+    fixed_compound,
+    ngram_counts,
+    ngrams,
+    phrase,
+    place_key,
+    proper_ngrams,
+    subject_stems,
 )
+from pipeline.models import Article, Contact, Pick, SourceKind, Tip, TopicProfile
 
 MARKET_KINDS = ("market", "economy")
 # How much each kind of evidence counts. A story its source tagged with the interest knows

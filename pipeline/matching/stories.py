@@ -9,8 +9,8 @@ import math
 from collections import Counter
 from collections.abc import Callable
 
-from pipeline.models import Article
 from pipeline.matching.text import similar_titles, story_words, title_signature
+from pipeline.models import Article
 
 # Two stories are one when the rare words they share carry this share of the weight of
 # all their words (rarity-weighted Jaccard). On both evaluation sets retellings score

@@ -146,7 +146,7 @@ def build(doc: dict, version: str) -> Taxonomy:
             called.setdefault(p, []).append(name)
     vocab = {w for d in (evidence, masks, called) for p in d for w in p}
     business = _phrases(doc.get("business", ()))
-    context: dict[tuple[str, ...], tuple] = {p: () for p in business}
+    context: dict[tuple[str, ...], tuple] = dict.fromkeys(business, ())
     context.update((p, ()) for t in topics.values() for p in t.against)
     return Taxonomy(version, topics, frozenset(fold(w) for w in doc.get("filler", ())),
                     business,

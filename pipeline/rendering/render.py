@@ -10,11 +10,11 @@ import hashlib
 import html
 import re
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import jinja2
@@ -26,11 +26,16 @@ from markupsafe import escape as escape_markup
 
 from pipeline.addresses import email_key
 from pipeline.errors import SphereError
+from pipeline.models import (
+    Campaign,
+    Plan,
+    PlannedEmail,
+    RenderedEmail,
+    Sender,
+    template_variables,
+)
 from pipeline.rendering.links import unsubscribe_links
 from pipeline.rendering.mime import address, build_alternative
-from pipeline.models import (
-    Campaign, Plan, PlannedEmail, RenderedEmail, Sender, template_variables,
-)
 from pipeline.rendering.strings import STRINGS
 from pipeline.resources import bundled
 
@@ -217,7 +222,7 @@ class Renderer:
     def _render_string(self, text: str, ctx: dict[str, Any], what: str) -> str:
         try:
             return " ".join(self._string_template(text).render(ctx).split())
-        except Exception as exc:  # noqa: BLE001 - a user's template must not crash a send
+        except Exception as exc:
             raise TemplateError(f"campaigns.yaml: {what}: {exc}",
                                 "use {{ contact.first_name }}, {{ month }} and the like") from exc
 
@@ -278,7 +283,7 @@ class Renderer:
         if s.reply_to:
             headers.append(("Reply-To", s.reply_to))
         headers += [("Subject", subject),
-                    ("Date", format_datetime(now.astimezone(dt.timezone.utc))),
+                    ("Date", format_datetime(now.astimezone(dt.UTC))),
                     ("Message-ID", message_id),
                     ("List-Unsubscribe", ", ".join(f"<{u}>" for u in (https, mailto) if u))]
         if https:
@@ -296,12 +301,12 @@ def footer_missing(url: str, postal: str, body_html: str, body_text: str) -> lis
     enough for every email; `sphere check` also verifies they are visible."""
     missing = []
     link, address = str(escape_markup(url)), _escaped(postal)
-    if body_html and f'href="{link}"' not in body_html and \
-            f"href='{link}'" not in body_html or \
-            body_text and url not in body_text:
+    if (body_html and f'href="{link}"' not in body_html and \
+            f"href='{link}'" not in body_html) or \
+            (body_text and url not in body_text):
         missing.append("unsubscribe link")
-    if body_html and not _contains(body_html, address) or \
-            body_text and not _contains(body_text, postal):
+    if (body_html and not _contains(body_html, address)) or \
+            (body_text and not _contains(body_text, postal)):
         missing.append("postal address")
     return missing
 

@@ -427,7 +427,7 @@ class Daemon:
             self.scheduler.add_job(_scheduled_tick, "interval", args=[key],
                                    seconds=self.tick_seconds, id="sphere-tick",
                                    replace_existing=True,
-                                   next_run_time=dt.datetime.now(dt.timezone.utc))
+                                   next_run_time=dt.datetime.now(dt.UTC))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
             self.scheduler.start()
@@ -453,5 +453,5 @@ def _scheduled_tick(project: str) -> None:
         return
     try:
         daemon.run_tick()
-    except Exception:  # noqa: BLE001 - one bad tick must not stop the daemon
+    except Exception:
         log.exception("tick failed; the next tick will retry (the ledger prevents repeats)")
