@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0,
                         help="override the transports' default concurrency")
     args = parser.parse_args()
-    base, renderer = template()
+    base, _renderer = template()
     print(f"template: {len(base.raw):,} bytes of MIME, {len(base.html):,} of HTML; "
           f"{args.count:,} emails per transport; {os.cpu_count()} CPUs", flush=True)
     sender = load_config(ROOT).sender

@@ -49,7 +49,7 @@ def build(n: int) -> tuple[Plan, Renderer]:
         picks = tuple(Pick(section, f"reason {section} {i % 7}", 1.0, rng.choice(articles))
                       for section in SECTIONS)
         tip = Pick("tip", "advice tip", 0.0, tip=config.tips[i % len(config.tips)])
-        emails.append(PlannedEmail(contact, picks + (tip,)))
+        emails.append(PlannedEmail(contact, (*picks, tip)))
     campaign = config.campaign("monthly-sphere")
     plan = Plan(campaign, "monthly-sphere@2026-11-01T09:00", "2026-11-01T09:00:00-07:00",
                 tuple(emails))

@@ -112,13 +112,12 @@ def _run_size(tree_name: str, tree: Path, project: Path, size: int, until: str,
     """Time the commands on one project with one checkout's code."""
     py = [sys.executable, "-m", "pipeline"]
     # Status reads the store: ingest once first (untimed), as a user would have.
-    subprocess.run(py + ["ingest", "--project", str(project)], env=env_for(tree), cwd=tree,
+    subprocess.run([*py, "ingest", "--project", str(project)], env=env_for(tree), cwd=tree,
                    check=True, capture_output=True)
     commands = {
-        "schedule": py + ["schedule", "--until", until, "--project", str(project)],
-        "schedule --json": py + ["schedule", "--until", until, "--json", "--project",
-                                 str(project)],
-        "status": py + ["status", "--project", str(project)],
+        "schedule": [*py, "schedule", "--until", until, "--project", str(project)],
+        "schedule --json": [*py, "schedule", "--until", until, "--json", "--project", str(project)],
+        "status": [*py, "status", "--project", str(project)],
     }
     if tree_name == "this":
         # The first command after an audience file changes parses it (about 0.1 ms an

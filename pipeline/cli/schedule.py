@@ -41,7 +41,7 @@ def _date(value: str | None, what: str) -> dt.date | None:
 
 
 def _report(report: TickReport) -> None:
-    start, end = report.window
+    _start, end = report.window
     end = end.astimezone(dt.UTC)  # the clock may carry an offset; the line says Z
     for s in report.summaries:
         out.print(f"{end:%Y-%m-%d %H:%M}Z {s.send_id}: {', '.join(summary_parts(s, 'sent'))}",

@@ -138,8 +138,8 @@ def content_images(fragment: str, base: str = "") -> list[str]:
     """Absolute http(s) URLs of the non-tracking <img> elements in a fragment, in order."""
     found = []
     for m in _IMG_RE.finditer(fragment or ""):
-        attrs = dict((k.lower(), html.unescape(v1 or v2 or v3))
-                     for k, v1, v2, v3 in _ATTR_RE.findall(m.group(1)))
+        attrs = {k.lower(): html.unescape(v1 or v2 or v3)
+                 for k, v1, v2, v3 in _ATTR_RE.findall(m.group(1))}
         url = safe_url(attrs.get("src", ""), base)
         if url and not is_tracking_image(url, attrs.get("width"), attrs.get("height")):
             found.append(url)

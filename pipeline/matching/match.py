@@ -249,7 +249,7 @@ class Matcher:
         """The cache key of an interest's ranked list: spellings that read the same share
         it ("gardens", "Gardening", "loves gardening")."""
         u = self.understood(interest)
-        return ("topic:",) + u.topics if u.topics else phrase(u.words)
+        return ("topic:", *u.topics) if u.topics else phrase(u.words)
 
     def terms(self, interest: str) -> list[tuple[str, tuple[str, ...]]]:
         """The interest and its synonyms, as (word as written, stems) pairs; for an
@@ -258,7 +258,7 @@ class Matcher:
         if interest not in self._terms:
             u = self.understood(interest)
             if u.topics:
-                words = [(s, phrase(s)) for t in u.topics + (u.words,)
+                words = [(s, phrase(s)) for t in (*u.topics, u.words)
                          for s in self.user_synonyms.get(phrase(t), ())]
             else:
                 own = phrase(u.words or interest)

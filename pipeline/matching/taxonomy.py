@@ -302,7 +302,7 @@ def _score(tax: Taxonomy, topic: str, h: _Hits, tagged: float, context: set,
     if tagged:
         score += tagged
         how = ("tagged by its source" + (f"; {how}" if how else ""))
-    return score, "; ".join([how] + notes) if notes else how
+    return score, "; ".join([how, *notes]) if notes else how
 
 
 def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:

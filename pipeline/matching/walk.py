@@ -106,7 +106,7 @@ def pick_for_contact(matcher: Matcher, contact: Contact, campaign: Campaign,
         return first
     shared = matcher.with_tip.get((key, tip.id))
     if shared is None:
-        shared = matcher.with_tip[(key, tip.id)] = picks + (matcher.tip_pick(tip),)
+        shared = matcher.with_tip[(key, tip.id)] = (*picks, matcher.tip_pick(tip))
     return shared
 
 
@@ -121,7 +121,7 @@ def _with_tip(matcher: Matcher, contact: Contact, campaign: Campaign,
     if campaign.sections.tip:
         tip = choose_tip(contact, tips, seen, matcher.now, tip_last_seen)
         if tip:
-            return picks + (matcher.tip_pick(tip),)
+            return (*picks, matcher.tip_pick(tip))
     return picks
 
 

@@ -93,8 +93,8 @@ def drip_plans(config: Config, store: Ledger, drip: Drip, step: int | None,
     if step is not None and not 1 <= step <= len(drip.steps):
         raise ConfigError([Problem("campaigns.yaml", drip.line, f"drips.{drip.name}",
                                    f"no step {step}", f"steps are 1 to {len(drip.steps)}")])
-    contacts = [c for c in load_audiences(config.audience_files, drip.audiences or
-                                          config.audience_names, config.project).contacts]
+    contacts = list(load_audiences(config.audience_files, drip.audiences or
+                                   config.audience_names, config.project).contacts)
     notes, suppressed = store.pending_notes(), store.suppressed()
     out = []
     for number, s in enumerate(drip.steps, 1):

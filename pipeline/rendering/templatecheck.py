@@ -156,10 +156,10 @@ def _probe(use: Use) -> tuple[Plan, PlannedEmail]:
     elif use.campaign.kind == CampaignKind.RECENT_SALES or use.campaign.schedule == "":
         picks = (Pick("tip", "advice tip", 0, tip=_TIP, general=True),)
     else:
-        picks = tuple(Pick(s, f"sample reason for {s}", 1,
-                           article=dataclasses.replace(_ARTICLE, id=f"probe:{s}"))
-                      for s in ("neighbourhood", "market", "interests")) + \
-            (Pick("tip", "advice tip", 0, tip=_TIP, general=True),)
+        picks = (*(Pick(s, f"sample reason for {s}", 1,
+                        article=dataclasses.replace(_ARTICLE, id=f"probe:{s}"))
+                   for s in ("neighbourhood", "market", "interests")),
+                 Pick("tip", "advice tip", 0, tip=_TIP, general=True))
     planned = PlannedEmail(_CONTACT, picks, (Note(1, _CONTACT.email, "A one-off note."),),
                            template=use.template, extra=use.extra)
     plan = Plan(use.campaign, f"{use.campaign.name}@probe", "2026-11-01T09:00:00-08:00",

@@ -7,6 +7,7 @@ left traces is refused: starting a new ledger there would mail everyone again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -59,10 +60,8 @@ def make_private(path: Path) -> None:
     """Create the database file as 0600 if it is new, and take group and other access
     away from it and its companions if they have it (SQLite gives -wal and -shm the
     database's own mode)."""
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-    except FileExistsError:
-        pass
     for suffix in _FAMILY:
         member = path.with_name(path.name + suffix)
         try:
