@@ -90,7 +90,7 @@ def jobs(base: RenderedEmail, count: int) -> Iterator[Job]:
         address = f"contact{i:06d}@bench.example"
         first = f"Reader{i}"
 
-        def render(address: str = address, first: str = first) -> RenderedEmail:
+        def render(address: str = address, first: str = first, i: int = i) -> RenderedEmail:
             """The template, addressed to this contact."""
             contact = Contact(email=address, first_name=first, last_name="Bench")
             # The raw message's base64 body keeps the template's own bytes; only the

@@ -24,10 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.project import copy_sample
+from bench.project import copy_sample  # noqa: E402 (after the sys.path line above)
 
-FIRST = ["Ann", "Maria", "José", "Wei", "Priya", "Tom", "Emily", "Sam", "Noah", "Olivia", "Liam", "Ava", "Lucas", "Mia", "Ethan", "Zoë", "Chloé", "Mateo", "Aiko", "Omar", "Fatima", "Ivan", "Greta", "Hugo"]
-LAST = ["Lee", "Müller", "Chen", "Raman", "Brown", "Tran", "Smith", "Nguyen", "Garcia", "Kowalski", "O'Brien", "Rossi", "Dubois", "Novak", "Haddad", "Tanaka", "Johansson", "Silva", "Okafor", "Schmidt"]
+FIRST = ["Ann", "Maria", "José", "Wei", "Priya", "Tom", "Emily", "Sam", "Noah", "Olivia", "Liam",
+         "Ava", "Lucas", "Mia", "Ethan", "Zoë", "Chloé", "Mateo", "Aiko", "Omar", "Fatima", "Ivan",
+         "Greta", "Hugo"]
+LAST = ["Lee", "Müller", "Chen", "Raman", "Brown", "Tran", "Smith", "Nguyen", "Garcia", "Kowalski",
+        "O'Brien", "Rossi", "Dubois", "Novak", "Haddad", "Tanaka", "Johansson", "Silva", "Okafor",
+        "Schmidt"]
 STREETS = ("Birch Lane", "Linden Street", "Harbor Way", "Maple Avenue", "Oak Court",
            "Cedar Road", "Elm Drive", "Willow Path")
 TAGS = ("golf", "wine", "schools", "gardening", "hiking", "Past Clients", "sphere", "dogs",

@@ -41,7 +41,13 @@ INTERESTS = ("gardening", "houseplants", "golf", "cooking", "restaurants", "craf
              "live music", "home improvement", "antiques", "classic cars", "coffee", "tea",
              "vegetable gardening", "trail running", "modern art", "local history",
              "wildlife", "genealogy")
-FILLER = ["the", "city", "council", "said", "on", "tuesday", "that", "the", "plan", "would", "move", "ahead", "next", "month", "with", "a", "public", "meeting", "at", "the", "library", "where", "neighbors", "can", "ask", "questions", "about", "costs", "parking", "traffic", "schedules", "and", "the", "new", "design", "while", "staff", "collect", "comments", "from", "residents", "owners", "renters", "and", "local", "businesses", "before", "a", "final", "vote", "in", "spring", "officials", "expect", "work", "to", "begin", "soon", "if", "the", "budget", "holds"]
+FILLER = ["the", "city", "council", "said", "on", "tuesday", "that", "the", "plan", "would",
+          "move", "ahead", "next", "month", "with", "a", "public", "meeting", "at", "the",
+          "library", "where", "neighbors", "can", "ask", "questions", "about", "costs", "parking",
+          "traffic", "schedules", "and", "the", "new", "design", "while", "staff", "collect",
+          "comments", "from", "residents", "owners", "renters", "and", "local", "businesses",
+          "before", "a", "final", "vote", "in", "spring", "officials", "expect", "work", "to",
+          "begin", "soon", "if", "the", "budget", "holds"]
 
 
 def _rss_mb() -> float:

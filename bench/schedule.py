@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.project import copy_sample
+from bench.project import copy_sample  # noqa: E402 (after the sys.path line above)
 
 NOW = dt.datetime(2026, 11, 22, 18, 0, tzinfo=dt.UTC)
 HEADER = "email,first_name,last_name,neighbourhood,interests,relationship,closing_date," \

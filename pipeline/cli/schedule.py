@@ -37,7 +37,8 @@ def _date(value: str | None, what: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD", param_hint=what)
+        raise click.BadParameter(f"{value!r} is not a date; write YYYY-MM-DD",
+                                 param_hint=what) from None
 
 
 def _report(report: TickReport) -> None:
@@ -194,8 +195,8 @@ def _print_calendar(items: Sequence[Due | Firing]) -> None:
                      who + (f" ({note})" if note else "")))
     head = ("when (UTC)", "local time", "send", "to")
     widths = [max([len(head[i])] + [len(r[i]) for r in rows]) for i in range(3)]
-    lines = ["Schedule"] + ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3]
-                            for r in [head, *rows]]
+    lines = ["Schedule"] + ["  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True))
+                            + "  " + r[3] for r in [head, *rows]]
     out.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 

@@ -84,7 +84,8 @@ def _audiences(node: LineDict, p: str, audiences: tuple[str, ...], check: Check
     targets = check.names(node, "audience", p)
     if not targets:
         check.add(node, f"{p}audience", "is required",
-                  f"name one or more audiences: {', '.join(audiences) or 'add a CSV to audiences/'}")
+                  "name one or more audiences: "
+                  f"{', '.join(audiences) or 'add a CSV to audiences/'}")
     for a in targets:
         if a not in audiences:
             check.add(node, f"{p}audience", f"unknown audience {a!r}",

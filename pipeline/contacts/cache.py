@@ -71,7 +71,7 @@ def _read(file: Path, key: str) -> tuple[Contact, ...] | None:
             # without the frozen dataclass's per-field __init__, a third of the read.
             # Contact has slots (no __dict__), so through its slot descriptors.
             contact = object.__new__(Contact)
-            for put, value in zip(setters, row):
+            for put, value in zip(setters, row, strict=True):
                 put(contact, value)
             out.append(contact)
         return tuple(out)

@@ -153,7 +153,7 @@ def read(config: Config, email: str) -> ContactFile:
     if path.suffix == ".csv":
         header, records = _csv_rows(path.read_bytes().decode("utf-8-sig"))
         for _first, _last, cells in records:
-            row = dict(zip(header, cells))
+            row = dict(zip(header, cells, strict=False))  # short rows read as empty
             if email_key(row.get("email", "")) == key:
                 return ContactFile(path, {k: unguard(row.get(k, "")) for k in
                                           FIELDS})
@@ -228,7 +228,7 @@ def _save_csv(path: Path, email: str, fields: dict[str, str]) -> None:
         lines[0] = lines[0].rstrip("\r\n") + ",private_note" + newline
     key = email_key(email)
     for first, last, cells in records:
-        row = dict(zip(header, cells))
+        row = dict(zip(header, cells, strict=False))  # short rows read as empty
         if email_key(row.get("email", "")) != key:
             continue
         # Columns Sphere does not know keep their cells; a typed value a spreadsheet

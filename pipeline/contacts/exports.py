@@ -325,7 +325,7 @@ def read_csv_lines(lines: Iterable[str], shown: str, overrides: dict[str, str]
     fields = map_columns(header, overrides, shown, [cells for _, _, cells in after[:50]])
     records = (_record(cells, fields, f"row {n}", line)
                for n, line, cells in itertools.chain(after, rows))
-    mapping = tuple((h, f) for h, f in zip(header, fields) if f)
+    mapping = tuple((h, f) for h, f in zip(header, fields, strict=True) if f)
     return records, mapping
 
 
@@ -346,7 +346,7 @@ def _rows(reader: Any, shown: str, skip: int) -> Iterator[tuple[int, int, list[s
 
 def _record(cells: list[str], fields: list[str | None], where: str, line: int) -> Record:
     got: dict[str, list[str]] = {}
-    for value, target in zip(cells, fields):
+    for value, target in zip(cells, fields, strict=False):  # rows may be ragged
         if target and value.strip():
             got.setdefault(target, []).append(value.strip())
 

@@ -110,7 +110,8 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str:
 def feed_warnings(contacts: Iterable[Contact], sources: Iterable[Source]) -> list[Problem]:
     """A warning per neighbourhood of a contact that no neighbourhood feed covers (matched
     as the matcher does, ignoring case): a misspelled one silently gets no local news."""
-    covered = {s.neighbourhood for s in sources if s.kind == SourceKind.NEIGHBOURHOOD and s.neighbourhood}
+    covered = {s.neighbourhood for s in sources
+               if s.kind == SourceKind.NEIGHBOURHOOD and s.neighbourhood}
     folded = {c.lower() for c in covered}
     missing: dict[str, list[Contact]] = {}
     for c in contacts:

@@ -192,8 +192,9 @@ def build_report(ledger: Iterable[LedgerRow], events: Iterable[StoredEvent],
             raw.append(e.url)
     # A transport reports events if it is SendGrid's API, or if events came back for
     # mail it carried (an SMTP relay run by SendGrid with the Event Webhook on).
-    reporting = TRACKED_TRANSPORTS | {row.transport for row in ledger
-                                      if row.send_id in reported and row.status == LedgerStatus.SENT}
+    reporting = TRACKED_TRANSPORTS | {
+        row.transport for row in ledger
+        if row.send_id in reported and row.status == LedgerStatus.SENT}
     tracked: dict[str, int] = {}
     for row in ledger:
         if row.status == LedgerStatus.SENT and row.transport in reporting:
@@ -283,9 +284,9 @@ def chart_svg(campaign: str, sends: list[SendStats]) -> str:
     # A date label is ~70 units wide: with many sends, label every k-th one.
     label_every = max(1, -(-70 // int(max(slot, 1))))
     esc = html.escape
-    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-             f'xmlns="http://www.w3.org/2000/svg" aria-label="{esc(campaign)}: sent, '
-             'delivered, opened and clicked per send">',
+    parts = [(f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+              f'xmlns="http://www.w3.org/2000/svg" aria-label="{esc(campaign)}: sent, '
+              'delivered, opened and clicked per send">'),
              f'<title>{esc(campaign)} over time</title>']
     for i in range(5):
         y = top + plot_h - plot_h * i / 4
@@ -345,13 +346,13 @@ def render_html(report: Report, generated: dt.datetime) -> str:
     """A self-contained page: inline CSS and SVG, no scripts, nothing fetched."""
     esc = html.escape
     title = f"Sphere report: {report.campaign or 'all campaigns'}"
-    out = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-           f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-           f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>",
-           f"<h1>{esc(title)}</h1><p class=\"muted\">Generated "
-           f"{generated.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC. "
-           "Counts are unique contacts; opens are approximate (image blocking hides some, "
-           "privacy proxies add some).</p>"]
+    out = [(f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            f"<title>{esc(title)}</title><style>{_CSS}</style></head><body><main>"),
+           (f"<h1>{esc(title)}</h1><p class=\"muted\">Generated "
+            f"{generated.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC. "
+            "Counts are unique contacts; opens are approximate (image blocking hides some, "
+            "privacy proxies add some).</p>")]
     campaigns = sorted({s.campaign for s in report.sends})
     for camp in campaigns:
         sends = [s for s in report.sends if s.campaign == camp]

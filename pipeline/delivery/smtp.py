@@ -259,7 +259,8 @@ class SmtpTransport:
                                      f"trusted: {exc.verify_message}",
                                      "fix the relay's certificate, or point SSL_CERT_FILE "
                                      "at the CA that signed it") from None
-            except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ssl.SSLError, OSError) as exc:
+            except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError,
+                    ssl.SSLError, OSError) as exc:
                 # Before the final dot: the relay has not taken the message.
                 last = (f"cannot reach {self.settings.host}:{self.settings.port}: "
                         f"{type(exc).__name__}: {exc}")

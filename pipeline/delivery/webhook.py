@@ -122,7 +122,8 @@ def parse_events(body: bytes) -> tuple[list[StoredEvent], list[tuple[str, str, s
     check_depth(body)
     doc = json.loads(body)
     if not isinstance(doc, list):
-        raise ValueError("expected a JSON array of events")
+        # Bad input, not a programming error: callers answer ValueError with a 400.
+        raise ValueError("expected a JSON array of events")  # noqa: TRY004
     events, suppress = [], []
     for item in doc:
         if not isinstance(item, dict) or not isinstance(item.get("email"), str) or \

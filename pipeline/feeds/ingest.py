@@ -70,7 +70,12 @@ IDENTITY_LOOKBACK = 500
 # candidates, which keeps matching fast with thousands of articles.
 _COMMON_WORD_POSTINGS = 200
 _STOPWORDS = frozenset(
-    ["a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "for", "from", "by", "with", "as", "is", "are", "was", "were", "be", "been", "this", "that", "these", "those", "it", "its", "into", "over", "under", "after", "before", "about", "than", "then", "so", "not", "no", "new", "how", "why", "what", "when", "where", "who", "your", "our", "you", "we", "they", "their", "his", "her", "he", "she", "will", "can", "may", "de", "la", "le", "les", "et", "des", "du", "el", "en", "y"])
+    ["a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "for", "from", "by",
+     "with", "as", "is", "are", "was", "were", "be", "been", "this", "that", "these", "those",
+     "it", "its", "into", "over", "under", "after", "before", "about", "than", "then", "so", "not",
+     "no", "new", "how", "why", "what", "when", "where", "who", "your", "our", "you", "we", "they",
+     "their", "his", "her", "he", "she", "will", "can", "may", "de", "la", "le", "les", "et",
+     "des", "du", "el", "en", "y"])
 Progress = Callable[[FetchResult], None]
 # With at least this many feeds to parse, parsing runs in worker processes (feedparser
 # and sanitising are pure Python: on threads they shared one core). Fewer are parsed on

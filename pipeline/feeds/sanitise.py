@@ -100,7 +100,7 @@ def trim(text: str, limit: int) -> str:
     """Cut text at a word boundary so it fits `limit` characters, with an ellipsis."""
     if len(text) <= limit:
         return text
-    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",.;:-– ")
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",.;:-– ")  # noqa: RUF001 (the en dash is meant)
     return cut + "…"
 
 

@@ -45,7 +45,7 @@ def stories(articles: list[Article]) -> dict[str, str]:
     by_cluster: dict[str, int] = {}
     sigs = [title_signature(a.title) for a in articles]
     postings: dict[str, list[int]] = {}
-    for i, (a, sig) in enumerate(zip(articles, sigs)):
+    for i, (a, sig) in enumerate(zip(articles, sigs, strict=True)):
         if a.cluster:
             join(i, by_cluster.setdefault(a.cluster, i))
         for word in sig:

@@ -83,10 +83,13 @@ def ngram_counts(tokens: list[str], n: int = MAX_NGRAM) -> Counter[tuple[str, ..
 # Words that carry no subject, left out of headline signatures so "The library adds hours"
 # and "Library adds Sunday hours" compare on what they say.
 STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "into", "is", "it", "its", "of", "on", "or", "our", "over", "the", "their", "this", "to", "up", "was", "were", "will", "with", "your", "you", "new", "now", "after", "before", "more"])
+    ["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "into",
+     "is", "it", "its", "of", "on", "or", "our", "over", "the", "their", "this", "to", "up", "was",
+     "were", "will", "with", "your", "you", "new", "now", "after", "before", "more"])
 # A bare word followed by one of these is being used as a verb ("run the numbers",
 # "garden your way out", "art" is never one): that use says nothing about the hobby.
-_OBJECT_WORDS = frozenset(["the", "a", "an", "your", "our", "their", "his", "her", "its", "some", "this", "these", "those", "out"])
+_OBJECT_WORDS = frozenset(["the", "a", "an", "your", "our", "their", "his", "her", "its", "some",
+                           "this", "these", "those", "out"])
 VERB_MARK = "~v"
 
 

@@ -132,7 +132,7 @@ class RenderAhead:
             planned = plan.emails[i]
             while i not in ready and queued and queued[0][0][0] <= i:
                 idx, future = queued.popleft()
-                ready.update(zip(idx, collect(future, len(idx))))
+                ready.update(zip(idx, collect(future, len(idx)), strict=True))
                 order.extend(idx)
                 top_up()
             rendered = ready.pop(i, None)

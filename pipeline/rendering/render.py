@@ -74,6 +74,13 @@ def _landing(period: str, now: dt.datetime, zone: str) -> dt.datetime:
     return max(at.astimezone(tz), local_now)
 
 
+# Module level, not on the method: an lru_cache on a method keys on (and keeps alive)
+# every Renderer; the compiled subject depends only on its text and the shared sandbox.
+@lru_cache(maxsize=64)
+def _string_template(text: str) -> jinja2.Template:
+    return STRINGS.from_string(text)
+
+
 @lru_cache(maxsize=4096)
 def without_greeting(text: str, first_name: str) -> str:
     """A note without its own opening "Ruth," or "Hi Ruth,": the email greets by name."""
@@ -179,9 +186,8 @@ class Renderer:
                                                 compiled_html)
         return self._compiled[name]
 
-    @lru_cache(maxsize=64)
     def _string_template(self, text: str) -> jinja2.Template:
-        return self._strings.from_string(text)
+        return _string_template(text)
 
     # ---- per email -----------------------------------------------------------------
     def context(self, plan: Plan, planned: PlannedEmail, now: dt.datetime,

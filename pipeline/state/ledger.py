@@ -52,7 +52,7 @@ def _settle_row(tx: sqlite3.Connection, send_id: str, email: str, status: str,
     tx.executemany("INSERT INTO history VALUES (?,?,?,?,?) ON CONFLICT(email, item) DO "
                    "UPDATE SET send_id=excluded.send_id, sent=excluded.sent",
                    [(key, item, cluster, send_id, stamp) for item, cluster in
-                    zip(picks, clusters + [""] * (len(picks) - len(clusters)))])
+                    zip(picks, clusters + [""] * (len(picks) - len(clusters)), strict=False)])
     note_ids = json.loads(row["note_ids"])
     if note_ids:
         tx.executemany("UPDATE notes SET used=?, used_send_id=? WHERE id=? AND used IS NULL",
