@@ -67,7 +67,7 @@ DARK = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]
 def _run(args: list[str], timeout: float = 60) -> str:
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run([chromium() or "chromium", *FLAGS, f"--user-data-dir={profile}",
-                               *args], capture_output=True, text=True, timeout=timeout,
+                               *args], capture_output=True, text=True, timeout=timeout, check=False,
                               env={**os.environ, "HOME": profile})
     if done.returncode != 0:
         raise RuntimeError(f"chromium failed ({done.returncode}): {done.stderr[-800:]}")

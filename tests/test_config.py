@@ -40,16 +40,16 @@ def test_unknown_audience_names_line_key_and_fix(project: Path) -> None:
     head, _, campaigns = path.read_text().partition("\ncampaigns:\n")
     text = head + "\ncampaigns:\n" + campaigns.replace("audience: sphere", "audience: spheer", 1)
     path.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "audience: spheer" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "audience: spheer" in ln)
     errors = _errors(project)
-    assert errors == [f"campaigns.yaml:{line}: campaigns.monthly-sphere.audience: unknown "
-                      "audience 'spheer' (use one of: sphere)"]
+    assert errors == [(f"campaigns.yaml:{line}: campaigns.monthly-sphere.audience: unknown "
+                      "audience 'spheer' (use one of: sphere)")]
 
 
 def test_missing_postal_address_and_bad_cron(project: Path) -> None:
     path = project / "campaigns.yaml"
     text = path.read_text()
-    text = "\n".join(l for l in text.splitlines() if "postal_address:" not in l)
+    text = "\n".join(ln for ln in text.splitlines() if "postal_address:" not in ln)
     text = text.replace('"0 9 1 * *"', '"0 9 32 * *"')
     path.write_text(text)
     errors = _errors(project)
@@ -61,7 +61,7 @@ def test_source_errors_point_at_the_entry(project: Path) -> None:
     path = project / "content_sources.yaml"
     text = path.read_text().replace("kind: economy", "kind: economics")
     path.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "kind: economics" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "kind: economics" in ln)
     errors = _errors(project)
     assert len(errors) == 1
     assert errors[0].startswith(f"content_sources.yaml:{line}: sources[")
@@ -90,7 +90,7 @@ def test_a_broken_subject_fails_check_with_its_line(project: Path, subject: str,
                                                     problem: str) -> None:
     path = project / "campaigns.yaml"
     text = path.read_text()
-    old = next(l for l in text.splitlines() if l.strip().startswith("subject:"))
+    old = next(ln for ln in text.splitlines() if ln.strip().startswith("subject:"))
     path.write_text(text.replace(old, f'    subject: "{subject}"', 1))
     line = text.splitlines().index(old) + 1
     errors = _errors(project)
@@ -108,7 +108,7 @@ def test_misspelled_keys_are_errors_with_a_suggestion(project: Path) -> None:
     sources.write_text(sources.read_text().replace("    topics: [golf]", "    topic: [golf]"))
     errors = _errors(project)
     lines = text.splitlines()
-    quiet = next(i for i, l in enumerate(lines, 1) if "quiet_hour:" in l)
+    quiet = next(i for i, ln in enumerate(lines, 1) if "quiet_hour:" in ln)
     assert f"campaigns.yaml:{quiet}: scheduling.quiet_hour: unknown key 'quiet_hour' " \
            "(did you mean 'quiet_hours'?)" in errors
     assert any("campaigns.monthly-sphere.max_per_sorce: unknown key" in e and

@@ -71,13 +71,13 @@ def test_a_lock_held_by_another_process_gives_one_line(project: Path, cli,
     assert cli("send", "monthly-sphere", project=project).exit_code == 0
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sqlite3, sys\n"
+         ("import sqlite3, sys\n"
          f"c = sqlite3.connect({str(_db(project))!r}, isolation_level=None)\n"
          "c.execute('PRAGMA locking_mode=EXCLUSIVE')\n"
          "c.execute('BEGIN EXCLUSIVE')\n"
          "c.execute('CREATE TABLE held (x)')\n"
          "print('held', flush=True)\n"
-         "sys.stdin.read()\n"],
+         "sys.stdin.read()\n")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

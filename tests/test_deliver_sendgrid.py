@@ -92,7 +92,6 @@ def test_429_waits_for_the_rate_limit_reset_then_sends(project: Path,
     reset = int(time.time()) + 2
     standin.fail(Fault(429, {"X-RateLimit-Reset": str(reset), "X-RateLimit-Remaining": "0"}))
     transport = _transport(standin, s.config.sender)
-    started = time.time()
     result = transport.send(s.emails[0])
     assert result.status == "sent" and result.provider_id
     assert time.time() >= reset - 0.05  # it waited for the window, not a blind backoff
@@ -119,8 +118,8 @@ def test_other_4xx_is_not_retried_and_keeps_sendgrids_message(project: Path,
     transport = _transport(standin, s.config.sender)
     summary = deliver_plan(s.store, s.renderer, transport, s.prepared, lambda: NOW, False)
     assert summary.sent == 27 and summary.failed == 1
-    assert summary.failures == (f"{bad}: SendGrid 400: The email address is invalid. "
-                                "(personalizations.0.to.0.email)",)
+    assert summary.failures == ((f"{bad}: SendGrid 400: The email address is invalid. "
+                                "(personalizations.0.to.0.email)"),)
     assert standin.rejected == [(400, standin.rejected[0][1])]  # asked once, not again
     assert s.store.ledger_status(s.prepared.plan.send_id)[bad] == "failed"
 
@@ -228,10 +227,9 @@ def _check(schema: dict, value, spec: dict, where: str = "$") -> list[str]:
             problems.append(f"{where}: too many items")
         for i, item in enumerate(value):
             problems += _check(schema.get("items", {}), item, spec, f"{where}[{i}]")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0) or \
-                len(value) > schema.get("maxLength", 1 << 30):
-            problems.append(f"{where}: bad length")
+    if isinstance(value, str) and (len(value) < schema.get("minLength", 0)
+                                   or len(value) > schema.get("maxLength", 1 << 30)):
+        problems.append(f"{where}: bad length")
     return problems
 
 

@@ -169,7 +169,7 @@ def test_allow_private_must_be_true_or_false(project: Path) -> None:
     text = path.read_text().replace("    kind: economy\n",
                                     "    kind: economy\n    allow_private: yes please\n", 1)
     path.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if "yes please" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "yes please" in ln)
     with pytest.raises(ConfigError) as info:
         load_config(project)
     assert [str(p) for p in info.value.problems] == [(
@@ -189,7 +189,7 @@ def test_check_refuses_a_local_feed_outside_the_project(project: Path, cli,
     path = project / "content_sources.yaml"
     text = path.read_text().replace("url: samples/feeds/fairway-weekly.xml", f"url: {url}")
     path.write_text(text)
-    line = next(i for i, l in enumerate(text.splitlines(), 1) if f"url: {url}" in l)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if f"url: {url}" in ln)
     result = cli("check", project=project)
     assert result.exit_code != 0
     assert f"content_sources.yaml:{line}: sources[" in result.stderr

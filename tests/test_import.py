@@ -306,17 +306,17 @@ def test_relationship_labels_set_the_relationship(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, expected", [
     # LinkedIn: notes above the header.
-    ("Notes:\n\"When exporting your connection data, some emails may be missing.\"\n\n"
+    (("Notes:\n\"When exporting your connection data, some emails may be missing.\"\n\n"
      "First Name,Last Name,URL,Email Address,Company,Position,Connected On\n"
-     "Ada,Lovelace,https://www.linkedin.com/in/ada,ada@example.com,Analytical,Poet,01 Jan 2024\n",
+     "Ada,Lovelace,https://www.linkedin.com/in/ada,ada@example.com,Analytical,Poet,01 Jan 2024\n"),
      [("ada@example.com", "Ada", "Lovelace", "", "", "subscribed")]),
     # Mailchimp's unsubscribed export: UNSUB_TIME set, tags quoted inside the cell.
-    ("Email Address,First Name,Last Name,TAGS,UNSUB_TIME,UNSUB_REASON\n"
-     "mo@example.com,Mo,Salah,\"\"\"Golf\"\",\"\"Wine\"\"\",2026-03-02 10:00:00,No longer interested\n",
+    (("Email Address,First Name,Last Name,TAGS,UNSUB_TIME,UNSUB_REASON\n"
+     "mo@example.com,Mo,Salah,\"\"\"Golf\"\",\"\"Wine\"\"\",2026-03-02 10:00:00,No longer interested\n"),
      [("mo@example.com", "Mo", "Salah", "golf;wine", "", "unsubscribed")]),
     # HubSpot lifecycle stage; Salesforce's Email Opt Out.
-    ("First Name,Last Name,Email,Lifecycle Stage,Email Opt Out\n"
-     "Hal,Lee,hal@example.com,Customer,false\nIvy,Ng,ivy@example.com,Lead,true\n",
+    (("First Name,Last Name,Email,Lifecycle Stage,Email Opt Out\n"
+     "Hal,Lee,hal@example.com,Customer,false\nIvy,Ng,ivy@example.com,Lead,true\n"),
      [("hal@example.com", "Hal", "Lee", "", "past_client", "subscribed"),
       ("ivy@example.com", "Ivy", "Ng", "", "prospect", "unsubscribed")]),
 ])

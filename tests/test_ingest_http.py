@@ -33,10 +33,10 @@ FAST = FetchSettings(connect_timeout=1.0, read_timeout=0.6, deadline=1.2,
 
 def rss(items: list[tuple[str, str]], guid: bool = True) -> bytes:
     """A small RSS 2.0 document with one item per (title, link)."""
-    body = "".join(f"<item><title>{t}</title><link>{l}</link>"
-                   + (f"<guid isPermaLink='false'>{l}#g</guid>" if guid else "")
+    body = "".join(f"<item><title>{t}</title><link>{ln}</link>"
+                   + (f"<guid isPermaLink='false'>{ln}#g</guid>" if guid else "")
                    + "<pubDate>Fri, 20 Nov 2026 10:00:00 GMT</pubDate>"
-                   + f"<description>About {t}.</description></item>" for t, l in items)
+                   + f"<description>About {t}.</description></item>" for t, ln in items)
     return (f"<?xml version='1.0'?><rss version='2.0'><channel><title>Feed</title>"
             f"<link>http://127.0.0.1/</link>{body}</channel></rss>").encode()
 

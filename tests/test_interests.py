@@ -168,7 +168,7 @@ def test_plan_explain_says_how_each_interest_was_read(project: Path, cli) -> Non
     head = rows[0].split(",")
     cells = rows[1].split(",")
     cells[head.index("interests")] = "loves golf;has a beagle;quiltng"
-    csv.write_text("\n".join([rows[0], ",".join(cells)] + rows[2:]) + "\n", encoding="utf-8")
+    csv.write_text("\n".join([rows[0], ",".join(cells), *rows[2:]]) + "\n", encoding="utf-8")
     doc = json.loads(cli("plan", "monthly-sphere", "--json", "--explain",
                          project=project).stdout)
     assert doc["emails"][0]["interests"] == [

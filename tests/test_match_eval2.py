@@ -238,8 +238,8 @@ def write_project(part: Part, target: Path, campaign: Campaign) -> Path:
         sources.append({"name": name, "url": f"samples/feeds/{name}.xml", **spec})
     (root / "content_sources.yaml").write_text(yaml.safe_dump({"sources": sources}),
                                                encoding="utf-8")
-    rows = ["email,first_name,last_name,neighbourhood,interests,relationship,closing_date,"
-            "timezone,note,status"]
+    rows = [("email,first_name,last_name,neighbourhood,interests,relationship,closing_date,"
+            "timezone,note,status")]
     rows += [f"{deliverable(c.email)},,,{c.neighbourhood},{';'.join(c.interests)},sphere,,UTC,,"
              "subscribed" for c in part.contacts]
     (root / "audiences" / "sphere.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")

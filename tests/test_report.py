@@ -209,14 +209,14 @@ def test_report_command(store: Store, project: Path, cli, tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[:4] == [
-        f"{S1}: sent 5, delivered 5, opened 2, clicked 2, bounced 0, unsubscribed 0, "
-        "complained 0",
-        f"{S2}: sent 5, delivered 4, opened 2, clicked 1, bounced 1, unsubscribed 0, "
-        "complained 1",
-        f"{S3}: sent 4, delivered 4, opened 1, clicked 1, bounced 0, unsubscribed 1, "
-        "complained 0",
-        f"{S4}: sent 4, delivered 4, opened 1, clicked 1, bounced 0, unsubscribed 0, "
-        "complained 0"]
+        (f"{S1}: sent 5, delivered 5, opened 2, clicked 2, bounced 0, unsubscribed 0, "
+        "complained 0"),
+        (f"{S2}: sent 5, delivered 4, opened 2, clicked 1, bounced 1, unsubscribed 0, "
+        "complained 1"),
+        (f"{S3}: sent 4, delivered 4, opened 1, clicked 1, bounced 0, unsubscribed 1, "
+        "complained 0"),
+        (f"{S4}: sent 4, delivered 4, opened 1, clicked 1, bounced 0, unsubscribed 0, "
+        "complained 0")]
     assert "  dev@example.com: sent 4, opened 0, clicked 0 [cold, complained]" in lines
     as_json = json.loads(cli("report", "--json", project=project).output)
     assert {s["send_id"]: s["opened"] for s in as_json["sends"]}[S5] == 1

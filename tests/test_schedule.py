@@ -211,7 +211,8 @@ def test_daemon_lock_and_clean_sigterm(project: Path) -> None:
         pid = project / "var/daemon.pid"  # written once the lock is held
         while time.monotonic() < deadline and not (pid.exists() and pid.read_text()):
             time.sleep(0.1)
-        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30,
+                                check=False)
         assert second.returncode == 1
         assert "already running for this project" in second.stderr
         assert f"pid {daemon.pid}" in second.stderr
@@ -280,9 +281,9 @@ def test_sigterm_mid_send_settles_in_flight_then_resume_sends_the_rest(project: 
         assert status.get("pending", 0) == 0  # nothing left unknown
         assert status.get("sent", 0) == first < 29  # stopped early, every send settled
         # Restart: the rest goes out, nobody twice.
-        again = subprocess.run(cmd[:4] + ["--once", "--transport", "smtp", "--project",
-                                          str(project)], env=env, capture_output=True,
-                               text=True, timeout=60)
+        again = subprocess.run([*cmd[:4], "--once", "--transport", "smtp", "--project",
+                                str(project)], env=env, capture_output=True, text=True,
+                               timeout=60, check=False)
         assert again.returncode == 0, again.stderr
     finally:
         server.stop()

@@ -73,8 +73,8 @@ def _url_of(project: Path, name: str) -> str:
 
 
 @pytest.mark.parametrize("variable, value, what", [
-    ("SENDGRID_API_KEY", "SG.cl\u00e9-secr\u00e8te", "a character that is not ASCII at "
-                                                    "position 6"),
+    ("SENDGRID_API_KEY", "SG.cl\u00e9-secr\u00e8te", ("a character that is not ASCII at "
+                                                    "position 6")),
     ("SENDGRID_API_KEY", "SG.two words", "a space at position 7"),
 ])
 def test_a_key_that_cannot_be_sent_is_a_clear_error(project: Path, cli, monkeypatch,

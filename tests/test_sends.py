@@ -106,7 +106,8 @@ def _outcomes(line: str) -> tuple[int, dict[str, int]]:
     reasons: dict[str, int] = {}
     if " skipped (" in line:
         rest, depth, end = line.split(" skipped (", 1)[1], 1, 0
-        for end, ch in enumerate(rest):  # to the parenthesis that closes the list
+        # `end` is read after the loop: where the closing parenthesis was found.
+        for end, ch in enumerate(rest):  # noqa: B007
             depth += {"(": 1, ")": -1}.get(ch, 0)
             if depth == 0:
                 break
@@ -174,7 +175,7 @@ def test_interest_alerts_without_approval_are_throttled(project: Path, cli,
     assert first.exit_code == 0
     sent = int(first.stdout.split("Sent ")[1].split(",")[0].split()[0])
     assert sent >= 20
-    for addr, msgs in _outbox(project, "interest-alerts").items():
+    for _addr, msgs in _outbox(project, "interest-alerts").items():
         assert len(msgs) == 1
         assert _text(msgs[0]).count("https://") == 2  # the story and the unsubscribe link
     monkeypatch.setenv("SPHERE_NOW", "2026-11-23T18:00:00+00:00")

@@ -286,7 +286,7 @@ def test_saving_a_contact_keeps_the_file_and_changes_their_picks(project: Path) 
     finally:
         store.close()
     assert after[0] == before[0] + b",private_note"
-    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b]
     assert changed == [0, 1] and len(after) == len(before)
     assert b"golf;wine" in after[1] and after[1].endswith(b",id0,likes tea")
     assert {p.key for p in old.picks} != {p.key for p in new.picks}

@@ -83,9 +83,9 @@ def test_render_never_greets_with_a_blank(project: Path) -> None:
     # The unsubscribe link and the address simply left out.
     '<mj-section><mj-column><mj-text>Thanks for reading!</mj-text></mj-column></mj-section>',
     # Both present in the source, but nobody can see them.
-    '<mj-section><mj-column><mj-text><div style="display: none">{{ sender.postal_address }}'
+    ('<mj-section><mj-column><mj-text><div style="display: none">{{ sender.postal_address }}'
     ' <a href="{{ unsubscribe_url }}">Unsubscribe</a></div></mj-text></mj-column>'
-    '</mj-section>',
+    '</mj-section>'),
 ])
 def test_a_footer_override_cannot_drop_its_promises(project: Path, cli, footer: str) -> None:
     path = project / "templates" / "partials" / "footer.mjml"

@@ -3,6 +3,7 @@ hold only their own connections, every request must arrive whole within a deadli
 bodies are capped, and JSON nesting is bounded. Real sockets on 127.0.0.1."""
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -65,10 +66,8 @@ def slow_clients(hook_server) -> Iterator[list[socket.socket]]:
         while not stop.wait(1.0):
             n += 1
             for sock in socks[::2]:
-                try:
+                with contextlib.suppress(OSError):
                     sock.sendall(f"X-Slow-{n}: 1\r\n".encode())
-                except OSError:
-                    pass
     thread = threading.Thread(target=trickle, daemon=True)
     thread.start()
     yield socks
