@@ -48,3 +48,28 @@ def cli(monkeypatch: pytest.MonkeyPatch):
         full = list(args) + (["--project", str(project)] if project else [])
         return CliRunner().invoke(main, full, catch_exceptions=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the whole session (tests/pg_support.py); the
+    PostgreSQL tests skip without one, but fail under CI (SPHERE_REQUIRE_POSTGRES=1)."""
+    import os
+
+    from tests import pg_support
+    reason = pg_support.missing()
+    if reason:
+        if os.environ.get(pg_support.REQUIRE_ENV) == "1":
+            pytest.fail(f"{pg_support.REQUIRE_ENV}=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    bin_dir = pg_support.find_bin_dir()
+    assert bin_dir is not None
+    server = pg_support.start(bin_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a new, empty PostgreSQL database on the session's server."""
+    return pg_server.create_database()
