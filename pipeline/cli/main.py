@@ -7,6 +7,7 @@ from __future__ import annotations
 # Importing a command module registers its commands on the group; none imports this one.
 from pipeline.cli import (  # noqa: F401
     contacts,
+    db,
     schedule,
     sending,
     sends,

@@ -10,6 +10,8 @@ PostgreSQL and compares the tables' columns with SQLite's.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # Schema changes only by appending a numbered migration; never edit a shipped one.
 MIGRATIONS: tuple[str, ...] = (
     # 1: the foundation
@@ -222,6 +224,20 @@ POSTGRES_EDITS: dict[int, tuple[tuple[str, str], ...]] = {
 }
 
 DIALECTS = ("sqlite", "postgresql")
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema stands: its version, ours, and what an upgrade did."""
+
+    version: int  # the schema version now
+    latest: int  # the newest this Sphere knows
+    applied: tuple[int, ...] = ()  # the steps this call applied, in order
+
+    @property
+    def pending(self) -> int:
+        """How many steps an upgrade would apply."""
+        return max(0, self.latest - self.version)
 
 
 def for_dialect(dialect: str) -> tuple[str, ...]:

@@ -7,12 +7,11 @@ on SQLite never needs it (it comes with `pip install 'sphere-mailer[team]'`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.errors import HIDDEN, StoreError, redact, redact_url
-from pipeline.state.migrations import for_dialect
+from pipeline.state.migrations import SchemaState, for_dialect
 
 if TYPE_CHECKING:
     import psycopg
@@ -26,20 +25,6 @@ MIGRATION_LOCK = 0x737068657265_6D69
 # One row per applied step; PostgreSQL has no PRAGMA user_version.
 VERSION_TABLE = "sphere_schema_version"
 INSTALL_HINT = "install the team extra: pip install 'sphere-mailer[team]' (psycopg 3)"
-
-
-@dataclass(frozen=True)
-class SchemaState:
-    """Where a database's schema stands: its version, ours, and what an upgrade did."""
-
-    version: int  # the schema version now
-    latest: int  # the newest this Sphere knows
-    applied: tuple[int, ...] = ()  # the steps this call applied, in order
-
-    @property
-    def pending(self) -> int:
-        """How many steps an upgrade would apply."""
-        return max(0, self.latest - self.version)
 
 
 def is_postgres_url(url: str) -> bool:

@@ -1,0 +1,104 @@
+"""`sphere db upgrade` and `sphere db status`: the schema of the project's database, the
+SQLite file or, for a team (issue #17), PostgreSQL when SPHERE_DATABASE_URL or
+`database_url:` is set (part of the CLI, main.py registers it)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.cli.app import CONTEXT, main, opened, out, project_option
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipeline.config import Config
+    from pipeline.state.migrations import SchemaState
+
+
+@main.group("db", context_settings=CONTEXT)
+def db() -> None:
+    """The project's database: its schema version, and upgrading it."""
+
+
+def _sqlite_version(path: Path) -> int:
+    """The schema version of the SQLite file, read without changing it (0: no file)."""
+    import sqlite3
+
+    from pipeline.state.dbfile import db_error
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise db_error(path, exc) from None
+
+
+def _target(config: Config) -> tuple[str, str]:
+    """(the PostgreSQL URL or "", the database as it may be shown)."""
+    from pipeline.errors import redact_url
+    from pipeline.state.postgres import database_url
+    url = database_url(config.database_url)
+    return (url, f"{redact_url(url)} (PostgreSQL)") if url else \
+        ("", f"{config.db_path} (SQLite)")
+
+
+def _say(where: str, state: SchemaState) -> None:
+    if state.version > state.latest:
+        out.print(f"{where}: schema {state.version} is newer than this Sphere's "
+                  f"({state.latest}): upgrade Sphere here.", markup=False)
+    elif state.applied:
+        steps = f"{state.applied[0]}" if len(state.applied) == 1 else \
+            f"{state.applied[0]}-{state.applied[-1]}"
+        out.print(f"{where}: applied migration(s) {steps}; schema {state.version} of "
+                  f"{state.latest}.", markup=False)
+    elif state.pending:
+        out.print(f"{where}: schema {state.version} of {state.latest}, {state.pending} "
+                  "migration(s) pending: `sphere db upgrade` applies them.", markup=False)
+    else:
+        out.print(f"{where}: schema {state.version} of {state.latest}, up to date.",
+                  markup=False)
+
+
+@db.command("upgrade", context_settings=CONTEXT)
+@project_option
+def upgrade_cmd(project: Path) -> None:
+    """Apply the pending numbered migrations to the project's database (PostgreSQL when
+    SPHERE_DATABASE_URL or database_url: is set, else sphere.db)."""
+    from pipeline.state import postgres
+    from pipeline.state.migrations import MIGRATIONS, SchemaState
+    with opened(project) as p:
+        url, where = _target(p.config)
+        if url:
+            with postgres.connect(url) as conn:
+                state = postgres.upgrade(conn)
+        else:
+            before = _sqlite_version(p.config.db_path)
+            p.store  # noqa: B018  (the store migrates as it opens; it refuses a lost ledger)
+            latest = len(MIGRATIONS)
+            state = SchemaState(latest, latest, tuple(range(before + 1, latest + 1)))
+        _say(where, state)
+
+
+@db.command("status", context_settings=CONTEXT)
+@project_option
+def status_cmd(project: Path) -> None:
+    """Show the database's schema version and how many migrations are pending; changes
+    nothing."""
+    from pipeline.state import postgres
+    from pipeline.state.migrations import MIGRATIONS, SchemaState
+    with opened(project) as p:
+        config = p.config
+        url, where = _target(config)
+        if url:
+            with postgres.connect(url) as conn:
+                state = postgres.status(conn)
+        elif not config.db_path.exists():
+            out.print(f"{where}: no database yet; `sphere db upgrade` (or any command "
+                      "that uses it) creates it.", markup=False)
+            return
+        else:
+            state = SchemaState(_sqlite_version(config.db_path), len(MIGRATIONS))
+        _say(where, state)
