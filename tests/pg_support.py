@@ -19,11 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REQUIRE_ENV = "SPHERE_REQUIRE_POSTGRES"
+BIN_ENV = "SPHERE_PG_BIN"  # the folder of initdb and pg_ctl, instead of searching for it
 SUPERUSER = "sphere_test"
 
 
 def find_bin_dir() -> Path | None:
-    """The folder holding initdb and pg_ctl: Debian's newest version, else PATH."""
+    """The folder holding initdb and pg_ctl: SPHERE_PG_BIN, else Debian's newest
+    version, else PATH."""
+    if BIN_ENV in os.environ:
+        chosen = Path(os.environ[BIN_ENV])
+        return chosen if (chosen / "initdb").exists() and (chosen / "pg_ctl").exists() \
+            else None
     def version(path: str) -> tuple[int, ...]:
         name = Path(path).parent.name
         return tuple(int(p) for p in name.split(".") if p.isdigit())

@@ -120,3 +120,43 @@ def test_the_url_comes_from_the_environment_before_the_config(
         "postgresql://u:pw@db2.example/team"
     assert postgres.is_postgres_url("postgres://x/y") and \
         not postgres.is_postgres_url("sqlite:///x.db")
+
+
+def test_a_driver_message_that_quotes_the_password_is_scrubbed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    psycopg = pytest.importorskip("psycopg")
+
+    def refuse(conninfo: str, **_kw: object) -> None:
+        # As a driver might word it: the URL, and the decoded password on its own.
+        raise psycopg.OperationalError(f"bad conninfo {conninfo!r}: option password "
+                                       "'s@cret-9' rejected")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    with pytest.raises(StoreError) as caught:
+        postgres.connect("postgresql://agent:s%40cret-9@db.example:5432/team")
+    shown = str(caught.value)
+    assert "s@cret-9" not in shown and "s%40cret-9" not in shown and "agent" not in shown
+    assert "db.example:5432" in shown
+
+
+@pytest.mark.parametrize("required", ["1", ""])
+def test_without_postgres_the_tests_skip_but_fail_under_ci(
+        required: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests import pg_support
+    from tests.conftest import REPO
+    env = {**os.environ, "PYTHONPATH": str(REPO), pg_support.BIN_ENV: str(tmp_path),
+           pg_support.REQUIRE_ENV: required}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+         "tests/test_postgres.py::test_a_schema_newer_than_this_sphere_is_refused"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    if required:
+        assert run.returncode == 1, run.stdout
+        assert "SPHERE_REQUIRE_POSTGRES=1 but PostgreSQL is not installed" in run.stdout
+    else:
+        assert run.returncode == 0, run.stdout
+        assert "1 skipped" in run.stdout and "PostgreSQL is not installed" in run.stdout
