@@ -38,18 +38,18 @@ def database_url(configured: str = "") -> str:
     return os.environ.get(URL_ENV, "").strip() or configured.strip()
 
 
-def password_of(url: str) -> str:
-    """The password in a URL's user info ("" when there is none)."""
+def _passwords(url: str) -> tuple[str, ...]:
+    """The password in a URL's user info, as written and decoded (none: ())."""
     try:
-        return unquote(urlsplit(url).password or "")
+        raw = urlsplit(url).password or ""
     except ValueError:
-        return ""
+        return ()
+    return tuple(p for p in {raw, unquote(raw)} if p)
 
 
 def _scrub(text: str, url: str) -> str:
     """`text` (a driver's message) with the URL's password nowhere in it."""
-    secret = password_of(url)
-    if secret:
+    for secret in sorted(_passwords(url), key=len, reverse=True):
         text = text.replace(secret, HIDDEN)
     return redact(text)
 
