@@ -24,6 +24,10 @@ SCHEMES = ("postgresql", "postgres")
 MIGRATION_LOCK = 0x737068657265_6D69
 # One row per applied step; PostgreSQL has no PRAGMA user_version.
 VERSION_TABLE = "sphere_schema_version"
+# campaigns.yaml's `database_url:` with a password in it: (problem, fix).
+PASSWORD_IN_FILE = ("holds a password, and files are no place for secrets",
+                    (f"remove it; export {URL_ENV} with the whole URL, or PGPASSWORD, "
+                     "instead"))
 INSTALL_HINT = "install the team extra: pip install 'sphere-mailer[team]' (psycopg 3)"
 
 
@@ -45,6 +49,11 @@ def _passwords(url: str) -> tuple[str, ...]:
     except ValueError:
         return ()
     return tuple(p for p in {raw, unquote(raw)} if p)
+
+
+def has_password(url: str) -> bool:
+    """True when the URL's user info carries a password."""
+    return bool(_passwords(url))
 
 
 def _scrub(text: str, url: str) -> str:
