@@ -112,7 +112,9 @@ def _run(cmd: list[str], what: str) -> None:
 def start(bin_dir: Path) -> PostgresServer:
     """initdb into a new temporary folder and start a server on a free loopback port."""
     prefix, user = _as_user()
-    root = Path(tempfile.mkdtemp(prefix="sphere-pg-"))
+    # The server's user must reach its folder: as root, under /tmp (world-traversable)
+    # rather than a TMPDIR only root can enter.
+    root = Path(tempfile.mkdtemp(prefix="sphere-pg-", dir="/tmp" if user else None))
     password = secrets.token_urlsafe(12)
     (root / "pwfile").write_text(password + "\n")
     (root / "sock").mkdir()
