@@ -221,6 +221,16 @@ def _engagement(root: LineDict, check: Check) -> Engagement:
         eng_node, "cold_after_sends", "engagement.", cold, minimum=1) or cold)
 
 
+def _database_url(root: LineDict, check: Check) -> str:
+    """campaigns.yaml `database_url:` (team mode), refused when it holds a password."""
+    from pipeline.state.postgres import PASSWORD_IN_FILE, has_password
+    url = check.text(root, "database_url", "", default="")
+    if has_password(url):
+        check.add(root, "database_url", *PASSWORD_IN_FILE)
+        return ""
+    return url
+
+
 def load_config(project: Path) -> Config:
     """Read and validate content_sources.yaml, campaigns.yaml and the tips library."""
     project = project.resolve()
@@ -255,6 +265,7 @@ def load_config(project: Path) -> Config:
     synonyms = tuple((str(k).lower(), tuple(s.lower() for s in check.names(syn_node, k,
                       "synonyms."))) for k in syn_node)
     state = check.text(root, "state_dir", "", default=DEFAULT_STATE_DIR)
+    database_url = _database_url(root, check)
     scheduling = load_scheduling(root, check)
     engagement = _engagement(root, check)
 
@@ -268,4 +279,4 @@ def load_config(project: Path) -> Config:
                   campaigns=tuple(campaigns), drips=drips, sources=sources, tips=tips,
                   audience_files=audience_files, synonyms=synonyms, scheduling=scheduling,
                   engagement=engagement, cold_policies=tuple(cold_policies),
-                  warnings=tuple(p for p in all_problems if p.severity != "error"))
+                  database_url=database_url, warnings=tuple(p for p in all_problems if p.severity != "error"))

@@ -106,6 +106,9 @@ class Config:
     engagement: Engagement = field(default_factory=Engagement)
     # (campaign, cold_contacts policy) for campaigns that set one; the rest are "normal".
     cold_policies: tuple[tuple[str, str], ...] = ()
+    # `database_url:` (team mode, issue #17): a PostgreSQL database instead of sphere.db;
+    # SPHERE_DATABASE_URL overrides it. Never a password here: secrets come from the env.
+    database_url: str = ""
 
     def cold_policy(self, campaign: str) -> str:
         """How a campaign treats cold contacts: normal | quarterly | skip."""

@@ -56,16 +56,6 @@ def has_password(url: str) -> bool:
     return bool(_passwords(url))
 
 
-def read_database_url(root: Any, check: Any) -> str:
-    """campaigns.yaml `database_url:` (for config.py: its mapping and its checker),
-    refused when it holds a password: files are no place for secrets."""
-    url: str = check.text(root, "database_url", "", default="")
-    if has_password(url):
-        check.add(root, "database_url", *PASSWORD_IN_FILE)
-        return ""
-    return url
-
-
 def _scrub(text: str, url: str) -> str:
     """`text` (a driver's message) with the URL's password nowhere in it."""
     for secret in sorted(_passwords(url), key=len, reverse=True):
