@@ -19,23 +19,6 @@ def db() -> None:
     """The project's database: its schema version, and upgrading it."""
 
 
-def _sqlite_version(path: Path) -> int:
-    """The schema version of the SQLite file, read without changing it (0: no file)."""
-    import sqlite3
-
-    from pipeline.state.dbfile import db_error
-    if not path.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-        try:
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise db_error(path, exc) from None
-
-
 def _target(config: Config) -> tuple[str, str]:
     """(the PostgreSQL URL or "", the database as it may be shown)."""
     from pipeline.errors import redact_url
@@ -68,6 +51,7 @@ def upgrade_cmd(project: Path) -> None:
     """Apply the pending numbered migrations to the project's database (PostgreSQL when
     SPHERE_DATABASE_URL or database_url: is set, else sphere.db)."""
     from pipeline.state import postgres
+    from pipeline.state.dbfile import schema_version
     from pipeline.state.migrations import MIGRATIONS, SchemaState
     with opened(project) as p:
         url, where = _target(p.config)
@@ -75,7 +59,7 @@ def upgrade_cmd(project: Path) -> None:
             with postgres.connect(url) as conn:
                 state = postgres.upgrade(conn)
         else:
-            before = _sqlite_version(p.config.db_path)
+            before = schema_version(p.config.db_path)
             p.store  # noqa: B018  (the store migrates as it opens; it refuses a lost ledger)
             latest = len(MIGRATIONS)
             state = SchemaState(latest, latest, tuple(range(before + 1, latest + 1)))
@@ -88,6 +72,7 @@ def status_cmd(project: Path) -> None:
     """Show the database's schema version and how many migrations are pending; changes
     nothing."""
     from pipeline.state import postgres
+    from pipeline.state.dbfile import schema_version
     from pipeline.state.migrations import MIGRATIONS, SchemaState
     with opened(project) as p:
         config = p.config
@@ -100,5 +85,5 @@ def status_cmd(project: Path) -> None:
                       "that uses it) creates it.", markup=False)
             return
         else:
-            state = SchemaState(_sqlite_version(config.db_path), len(MIGRATIONS))
+            state = SchemaState(schema_version(config.db_path), len(MIGRATIONS))
         _say(where, state)

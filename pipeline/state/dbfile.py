@@ -80,6 +80,20 @@ def has_schema(conn: sqlite3.Connection) -> bool:
         conn.execute("SELECT 1 FROM sqlite_master WHERE name='meta'").fetchone() is not None
 
 
+def schema_version(path: Path) -> int:
+    """The schema version of the database file, read without changing it (0: no file)."""
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise db_error(path, exc) from None
+
+
 def traces_of_sends(conn: sqlite3.Connection, path: Path) -> list[str]:
     """What says earlier sends happened from this project, though its database is empty:
     messages in the outbox, the scheduler's job store, the ledger mark, a backup."""
