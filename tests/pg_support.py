@@ -98,8 +98,8 @@ class PostgresServer:
         """Stop the server at once and delete its folder (in the background: deleting
         its ~100 MB takes seconds on a busy disk, and nothing waits for it)."""
         stopped = subprocess.run(
-            self.prefix + [str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m",
-                           "immediate", "-w", "stop"], capture_output=True, check=False)
+            [*self.prefix, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m",
+             "immediate", "-w", "stop"], capture_output=True, check=False)
         if stopped.returncode == 0 and shutil.which("rm"):
             subprocess.Popen(["rm", "-rf", str(self.root)], start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -129,10 +129,9 @@ def start(bin_dir: Path) -> PostgresServer:
             os.chown(path, entry.pw_uid, entry.pw_gid)
     data = root / "data"
     try:
-        _run(prefix + [str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER,
-                       f"--pwfile={root / 'pwfile'}", "--auth-local=trust",
-                       "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
-                       "--no-sync"], "initdb")
+        _run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", SUPERUSER,
+              f"--pwfile={root / 'pwfile'}", "--auth-local=trust",
+              "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"], "initdb")
         server = PostgresServer(bin_dir, root, 0, password, prefix)
         for _attempt in range(5):  # a free port can be taken between our probe and bind
             server.port = _free_port()
@@ -141,9 +140,10 @@ def start(bin_dir: Path) -> PostgresServer:
                 conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {server.port}\n"
                            f"unix_socket_directories = '{root / 'sock'}'\n"
                            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-            result = subprocess.run(prefix + [
-                str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
-                "-w", "-t", "30", "start"], capture_output=True, text=True, check=False)
+            result = subprocess.run([
+                *prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l",
+                str(root / "server.log"), "-w", "-t", "30", "start"],
+                capture_output=True, text=True, check=False)
             if result.returncode == 0:
                 return server
         log = (root / "server.log").read_text(errors="replace")[-2000:] \

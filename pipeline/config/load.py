@@ -279,4 +279,5 @@ def load_config(project: Path) -> Config:
                   campaigns=tuple(campaigns), drips=drips, sources=sources, tips=tips,
                   audience_files=audience_files, synonyms=synonyms, scheduling=scheduling,
                   engagement=engagement, cold_policies=tuple(cold_policies),
-                  database_url=database_url, warnings=tuple(p for p in all_problems if p.severity != "error"))
+                  database_url=database_url,
+                  warnings=tuple(p for p in all_problems if p.severity != "error"))
