@@ -102,7 +102,8 @@ class Project(ApprovalDesk):
         """The project's database, opened (and migrated) on first use."""
         if self._store is None:
             from pipeline.state.interface import open_store
-            self._store = open_store(self.config.db_path, **self._store_options)
+            self._store = open_store(self.config.db_path, **self._store_options,
+                                     url=self.config.database_url)
             self._origin = self._store.origin  # named in an error after it is closed
         return self._store
 
@@ -126,7 +127,7 @@ class Project(ApprovalDesk):
         """A new connection to the project's database, for a thread or a process of its
         own (the daemon, the webhook service); the caller closes it."""
         from pipeline.state.interface import open_store
-        return open_store(self.config.db_path)
+        return open_store(self.config.db_path, url=self.config.database_url)
 
     def transport(self, name: str | None = None, dry_run: bool | None = None,
                   send_at: SendAtRule | None = None) -> Transport:

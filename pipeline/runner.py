@@ -46,7 +46,9 @@ def deliver_plan(store: Ledger, renderer: Renderer, transport: Transport, prepar
     """Stages 4-5: render and deliver each planned email, recording each in the ledger
     (concurrently, `transport.workers` at a time; see dispatch.py). One process at a
     time delivers a send: another holding it raises LockedError (sendlock.py)."""
-    with send_lock(store.path, prepared.plan.send_id):
+    # PostgreSQL has no file to lock: its store holds an advisory lock per send instead.
+    hold = getattr(store, "hold_send", None)
+    with hold(prepared.plan.send_id) if hold else send_lock(store.path, prepared.plan.send_id):
         return _deliver_plan(store, renderer, transport, prepared, now, dry_run, progress,
                              max_failures, should_stop)
 

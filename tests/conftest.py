@@ -73,3 +73,25 @@ def pg_server():
 def pg_url(pg_server) -> str:
     """The URL of a new, empty PostgreSQL database on the session's server."""
     return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_ledger(request: pytest.FixtureRequest, tmp_path: Path):
+    """Opens the project's store on each backend in turn: the SQLite file, then a fresh
+    PostgreSQL database (skipped without PostgreSQL, like pg_url). Call it with the
+    options of open_store (dry_run, ...); the stores it opened are closed at the end."""
+    from pipeline.state.interface import open_store
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    opened = []
+
+    def make(**options: bool):
+        store = open_store(tmp_path / "sphere.db", url=url, **options)
+        opened.append(store)
+        return store
+    make.backend = request.param  # type: ignore[attr-defined]
+    yield make
+    for store in opened:
+        try:
+            store.close()
+        except Exception:  # already closed by the test
+            pass

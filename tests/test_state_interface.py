@@ -65,12 +65,13 @@ def test_a_gap_in_an_implementation_is_found() -> None:
     assert not any(g.startswith("close") for g in gaps)
 
 
-def test_an_opened_store_is_a_ledger(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "sphere.db")
-    try:
-        assert isinstance(store, Ledger)
-    finally:
-        store.close()
+def test_the_postgresql_store_implements_every_operation_with_its_signature() -> None:
+    from pipeline.state.pgstore import PgStore
+    assert interface_gaps(PgStore, Ledger) == []
+
+
+def test_an_opened_store_is_a_ledger(open_ledger) -> None:
+    assert isinstance(open_ledger(), Ledger)
     assert not isinstance(object(), Ledger)
 
 
@@ -87,8 +88,8 @@ def _records(value: object) -> list[object]:
     return list(value.values()) if isinstance(value, dict) else list(value)  # type: ignore[call-overload]
 
 
-def test_the_store_returns_named_records(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "sphere.db")
+def test_the_store_returns_named_records(open_ledger) -> None:
+    store = open_ledger()
     try:
         store.upsert_articles([Article(id="a1", source="news", kind="rss",
                                        url="https://example.com/1", title="Market cools",

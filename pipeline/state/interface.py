@@ -358,11 +358,16 @@ class Ledger(Protocol):
 
 
 def open_store(path: Path, dry_run: bool = False, new_ledger: bool = False,
-               verify: bool = False) -> Ledger:
+               verify: bool = False, url: str = "") -> Ledger:
     """Open (and migrate) the project's store; with dry_run, a copy that changes nothing.
 
-    Today the one backend is the SQLite file at `path`; a server backend (issue #17)
-    will be chosen here, by a URL instead of a path."""
+    PostgreSQL (pgstore.py) when a database URL is set (SPHERE_DATABASE_URL, else `url`,
+    campaigns.yaml's `database_url:`), else the SQLite file at `path`."""
+    from pipeline.state.postgres import database_url
+    chosen = database_url(url)
+    if chosen:
+        from pipeline.state.pgstore import PgStore
+        return PgStore.open(chosen, dry_run=dry_run, verify=verify)
     from pipeline.state.store import Store
     return Store.open(path, dry_run=dry_run, new_ledger=new_ledger, verify=verify)
 
@@ -371,7 +376,11 @@ def backend_errors() -> tuple[type[Exception], ...]:
     """The exception classes a backend fails with under a command (damage, a lock), for
     the CLI's last-resort message; imported only when one is being handled."""
     import sqlite3
-    return (sqlite3.Error, StorageFailure)
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error, StorageFailure)
+    return (sqlite3.Error, psycopg.Error, StorageFailure)
 
 
 def describe_failure(origin: Path | None, exc: BaseException) -> Exception:
@@ -381,4 +390,9 @@ def describe_failure(origin: Path | None, exc: BaseException) -> Exception:
     from pipeline.state import dbfile
     if isinstance(exc, sqlite3.Error):
         return dbfile.db_error(origin, exc)
+    if type(exc).__module__.startswith("psycopg"):
+        from pipeline.errors import StoreError, redact
+        return StoreError(f"PostgreSQL failed: {' '.join(redact(str(exc)).split())}",
+                          "check the server (its log names the cause), then run the "
+                          "command again: each delivery is recorded with its outcome")
     return exc if isinstance(exc, Exception) else Exception(str(exc))

@@ -4,16 +4,15 @@ articles.py (articles, feed health), ledger.py (sends, deliveries, history, note
 people.py (suppressions, events, referrals, alerts) and drafts.py (held sends)."""
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from pathlib import Path
 
 from pipeline.errors import StoreError
-from pipeline.rendering.links import link_keys
 from pipeline.state import dbfile
 from pipeline.state.articles import ArticleStore
 from pipeline.state.drafts import DraftStore
 from pipeline.state.ledger import LedgerStore
+from pipeline.state.meta import MetaStore
 from pipeline.state.migrations import MIGRATIONS
 from pipeline.state.people import PeopleStore
 from pipeline.state.records import FeedState, LedgerRow, StoredEvent
@@ -42,7 +41,7 @@ def _snapshot_source(path: Path) -> sqlite3.Connection:
                            timeout=BUSY_TIMEOUT)
 
 
-class Store(ArticleStore, LedgerStore, PeopleStore, DraftStore):
+class Store(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore):
     """The project's SQLite file. Every write is one short transaction."""
 
     # ---- opening -------------------------------------------------------------------
@@ -132,38 +131,8 @@ class Store(ArticleStore, LedgerStore, PeopleStore, DraftStore):
                 tx.execute(f"PRAGMA user_version = {number}")
         return len(MIGRATIONS)
 
-    # ---- meta ----------------------------------------------------------------------
-    def secret(self) -> str:
-        """The key that signs unsubscribe links: SPHERE_SECRET, else the project's own."""
-        return self.secrets()[0]
-
-    def secrets(self) -> tuple[str, ...]:
-        """Every key an unsubscribe link may be signed with, the signing one first."""
-        return link_keys(self._project_secret)
-
-    def _project_secret(self) -> str:
-        """A per-project random key for signing unsubscribe links (made once)."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key='link_secret'").fetchone()
-        if row:
-            return row[0]
-        value = secrets.token_urlsafe(32)
-        with self.transaction() as tx:
-            tx.execute("INSERT OR IGNORE INTO meta VALUES ('link_secret', ?)", (value,))
-        return self.conn.execute("SELECT value FROM meta WHERE key='link_secret'").fetchone()[0]
-
     # ---- scheduler ---------------------------------------------------------------------
     def jobstore_url(self) -> str:
         """The SQLAlchemy URL where the daemon's scheduler keeps its jobs: this same file,
         so one backup holds both (an in-memory copy has none to share)."""
         return f"sqlite:///{self.path}" if self.path is not None else "sqlite://"
-
-    def meta(self, key: str) -> str | None:
-        """A value from the meta table (scheduler checkpoints and the like)."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Store a value in the meta table."""
-        with self.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
