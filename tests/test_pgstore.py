@@ -1,0 +1,142 @@
+"""The store on both backends (SQLite file, PostgreSQL through pgstore.py): the ledger's
+rules, the translated SQL, the send lock, and a dry run that keeps nothing."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pipeline.errors import LockedError, StoreError
+from pipeline.state.pgsql import translate
+from pipeline.state.records import DraftPick, StoredEvent
+
+NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+DELIVERY_COLUMNS = (("deliveries", ("send_id", "email"),
+                     ("send_id", "email", "message_id", "status", "transport", "error")),)
+
+
+def test_sqlite_dialect_is_translated_in_one_place() -> None:
+    assert translate("BEGIN IMMEDIATE") == "BEGIN"
+    assert translate("SELECT 1 FROM t WHERE a=? AND b LIKE 'x%'") == \
+        "SELECT 1 FROM t WHERE a=%s AND b LIKE 'x%%'"
+    assert translate("INSERT OR IGNORE INTO suppressions VALUES (?,?)") == \
+        "INSERT INTO suppressions VALUES (%s,%s) ON CONFLICT DO NOTHING"
+    assert translate("SELECT * FROM events ORDER BY timestamp, rowid") == \
+        "SELECT * FROM events ORDER BY timestamp, ctid"
+    assert translate("SELECT sum(d.status='sent') FROM d") == \
+        "SELECT sum((d.status='sent')::int) FROM d"
+
+
+def test_insert_or_replace_resets_the_columns_it_does_not_name() -> None:
+    # SQLite's OR REPLACE deletes the old row: an earlier failure's error must not stay.
+    sql = translate("INSERT OR REPLACE INTO deliveries (send_id, email, message_id, status, "
+                    "transport) VALUES (?,?,?,'pending',?)", DELIVERY_COLUMNS)
+    assert sql.endswith("ON CONFLICT (send_id, email) DO UPDATE SET "
+                        "message_id=EXCLUDED.message_id, status=EXCLUDED.status, "
+                        "transport=EXCLUDED.transport, error=DEFAULT")
+    with pytest.raises(ValueError, match="unknown"):
+        translate("INSERT OR REPLACE INTO meta VALUES (?, ?)")
+
+
+def _begin(store, email: str, send_id: str = "m@1") -> bool:
+    return store.begin_delivery(send_id, email, f"<{email}>", "outbox", ("a1",), ("c1",),
+                                (), NOW)
+
+
+def test_the_ledger_rules_hold_on_both_backends(open_ledger) -> None:
+    store = open_ledger()
+    store.start_send("m@1", "monthly", "December", NOW)
+    store.start_send("m@1", "monthly", "December", NOW + dt.timedelta(hours=1))
+    assert _begin(store, "a@example.com") and _begin(store, "b@example.com")
+    assert not _begin(store, "a@example.com")  # written once: never sent twice
+    store.settle_delivery("m@1", "a@example.com", "sent", NOW, provider_id="p1")
+    store.settle_delivery("m@1", "b@example.com", "failed", NOW, error="refused")
+    assert [r.email for r in store.pending_deliveries()] == []
+    assert _begin(store, "b@example.com")  # a failure may be retried...
+    row = next(r for r in store.ledger_rows() if r.email == "b@example.com")
+    assert row.status == "pending" and row.error == ""  # ...and its old error is gone
+    assert [r.email for r in store.pending_deliveries()] == ["b@example.com"]
+    count = store.send_counts()[0]
+    assert (count.sent, count.failed, count.pending) == (1, 0, 1)
+    assert store.history() == {"a@example.com": frozenset({"a1", "c1"})}
+    assert store.started(["m@1", "m@2"]) == frozenset({"m@1"})
+    assert store.send_counts()[0].started == NOW.isoformat()  # a resumed send keeps its start
+    assert store.provider_sends() == {"p1": "m@1"}
+
+
+def test_a_failed_batch_leaves_nothing_on_both_backends(open_ledger) -> None:
+    store = open_ledger()
+    with pytest.raises(RuntimeError), store.batch():
+        store.suppress("x@example.com", "bounce", "test", NOW)
+        raise RuntimeError("stop")
+    assert store.suppressed() == frozenset()
+    with store.batch():
+        store.suppress("x@example.com", "bounce", "test", NOW)
+    assert not store.suppress("X@example.com", "bounce", "test", NOW)
+    assert store.is_suppressed("x@example.com")
+    assert store.suppress_many([("x@example.com", "bounce", "t"),
+                                ("y@example.com", "spam", "t")], NOW) == 1
+    assert store.suppression_counts() == {"bounce": 1, "spam": 1}
+
+
+def test_people_notes_and_drafts_on_both_backends(open_ledger) -> None:
+    store = open_ledger()
+    first = store.add_note("zoe@example.com", "Hi", NOW)
+    second = store.add_note("zoe@example.com", "Again", NOW)
+    assert second == first + 1
+    assert store.edit_note(first, "Hello") and not store.remove_note(999)
+    assert [n.text for n in store.pending_notes()["zoe@example.com"]] == ["Hello", "Again"]
+    events = [StoredEvent("e2", "open", "zoe@example.com", 20, send_id="m@1"),
+              StoredEvent("e1", "bounce", "zoe@example.com", 10, send_id="m@1")]
+    assert store.record_events(events, [("zoe@example.com", "bounce", "webhook")], NOW) == 2
+    assert store.record_events(events, [], NOW) == 0
+    assert [e.sg_event_id for e in store.events()] == ["e1", "e2"]
+    assert store.queue_alerts("alerts", [("zoe@example.com", "a1", 0.5, "r")] * 2, NOW) == 1
+    assert store.queue_alerts("alerts", [("zoe@example.com", "a1", 0.5, "r")], NOW) == 0
+    pick = DraftPick("news", "a1", "near you", 0.7)
+    draft = store.hold_draft("m@1", "monthly", "campaign", "December",
+                             [("zoe@example.com", [pick], "digest", {})], NOW,
+                             NOW + dt.timedelta(days=2))
+    assert store.drafts(send_id="m@1")[0].id == draft.id
+    assert store.decide_draft_recipient(draft.id, "zoe@example.com", NOW, approve=True)
+    assert [d.id for d in store.drafts_approved_unsent()] == [draft.id]
+    store.set_meta("k", "1")
+    store.set_meta("k", "2")
+    assert store.meta("k") == "2" and store.secret() == store.secrets()[0]
+
+
+def test_a_dry_run_keeps_nothing_on_both_backends(open_ledger) -> None:
+    open_ledger().suppress("kept@example.com", "bounce", "test", NOW)
+    dry = open_ledger(dry_run=True)
+    dry.suppress("dry@example.com", "bounce", "test", NOW)
+    assert dry.suppressed() == frozenset({"kept@example.com", "dry@example.com"})
+    dry.close()
+    assert open_ledger().suppressed() == frozenset({"kept@example.com"})
+
+
+def test_a_send_is_locked_by_an_advisory_lock_on_postgresql(pg_url: str) -> None:
+    from pipeline.state.pgstore import PgStore
+    one, two = PgStore.open(pg_url), PgStore.open(pg_url)
+    try:
+        with one.hold_send("m@1"):
+            with pytest.raises(LockedError, match="m@1 is being sent"), two.hold_send("m@1"):
+                pass
+            with two.hold_send("m@2"):  # another send is free
+                pass
+        with two.hold_send("m@1"):  # released when the holder is done
+            pass
+    finally:
+        one.close()
+        two.close()
+
+
+def test_backup_of_a_postgresql_store_points_to_pg_dump(pg_url: str, tmp_path) -> None:
+    from pipeline.state.pgstore import PgStore
+    store = PgStore.open(pg_url)
+    try:
+        with pytest.raises(StoreError) as caught:
+            store.backup(tmp_path / "copy.db")
+        assert "pg_dump" in caught.value.hint  # type: ignore[attr-defined]
+        assert "sphere_test" not in str(caught.value) or "@" in str(caught.value)
+    finally:
+        store.close()
