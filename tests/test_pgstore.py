@@ -140,3 +140,33 @@ def test_backup_of_a_postgresql_store_points_to_pg_dump(pg_url: str, tmp_path) -
         assert "sphere_test" not in str(caught.value) or "@" in str(caught.value)
     finally:
         store.close()
+
+
+def test_the_sample_project_runs_on_postgresql(project, cli, pg_url: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # ingest, send to the outbox, send again, status: all against PostgreSQL.
+    monkeypatch.setenv("SPHERE_DATABASE_URL", pg_url)
+    ingest = cli("ingest", project=project)
+    assert ingest.exit_code == 0, ingest.output
+    first = cli("send", "monthly-sphere", "--transport", "outbox", project=project)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.strip().splitlines()[-1].startswith("Done: Sent 28,")
+    outbox = sorted((project / "var/outbox").glob("*.eml"))
+    assert len(outbox) == 28
+    again = cli("send", "monthly-sphere", "--transport", "outbox", project=project)
+    assert again.exit_code == 0, again.output
+    assert len(sorted((project / "var/outbox").glob("*.eml"))) == 28  # 0 sent again
+    assert "Done: Sent 0, 28 already sent for monthly-sphere@" in again.stdout
+    status = cli("status", project=project)
+    assert status.exit_code == 0, status.output
+    assert "│ done    │ 28   │ 0      │ 0       │" in status.stdout
+    backup = cli("backup", str(project / "copy.db"), project=project)
+    assert backup.exit_code != 0 and "pg_dump" in backup.output
+    assert not list(project.rglob("sphere.db"))  # nothing went to SQLite
+    from pipeline.state.pgstore import PgStore
+    store = PgStore.open(pg_url)
+    try:
+        assert store.send_counts()[0].sent == 28
+        assert f"{store.article_count()} articles stored" in status.stdout
+    finally:
+        store.close()
