@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from pipeline.models import Article
-from pipeline.state.interface import Ledger, open_store
+from pipeline.state.interface import Ledger
 from pipeline.state.store import Store
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"

@@ -78,8 +78,7 @@ class PgStore(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore):
         """The SQLAlchemy URL of this database (psycopg 3 driver), where one daemon keeps
         its scheduler's jobs. APScheduler's store is not shared safely between
         processes: run one daemon per project (leader election is not built yet)."""
-        scheme, rest = self.url.split("://", 1)
-        return f"postgresql+psycopg://{rest}"
+        return "postgresql+psycopg://" + self.url.split("://", 1)[1]
 
     @contextmanager
     def hold_send(self, send_id: str) -> Iterator[None]:
