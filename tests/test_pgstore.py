@@ -170,3 +170,37 @@ def test_the_sample_project_runs_on_postgresql(project, cli, pg_url: str,
         assert f"{store.article_count()} articles stored" in status.stdout
     finally:
         store.close()
+
+
+def test_migrate_to_moves_a_solo_project_into_postgresql(project, cli, pg_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from pipeline.state.pgstore import PgStore
+    from pipeline.state.store import Store
+    first = cli("send", "monthly-sphere", "--transport", "outbox", project=project)
+    assert first.exit_code == 0, first.output
+    solo = Store.open(project / "var/sphere.db")
+    try:
+        note = solo.add_note("zoe@example.com", "Congrats!", NOW)
+        solo.suppress("gone@example.com", "bounce", "test", NOW)
+        secret = solo.secret()
+        counts = {t: solo.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ("articles", "deliveries", "history", "notes", "meta")}
+    finally:
+        solo.close()
+    moved = cli("db", "migrate-to", pg_url, project=project)
+    assert moved.exit_code == 0, moved.output
+    for table, rows in counts.items():
+        assert f"  {table}: {rows}\n" in moved.stdout
+    assert cli("db", "migrate-to", pg_url, project=project).exit_code != 0  # not empty now
+    store = PgStore.open(pg_url)
+    try:
+        assert store.secret() == secret  # links already sent still verify
+        assert store.suppressed() == frozenset({"gone@example.com"})
+        assert store.add_note("zoe@example.com", "Next", NOW) == note + 1  # ids go on
+        assert store.send_counts()[0].sent == 28
+    finally:
+        store.close()
+    monkeypatch.setenv("SPHERE_DATABASE_URL", pg_url)
+    again = cli("send", "monthly-sphere", "--transport", "outbox", project=project)
+    assert "Done: Sent 0, 28 already sent for monthly-sphere@" in again.stdout

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import click
+
 from pipeline.cli.app import CONTEXT, main, opened, out, project_option
 
 if TYPE_CHECKING:
@@ -87,3 +89,20 @@ def status_cmd(project: Path) -> None:
         else:
             state = SchemaState(schema_version(config.db_path), len(MIGRATIONS))
         _say(where, state)
+
+
+@db.command("migrate-to", context_settings=CONTEXT)
+@click.argument("url")
+@project_option
+def migrate_to_cmd(url: str, project: Path) -> None:
+    """Copy this project's sphere.db into the empty PostgreSQL database at URL (one
+    transaction, every table's rows counted); then set SPHERE_DATABASE_URL to use it."""
+    from pipeline.errors import redact_url
+    from pipeline.state.moveto import migrate_to
+    with opened(project) as p:
+        moved = migrate_to(p.config.db_path, url)
+        for table, rows in moved.tables:
+            out.print(f"  {table}: {rows}", markup=False)
+        out.print(f"Moved {moved.rows} row(s) in {len(moved.tables)} tables from "
+                  f"{p.config.db_path} to {redact_url(url)}. Set SPHERE_DATABASE_URL (or "
+                  "database_url:) to it; keep sphere.db as a backup.", markup=False)
