@@ -204,3 +204,38 @@ def test_migrate_to_moves_a_solo_project_into_postgresql(project, cli, pg_url: s
     monkeypatch.setenv("SPHERE_DATABASE_URL", pg_url)
     again = cli("send", "monthly-sphere", "--transport", "outbox", project=project)
     assert "Done: Sent 0, 28 already sent for monthly-sphere@" in again.stdout
+
+
+def test_the_daemon_sends_and_stops_cleanly_on_postgresql(project, pg_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipeline.state.pgstore import PgStore
+    env = {**os.environ, "SPHERE_NOW": "2026-12-01T17:30:00+00:00",
+           "SPHERE_DATABASE_URL": pg_url}
+    cmd = [sys.executable, "-m", "pipeline", "run", "--tick", "1", "--project", str(project)]
+    daemon = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(
+                (project / "var/outbox").glob("monthly-sphere*"))) < 28:
+            time.sleep(0.2)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, stderr
+    assert "stopped cleanly" in stderr
+    assert len(list((project / "var/outbox").glob("monthly-sphere*"))) == 28
+    assert not list(project.rglob("sphere.db"))  # no SQLite file, not even for jobs
+    store = PgStore.open(pg_url)
+    try:
+        assert store.pending_deliveries() == []
+        assert store.send_counts()[0].sent == 28
+    finally:
+        store.close()

@@ -406,6 +406,7 @@ class Daemon:
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; an in-flight tick finishes and settles first."""
         from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -415,9 +416,15 @@ class Daemon:
         try:
             # Our schema and WAL mode first: once APScheduler's connection holds the file,
             # SQLite refuses to change its journal mode.
-            self.open_store().close()
+            store = self.open_store()
+            on_file = store.path is not None
+            store.close()
+            # On PostgreSQL (team mode) there is no file to share, and APScheduler's
+            # store is not safe between processes: the one tick job, added again at
+            # every start, lives in memory (catch-up goes by Sphere's own checkpoints).
             jobstore = SQLAlchemyJobStore(url=f"sqlite:///{self.config.db_path}",
-                                          tablename="apscheduler_jobs")
+                                          tablename="apscheduler_jobs") if on_file \
+                else MemoryJobStore()
             # One worker: ticks never overlap, so SQLite has one writer at a time.
             self.scheduler = BlockingScheduler(
                 jobstores={"default": jobstore},

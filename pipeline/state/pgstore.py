@@ -5,7 +5,7 @@ advisory lock of postgres.upgrade.
 
 What needs a file works differently here: a send is locked by a PostgreSQL advisory
 lock keyed by its id (hold_send), `backup` refuses (pg_dump is the tool), and the
-daemon's scheduler keeps its jobs in this database through SQLAlchemy.
+daemon's scheduler keeps its one job in memory (daemon.py).
 """
 from __future__ import annotations
 
@@ -75,9 +75,9 @@ class PgStore(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore):
         return self.conn.raw  # type: ignore[attr-defined]
 
     def jobstore_url(self) -> str:
-        """The SQLAlchemy URL of this database (psycopg 3 driver), where one daemon keeps
-        its scheduler's jobs. APScheduler's store is not shared safely between
-        processes: run one daemon per project (leader election is not built yet)."""
+        """This database as an SQLAlchemy URL (psycopg 3 driver). The daemon does not
+        keep APScheduler's jobs here: that store is not safe to share between
+        processes, so on PostgreSQL its one tick job lives in memory."""
         return "postgresql+psycopg://" + self.url.split("://", 1)[1]
 
     @contextmanager
