@@ -45,9 +45,14 @@ class Row(tuple[Any, ...]):
         return list(self._names)
 
 
+@lru_cache(maxsize=256)
+def _row_type(names: tuple[str, ...]) -> type[Row]:
+    """One Row class per column list (the mixins run a few dozen distinct queries)."""
+    return type("Row", (Row,), {"_names": names})
+
+
 def _row_factory(cursor: Any) -> Any:
-    names = tuple(d.name for d in cursor.description or ())
-    kind = type("Row", (Row,), {"_names": names})
+    kind = _row_type(tuple(d.name for d in cursor.description or ()))
 
     def make(values: Sequence[Any]) -> Row:
         return kind(values)
