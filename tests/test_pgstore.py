@@ -148,6 +148,9 @@ def test_the_sample_project_runs_on_postgresql(project, cli, pg_url: str,
     monkeypatch.setenv("SPHERE_DATABASE_URL", pg_url)
     ingest = cli("ingest", project=project)
     assert ingest.exit_code == 0, ingest.output
+    dry = cli("send", "monthly-sphere", "--dry-run", project=project)
+    assert dry.exit_code == 0, dry.output
+    assert "Done: Would send 28," in dry.stdout  # and keeps nothing: 28 are sent next
     first = cli("send", "monthly-sphere", "--transport", "outbox", project=project)
     assert first.exit_code == 0, first.output
     assert first.stdout.strip().splitlines()[-1].startswith("Done: Sent 28,")
