@@ -243,3 +243,38 @@ def test_the_daemon_sends_and_stops_cleanly_on_postgresql(project, pg_url: str) 
         assert sent["monthly-sphere@2026-12-01T09:00"] == 28
     finally:
         store.close()
+
+
+def test_a_killed_sender_releases_its_send_lock(pg_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.state.pgstore import PgStore
+    from tests.conftest import REPO
+    script = ("import sys, time\nfrom pipeline.state.pgstore import PgStore\n"
+              "store = PgStore.open(sys.argv[1])\nwith store.hold_send('m@1'):\n"
+              "    print('held', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, pg_url],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        text=True)
+    store = PgStore.open(pg_url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(LockedError), store.hold_send("m@1"):
+            pass
+        holder.kill()  # SIGKILL: no cleanup runs; the server ends its session
+        holder.wait(timeout=30)
+        for _attempt in range(200):
+            try:
+                with store.hold_send("m@1"):
+                    break
+            except LockedError:
+                store.conn.raw.execute("SELECT pg_sleep(0.05)")
+        else:
+            pytest.fail("the killed holder's lock was never released")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        store.close()
