@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.approval.drafts import Draft
+    from pipeline.approval.drafts import Draft, DraftRecipient
+    from pipeline.delivery.suppressions import SyncSummary
     from pipeline.errors import Problem
     from pipeline.feeds.ingest import IngestSummary
     from pipeline.models import RunSummary
@@ -129,3 +130,73 @@ class ApprovalQueue:
     alerts: tuple[QueuedAlert, ...]  # of interest-alert campaigns
     drafts: tuple[DraftState, ...]
     notices: tuple[str, ...]  # alerts that expired or were withdrawn meanwhile
+
+
+@dataclass(frozen=True)
+class DraftDecided:
+    """One draft `approve` decided: the draft (as it was) and what sends it next."""
+
+    draft: Draft
+    when_sent: str  # empty when dropped
+
+
+@dataclass(frozen=True)
+class Approved:
+    """`approve`: the queue (its notices first); with nothing to decide `listed` is true
+    (or `nothing_waiting` with --all); else the drafts and alerts decided."""
+
+    queue: ApprovalQueue
+    listed: bool = False
+    nothing_waiting: bool = False
+    drafts: tuple[DraftDecided, ...] = ()
+    alerts: tuple[QueuedAlert, ...] = ()
+
+
+@dataclass(frozen=True)
+class SuppressionsSynced:
+    """`suppressions sync`: what was fetched from SendGrid, and how many are suppressed."""
+
+    summary: SyncSummary
+    total: int
+
+
+@dataclass(frozen=True)
+class EventsRecorded:
+    """`report --events FILE`: new events recorded, and how many the file held."""
+
+    added: int
+    total: int
+
+
+@dataclass(frozen=True)
+class RecipientState:
+    """One person of a draft and where they stand (`sent` from the ledger)."""
+
+    recipient: DraftRecipient
+    state: str
+
+
+def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
+    """The pieces of a send's one-line summary (the CLI's): sent, already sent, failed,
+    unknown, skipped with their reasons."""
+    from pipeline.runner import skipped_line
+    parts = [f"{verb} {summary.sent}"]
+    if summary.already_sent:
+        parts.append(f"{summary.already_sent} already sent for {summary.send_id}")
+    if summary.failed:
+        parts.append(f"{summary.failed} failed")
+    if summary.unknown:
+        parts.append(f"{summary.unknown} outcome unknown (see `sphere status`)")
+    if summary.skipped:
+        parts.append(skipped_line(summary.skipped))
+    return parts
+
+
+def summary_line(summaries: list[RunSummary]) -> str:
+    """'Sent 28, 2 skipped, 0 failed' over a list of run summaries (the studio's)."""
+    sent = sum(s.sent for s in summaries)
+    skipped = sum(len(s.skipped) for s in summaries)
+    failed = sum(s.failed for s in summaries)
+    unknown = sum(s.unknown for s in summaries)
+    line = f"Sent {sent}, {skipped} skipped, {failed} failed"
+    return line + (f", {unknown} unknown (see sphere status)" if unknown else "")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 from pipeline.errors import SphereError
 from pipeline.outcomes import (
     CheckResult,
+    EventsRecorded,
     PlanResult,
     PreviewWritten,
     ReferralAdded,
@@ -20,6 +21,7 @@ from pipeline.outcomes import (
     ScheduleView,
     SendResult,
     StatusView,
+    SuppressionsSynced,
 )
 from pipeline.project_approval import ApprovalDesk
 
@@ -30,8 +32,8 @@ if TYPE_CHECKING:
     from pipeline.delivery.deliver import Transport
     from pipeline.delivery.report import Report
     from pipeline.delivery.sendgrid_api import SendAtRule
-    from pipeline.delivery.suppressions import SyncSummary
     from pipeline.feeds.ingest import IngestSummary
+    from pipeline.models import RunSummary
     from pipeline.rendering.templatecheck import TemplateFile
     from pipeline.runner import Progress
     from pipeline.scheduling.daemon import Daemon, TickReport
@@ -298,8 +300,8 @@ class Project(ApprovalDesk):
         store.settle_delivery(send_id, email, "sent" if sent else "failed", self.now(),
                               "resolved by hand", "" if sent else "resolved as not sent")
 
-    def sync_suppressions(self) -> tuple[SyncSummary, int]:
-        """Fetch SendGrid's suppression lists; (what was fetched, how many in all)."""
+    def sync_suppressions(self) -> SuppressionsSynced:
+        """Fetch SendGrid's suppression lists: what was fetched, how many in all."""
         from pipeline.delivery.sendgrid_api import (
             SendGridClient,
             api_host,
@@ -314,7 +316,7 @@ class Project(ApprovalDesk):
             summary = sync(client, store, config.sendgrid.asm_group_id, self.now())
         finally:
             client.close()
-        return summary, len(store.suppressed())
+        return SuppressionsSynced(summary, len(store.suppressed()))
 
     def backup(self, target: Path) -> int:
         """Copy the database to `target`, safely while sends run; returns its size."""
@@ -356,15 +358,16 @@ class Project(ApprovalDesk):
                                known_hoods=tuple(sorted({s.neighbourhood for s in
                                                          config.sources if s.neighbourhood})))
 
-    def record_events(self, file: Path) -> tuple[int, int]:
-        """Record a saved SendGrid Event Webhook batch: (new events, events in the file)."""
+    def record_events(self, file: Path) -> EventsRecorded:
+        """Record a saved SendGrid Event Webhook batch: new events, events in the file."""
         from pipeline.delivery.webhook import parse_events
         try:
             events, suppress = parse_events(file.read_bytes())
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
             raise SphereError(f"{file}: not a SendGrid event batch ({exc}); give the JSON "
                               "array the Event Webhook posts") from None
-        return self.store.record_events(events, suppress, self.now()), len(events)
+        return EventsRecorded(self.store.record_events(events, suppress, self.now()),
+                              len(events))
 
     def report(self, campaign: str = "", html_file: Path | None = None) -> Report:
         """Per send: sent, delivered, opened, clicked, bounced, unsubscribed, complained."""
@@ -493,23 +496,37 @@ class Project(ApprovalDesk):
         return ReferralUpdated(referral_id, status, by_email, sent=not summary.already_sent,
                                already_sent=bool(summary.already_sent))
 
-    def tick(self, transport_name: str | None = None, since: dt.date | None = None
+    def tick(self, transport_name: str | None = None, since: dt.date | None = None,
+             should_stop: Callable[[], bool] | None = None, locked: bool = False
              ) -> TickReport:
-        """One tick of the scheduler now (under the project's lock): what is due goes out;
-        with `since`, drip steps due since that day that never went out too."""
+        """One tick of the scheduler now (under the project's lock, unless the caller
+        holds it: `locked`): what is due goes out; with `since`, drip steps due since that
+        day that never went out too; `should_stop` ends the tick early between sends."""
         import zoneinfo
 
         from pipeline.scheduling.daemon import ProjectLock, tick
         config = self.config
         transport = self.transport(transport_name, dry_run=False)
-        lock = ProjectLock(config.state_dir)
-        lock.acquire()
+        lock = None if locked else ProjectLock(config.state_dir)
         try:
+            if lock is not None:
+                lock.acquire()
             start = dt.datetime.combine(since, dt.time(), zoneinfo.ZoneInfo(
                 config.sender.timezone)) if since else None
-            return tick(config, self.store, transport, self.now(), since=start)
+            return tick(config, self.store, transport, self.now(), since=start,
+                        should_stop=should_stop or (lambda: False))
         finally:
-            lock.release()
+            if lock is not None:
+                lock.release()
+            transport.close()
+
+    def send_draft(self, draft_id: int, progress: Progress | None = None
+                   ) -> list[RunSummary]:
+        """Send the approved, unsent people of draft d`draft_id` whose time has come (what
+        the daemon's next tick would do, now), with campaigns.yaml's transport."""
+        from pipeline.approval import review
+        return review.send_now(self.config, self.store, self.transport(dry_run=False),
+                               self.draft(draft_id), self.clock, progress=progress)
 
     def daemon(self, transport_name: str | None = None, tick_seconds: int = 60,
                on_tick: Callable[[TickReport], None] | None = None) -> Daemon:

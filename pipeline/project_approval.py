@@ -6,10 +6,17 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from pipeline.errors import SphereError
-from pipeline.outcomes import ApprovalQueue, DraftState
+from pipeline.models import AlertStatus, DraftStatus
+from pipeline.outcomes import (
+    ApprovalQueue,
+    Approved,
+    DraftDecided,
+    DraftState,
+    RecipientState,
+)
 
 if TYPE_CHECKING:
-    from pipeline.approval.drafts import Draft, DraftRecipient
+    from pipeline.approval.drafts import Draft
     from pipeline.config import Config
     from pipeline.state.interface import Ledger
     from pipeline.state.records import QueuedAlert
@@ -47,12 +54,12 @@ class ApprovalDesk:
         titles.update({f"tip:{t.id}": f"tip: {t.title}" for t in self.config.tips})
         return titles
 
-    def recipient_states(self, draft: Draft) -> list[tuple[DraftRecipient, str]]:
+    def recipient_states(self, draft: Draft) -> list[RecipientState]:
         """Each person of `draft` and where they stand (`sent` from the ledger)."""
         from pipeline.approval import drafts
         ledger, now = drafts.sent_to(self.store, draft), self.now()
-        return [(r, "sent" if ledger.get(r.email) == "sent" else draft.state(r, now))
-                for r in draft.recipients]
+        return [RecipientState(r, "sent" if ledger.get(r.email) == "sent"
+                               else draft.state(r, now)) for r in draft.recipients]
 
     def approval_queue(self) -> ApprovalQueue:
         """Interest alerts (stale ones retired first) and drafts waiting for a decision."""
@@ -65,6 +72,42 @@ class ApprovalDesk:
                                         dt.timedelta(days=campaign.approval_expires_days))
         return ApprovalQueue(tuple(r for r in store.alerts() if r.campaign in campaigns),
                              self.draft_states(), tuple(notices))
+
+    def pending_alerts(self, queue: ApprovalQueue | None = None) -> dict[int, QueuedAlert]:
+        """Interest alerts waiting for a decision, by id (of `queue`, else every one)."""
+        alerts = queue.alerts if queue is not None else tuple(self.store.alerts())
+        return {r.id: r for r in alerts if r.status == AlertStatus.PENDING}
+
+    def approve(self, alert_ids: list[int], draft_ids: list[int], every: bool = False,
+                drop: bool = False, note: str | None = None, contact: str | None = None,
+                queue: ApprovalQueue | None = None) -> Approved:
+        """`sphere approve`: decide the given alerts and drafts (`every`: all pending ones
+        not expired); with none given, the queue to list. Arguments are checked, and every
+        draft found, before anything is decided. `queue`: the approval_queue() the caller
+        has shown the notices of."""
+        queue = queue if queue is not None else self.approval_queue()
+        pending = self.pending_alerts(queue)
+        if every:
+            now = self.now()
+            alert_ids = list(pending)
+            draft_ids = [s.draft.id for s in queue.drafts
+                         if s.draft.status == DraftStatus.PENDING and not s.draft.expired(now)]
+        if not alert_ids and not draft_ids:
+            return Approved(queue, listed=not every, nothing_waiting=every)
+        if contact and (alert_ids or len(draft_ids) != 1):
+            raise SphereError("--contact decides for one person of one draft: give exactly "
+                              "one draft id")
+        if note is not None and not contact and (drop or draft_ids or len(alert_ids) != 1):
+            raise SphereError("--note edits one alert (one id, without --drop) or, with "
+                              "--contact, one person's email in a draft")
+        decided = []
+        for draft in [self.draft(i) for i in draft_ids]:
+            self.decide_draft(draft, drop, contact, note)
+            decided.append(DraftDecided(draft, "" if drop else self.when_sent(draft)))
+        if alert_ids:
+            self.decide_alerts(alert_ids, pending, drop, note)
+        return Approved(queue, drafts=tuple(decided),
+                        alerts=tuple(pending[i] for i in alert_ids))
 
     def draft(self, draft_id: int) -> Draft:
         """Draft d`draft_id`."""

@@ -160,3 +160,68 @@ def test_the_cli_s_spelled_out_names_agree_with_the_library() -> None:
     from pipeline.delivery import transports
     assert app.TRANSPORTS == transports.TRANSPORTS
     assert contacts.DEFAULT_NEIGHBOURHOODS == project.DEFAULT_NEIGHBOURHOODS
+
+
+def _hold_newsletter(project: Path) -> None:
+    """`approval: true` on the sample's newsletter: a send holds draft d1."""
+    path = project / "campaigns.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("    kind: newsletter\n",
+                                 "    kind: newsletter\n    approval: true\n", 1),
+                    encoding="utf-8")
+
+
+def test_approve_checks_every_draft_before_deciding_any_and_says_what_sends_it(
+        project: Path) -> None:
+    from pipeline.models import DraftStatus
+    from pipeline.outcomes import RecipientState, summary_line
+    _hold_newsletter(project)
+    with Project.open(project, clock=lambda: NOW) as p:
+        assert p.send("monthly-sphere", "outbox").summary.sent == 0
+        listing = p.approve([], [])
+        assert listing.listed and not listing.drafts and len(listing.queue.drafts) == 1
+        assert p.pending_alerts() == {}
+        with pytest.raises(SphereError, match="no draft d99"):
+            p.approve([], [1, 99])
+        assert p.draft(1).status == DraftStatus.PENDING  # d1 was not decided either
+        with pytest.raises(SphereError, match="--contact decides for one person"):
+            p.approve([], [1, 1], contact="zoe.hartmann@example.com")
+        states = p.recipient_states(p.draft(1))
+        assert states and all(isinstance(s, RecipientState) and s.state == "held"
+                              for s in states)
+        done = p.approve([], [], every=True)
+        assert not done.listed and [d.draft.id for d in done.drafts] == [1]
+        assert "sphere send monthly-sphere" in done.drafts[0].when_sent
+        assert p.draft(1).status == DraftStatus.APPROVED
+        assert p.approve([], [], every=True).nothing_waiting
+        summaries = p.send_draft(1)
+    assert sum(s.sent for s in summaries) == len(states)
+    assert summary_line(summaries).startswith(f"Sent {len(states)}, ")
+    assert len(list((project / "var" / "outbox").glob("monthly-sphere*.eml"))) == len(states)
+
+
+def test_a_tick_takes_the_project_lock_unless_its_caller_holds_it(project: Path) -> None:
+    from pipeline.errors import LockedError
+    from pipeline.scheduling.daemon import ProjectLock
+    with Project.open(project, clock=lambda: NOW) as p:
+        lock = ProjectLock(p.config.state_dir)
+        lock.acquire()
+        try:
+            with pytest.raises(LockedError):
+                p.tick()
+            report = p.tick(locked=True, should_stop=lambda: True)
+        finally:
+            lock.release()
+        assert report.summaries == ()  # told to stop before its first send
+        p.tick()  # the lock is free again
+
+
+def test_recorded_events_and_synced_counts_are_named(project: Path, tmp_path: Path) -> None:
+    from pipeline.outcomes import EventsRecorded
+    batch = tmp_path / "events.json"
+    batch.write_text('[{"event": "delivered", "email": "zoe.hartmann@example.com", '
+                     '"timestamp": 1764579600, "sg_event_id": "e1", "sg_message_id": "m1", '
+                     '"send_id": "monthly-sphere@2026-11-01T09:00"}]', encoding="utf-8")
+    with Project.open(project, clock=lambda: NOW) as p:
+        assert p.record_events(batch) == EventsRecorded(added=1, total=1)
+        assert p.record_events(batch) == EventsRecorded(added=0, total=1)  # a redelivery

@@ -17,6 +17,7 @@ from pipeline.approval import drafts, review
 from pipeline.config import load_config
 from pipeline.contacts import directory as contacts
 from pipeline.delivery.transports import choose_transport as _transport
+from pipeline.project import Project
 from pipeline.runner import prepare, run_ingest
 from pipeline.scheduling import daemon
 from pipeline.state.store import Store
@@ -52,8 +53,7 @@ def studio(project: Path) -> Iterator[tuple[TestClient, Path]]:
     approval_on(project)
     config = load_config(project)
     Store.open(config.db_path).close()
-    worker = Worker(lambda: load_config(project), lambda: Store.open(config.db_path),
-                    lambda cfg: _transport(cfg, None, False), lambda: NOW)
+    worker = Worker(lambda: Project.open(project, lambda: NOW))
     app = studio_app(project, lambda: Store.open(config.db_path), worker, TOKEN, None,
                      ("/unsubscribe",), "Dana", lambda: NOW)
     with TestClient(app, follow_redirects=False) as client:

@@ -126,19 +126,10 @@ def when(stamp: str | None) -> str:
 
 
 def summary_parts(summary: RunSummary, verb: str = "Sent") -> list[str]:
-    """The pieces of a send's one-line summary: sent, already sent, failed, unknown,
-    skipped with their reasons."""
-    from pipeline.runner import skipped_line
-    parts = [f"{verb} {summary.sent}"]
-    if summary.already_sent:
-        parts.append(f"{summary.already_sent} already sent for {summary.send_id}")
-    if summary.failed:
-        parts.append(f"{summary.failed} failed")
-    if summary.unknown:
-        parts.append(f"{summary.unknown} outcome unknown (see `sphere status`)")
-    if summary.skipped:
-        parts.append(skipped_line(summary.skipped))
-    return parts
+    """The pieces of a send's one-line summary (outcomes.summary_parts, imported when a
+    command prints one)."""
+    from pipeline.outcomes import summary_parts as parts
+    return parts(summary, verb)
 
 
 class PathArg(click.Path):

@@ -145,8 +145,9 @@ def report(campaign: str, html_file: Path | None, as_json: bool, events_file: Pa
     # Read-only unless a batch of events is to be recorded.
     with opened(project, dry_run=events_file is None) as p:
         if events_file is not None:
-            added, total = p.record_events(events_file)
-            err.print(f"Recorded {added} new event(s) of {total} from {events_file}.",
+            recorded = p.record_events(events_file)
+            err.print(f"Recorded {recorded.added} new event(s) of {recorded.total} from "
+                      f"{events_file}.",
                       markup=False)
         result = p.report(campaign, html_file)
         if as_json:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pipeline.approval.drafts import Draft
-    from pipeline.outcomes import DraftState
+    from pipeline.outcomes import DraftDecided, DraftState
     from pipeline.project import Project
     from pipeline.state.records import QueuedAlert
 # Each command imports what it uses (see app.py): `sphere --help` stays light.
@@ -71,52 +71,39 @@ def approve(ids: tuple[str, ...], approve_all: bool, drop: bool, note: str | Non
         queue = p.approval_queue()
         for notice in queue.notices:
             err.print(notice, markup=False)
-        pending = {r.id: r for r in queue.alerts if r.status == "pending"}
-        if approve_all:
-            now = p.now()
-            alert_ids = list(pending)
-            draft_ids = [s.draft.id for s in queue.drafts
-                         if s.draft.status == "pending" and not s.draft.expired(now)]
-        if not alert_ids and not draft_ids:
-            if approve_all:
-                out.print("Nothing is waiting for approval.", markup=False)
-                return
-            _list(p, list(queue.alerts))
-            _list_drafts(p, queue.drafts)
+        done = p.approve(alert_ids, draft_ids, approve_all, drop, note, contact_email, queue)
+        if done.nothing_waiting:
+            out.print("Nothing is waiting for approval.", markup=False)
             return
-        if contact_email and (alert_ids or len(draft_ids) != 1):
-            fail("--contact decides for one person of one draft: give exactly one draft id")
-        if note is not None and not contact_email and (drop or draft_ids or
-                                                        len(alert_ids) != 1):
-            fail("--note edits one alert (one id, without --drop) or, with --contact, one "
-                 "person's email in a draft")
-        for draft_id in draft_ids:
-            _decide_draft(p, p.draft(draft_id), drop, contact_email, note)
-        if alert_ids:
-            p.decide_alerts(alert_ids, pending, drop, note)
+        if done.listed:
+            _list(p, list(done.queue.alerts))
+            _list_drafts(p, done.queue.drafts)
+            return
+        for decided in done.drafts:
+            _said(decided, drop, contact_email)
+        if done.alerts:
             verb = "Dropped" if drop else "Approved"
             follow = "" if drop else "; they go out with the next `sphere send " + \
-                f"{pending[alert_ids[0]].campaign}` (or the daemon's next look)"
-            out.print(f"{verb} {len(alert_ids)} alert(s){follow}.", markup=False)
+                f"{done.alerts[0].campaign}` (or the daemon's next look)"
+            out.print(f"{verb} {len(done.alerts)} alert(s){follow}.", markup=False)
 
 
-def _decide_draft(p: Project, draft: Draft, drop: bool, contact_email: str | None,
-                  note: str | None) -> None:
-    """Approve or drop a whole draft, or one person of it, and say what happens next."""
-    p.decide_draft(draft, drop, contact_email, note)
+def _said(decided: DraftDecided, drop: bool, contact_email: str | None) -> None:
+    """What was decided for one draft, and what happens next."""
+    draft = decided.draft
     if contact_email and drop:
         out.print(f"Dropped {contact_email} from d{draft.id} ({draft.send_id}).",
                   markup=False)
     elif contact_email:
         out.print(f"Approved {contact_email} in d{draft.id} ({draft.send_id}); it goes "
-                  f"out with {p.when_sent(draft)}.", markup=False)
+                  f"out with {decided.when_sent}.", markup=False)
     elif drop:
         out.print(f"Dropped d{draft.id} ({draft.send_id}): nothing of it is sent.",
                   markup=False)
     else:
         going = sum(1 for r in draft.recipients if not r.excluded)
         out.print(f"Approved d{draft.id} ({draft.send_id}, {going} people); it goes out "
-                  f"with {p.when_sent(draft)}.", markup=False)
+                  f"with {decided.when_sent}.", markup=False)
 
 
 def _list_drafts(p: Project, states: tuple[DraftState, ...]) -> None:
@@ -154,8 +141,9 @@ def _show(p: Project, draft: Draft) -> None:
     titles = p.titles()
     out.print(f"d{draft.id}  {draft.send_id}: {draft.status}; expires "
               f"{draft.expires:%Y-%m-%d %H:%M} UTC", markup=False)
-    for r, state in p.recipient_states(draft):
-        out.print(f"  {r.email}: {state}" + (f" (note: {r.note})" if r.note else ""),
+    for rs in p.recipient_states(draft):
+        r = rs.recipient
+        out.print(f"  {r.email}: {rs.state}" + (f" (note: {r.note})" if r.note else ""),
                   markup=False)
         for pick in r.picks:
             gone = " [dropped]" if pick.key in r.dropped_items else ""

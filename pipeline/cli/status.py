@@ -182,8 +182,9 @@ def suppressions_sync(project: Path) -> None:
     group's) and suppress those addresses for every transport."""
     with opened(project) as p:
         p.store  # noqa: B018 -- open it now: a damaged database fails before the fetch
-        summary, total = p.sync_suppressions()
-        out.print(f"Done: {summary.line()}; {total} suppressed in all.", markup=False)
+        synced = p.sync_suppressions()
+        out.print(f"Done: {synced.summary.line()}; {synced.total} suppressed in all.",
+                  markup=False)
 
 
 @main.group(context_settings=CONTEXT)

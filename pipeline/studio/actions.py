@@ -59,7 +59,7 @@ async def person_action(request: Request) -> Response:
                               now)
             return "Story dropped and replaced"
         delivery = review.send_test(config, store, campaign, draft, email,
-                                    studio.worker.make_transport(config), now)
+                                    studio.on(store).transport(dry_run=False), now)
         if delivery.status != "sent":
             raise SphereError(f"the test was not sent: {delivery.error}",
                               "check the transport settings")
@@ -167,7 +167,7 @@ async def alert_action(request: Request) -> Response:
 
     def act(p: Project) -> None:
         # The same decision as `sphere approve ID [--note TEXT]` / `--drop ID`.
-        pending = {r.id: r for r in p.store.alerts() if r.status == "pending"}
+        pending = p.pending_alerts()
         if not alert_id.isdigit() or int(alert_id) not in pending:
             raise SphereError("that alert is no longer waiting", "open Approvals again")
         words = form.get("note", "").strip() or None
