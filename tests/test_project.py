@@ -225,3 +225,22 @@ def test_recorded_events_and_synced_counts_are_named(project: Path, tmp_path: Pa
     with Project.open(project, clock=lambda: NOW) as p:
         assert p.record_events(batch) == EventsRecorded(added=1, total=1)
         assert p.record_events(batch) == EventsRecorded(added=0, total=1)  # a redelivery
+
+
+def test_what_fell_due_and_did_not_go_out_says_its_kind_address_and_count(
+        project: Path) -> None:
+    import datetime as dt
+
+    from pipeline.models import DueKind
+    with (project / "audiences/sphere.csv").open("a", encoding="utf-8") as fh:
+        fh.write("late@example.com,Ann,Late,Maple Heights,golf,past_client,2026-11-17,"
+                 "America/Los_Angeles,,subscribed\n")
+    at = dt.datetime(2026, 11, 24, 2, 10, tzinfo=dt.UTC)
+    with Project.open(project, clock=lambda: at) as p:
+        late = p.status().late
+        (drip,) = [u for u in late if u.email == "late@example.com"]
+        campaigns = [u for u in late if u.kind == DueKind.CAMPAIGN]
+    assert drip.kind == DueKind.DRIP and drip.count == 1 and drip.who == drip.email
+    assert campaigns and all(u.email == "" and u.count > 0 and
+                             u.who == f"{u.count} {'person' if u.count == 1 else 'people'}"
+                             for u in campaigns)

@@ -160,10 +160,9 @@ def _firing_json(f: Firing) -> dict:
 
 def _unsent_json(u: Unsent) -> dict:
     return {"at": u.local.astimezone(dt.UTC).isoformat(), "local": u.local.isoformat(),
-            "kind": "drip" if "/" in u.send_id else "campaign", "name": u.name,
-            "send_id": u.send_id, "to": u.who, "email": u.who if "@" in u.who else "",
-            "count": 1 if "@" in u.who else
-            int(u.who.split()[0]), "check": False, "not_sent": True, "missed": u.missed,
+            "kind": str(u.kind), "name": u.name, "send_id": u.send_id, "to": u.who,
+            "email": u.email, "count": u.count, "check": False, "not_sent": True,
+            "missed": u.missed,
             "note": u.reason, "command": u.command}
 
 

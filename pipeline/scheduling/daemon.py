@@ -213,10 +213,17 @@ class Unsent:
     send_id: str
     name: str
     local: dt.datetime  # when it was due, the first recipient's local time
-    who: str  # an address, or "N people"
+    kind: DueKind
+    email: str  # the one person's address (a drip step), or '' for a campaign's people
+    count: int  # how many people it did not reach
     missed: bool
     reason: str
     command: str
+
+    @property
+    def who(self) -> str:
+        """The address, or "N people"."""
+        return self.email or f"{self.count} {'person' if self.count == 1 else 'people'}"
 
 
 def unsent(config: Config, store: Ledger, now: dt.datetime,
@@ -256,7 +263,7 @@ def unsent(config: Config, store: Ledger, now: dt.datetime,
             f"{running}; older than the catch-up window " \
             f"({config.scheduling.catch_up_hours} h)" if old else \
             f"due; the next tick of `sphere run` sends it ({running})"
-        out.append(Unsent(d.send_id, d.name, d.local, d.email, old, why,
+        out.append(Unsent(d.send_id, d.name, d.local, d.kind, d.email, 1, old, why,
                           f"sphere run --once --since {d.at:%Y-%m-%d}" if old
                           else "sphere run --once"))
     following = [Due(at=f.at, local=f.local, period=f.local, kind=f.kind, name=f.name,
@@ -281,8 +288,7 @@ def _unsent_campaigns(store: Ledger, latest: dict[str, Firing], saved: str | Non
         if f.send_id in begun:
             failed = sum(1 for s in store.ledger_status(f.send_id).values() if s == "failed")
             if failed:
-                out.append(Unsent(f.send_id, f.name, f.local,
-                                  f"{failed} {'person' if failed == 1 else 'people'}", True,
+                out.append(Unsent(f.send_id, f.name, f.local, f.kind, "", failed, True,
                                   "their delivery failed", command))
             continue
         seen = saved is not None and f.at <= start  # a tick saw it and began no send
@@ -291,8 +297,8 @@ def _unsent_campaigns(store: Ledger, latest: dict[str, Firing], saved: str | Non
             "cap held everyone back)" if seen else \
             f"{running}; too old for its catch-up window" if old else \
             f"due; the next tick of `sphere run` sends it ({running})"
-        who = f"{f.count} {'person' if f.count == 1 else 'people'}"
-        out.append(Unsent(f.send_id, f.name, f.local, who, old, why, command))
+        out.append(Unsent(f.send_id, f.name, f.local, f.kind, "", f.count, old, why,
+                          command))
     return out
 
 
@@ -335,8 +341,7 @@ def _left_out(config: Config, store: Ledger, contacts: tuple[Contact, ...],
                 why = f"{running}; older than the catch-up window when its send began " \
                     f"({config.scheduling.catch_up_hours} h)" if missed else \
                     f"due; the next tick of `sphere run` sends it ({running})"
-                out.append(Unsent(f.send_id, f.name, f.local,
-                                  f"{n} {'person' if n == 1 else 'people'}", missed, why,
+                out.append(Unsent(f.send_id, f.name, f.local, f.kind, "", n, missed, why,
                                   f"sphere send {f.name}"))
     return out
 
