@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from pipeline.delivery.suppressions import SyncSummary
     from pipeline.errors import Problem
     from pipeline.feeds.ingest import IngestSummary
-    from pipeline.models import RunSummary
+    from pipeline.models import RunSummary, Source
     from pipeline.runner import Prepared
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import Unsent
@@ -106,6 +106,26 @@ class DraftState:
     counts: dict[str, int]
 
 
+FAILING_FEED_THRESHOLD = 3  # consecutive failures before a feed is flagged as failing
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    """One configured feed: its state (None: never fetched), when ingest tries a failing
+    one again, and the address it has moved to for good ('' unless it moved)."""
+
+    source: Source
+    state: FeedState | None
+    retry: dt.datetime | None
+    moved_to: str
+
+    @property
+    def failing(self) -> bool:
+        """Failed FAILING_FEED_THRESHOLD times in a row or more."""
+        return self.state is not None and \
+            self.state.consecutive_failures >= FAILING_FEED_THRESHOLD
+
+
 @dataclass(frozen=True)
 class StatusView:
     """`status`: feeds' health, sends, unknown outcomes, what is next, who is cold."""
@@ -121,6 +141,7 @@ class StatusView:
     suppressed: int
     suppression_counts: dict[str, int]
     articles: int
+    health: tuple[FeedHealth, ...] = ()  # each configured feed, in config order
 
 
 @dataclass(frozen=True)

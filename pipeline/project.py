@@ -14,6 +14,7 @@ from pipeline.errors import SphereError
 from pipeline.outcomes import (
     CheckResult,
     EventsRecorded,
+    FeedHealth,
     PlanResult,
     PreviewWritten,
     ReferralAdded,
@@ -440,7 +441,22 @@ class Project(ApprovalDesk):
                           cold=tuple(self.cold_contacts()), drafts=self.draft_states(),
                           suppressed=len(store.suppressed()),
                           suppression_counts=store.suppression_counts(),
-                          articles=store.article_count())
+                          articles=store.article_count(), health=self.feed_health())
+
+    def feed_health(self) -> tuple[FeedHealth, ...]:
+        """Each configured feed's state, whether it is failing, when ingest tries it
+        again (a url edited since it failed is tried at once), and where it moved."""
+        from pipeline.feeds.fetch import retry_after
+        states = {s.source: s for s in self.store.feed_states()}
+        found = []
+        for src in self.config.sources:
+            s = states.get(src.name)
+            same = s is not None and s.url == src.url
+            retry = retry_after(s) if s is not None and same and src.is_remote else None
+            moved = s.permanent_url if s is not None and same and s.permanent_url and \
+                s.permanent_url != src.url else ""
+            found.append(FeedHealth(src, s, retry, moved or ""))
+        return tuple(found)
 
     def referrals(self) -> list[Referral]:
         """Every referral recorded."""

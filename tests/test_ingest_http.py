@@ -244,6 +244,13 @@ def test_http_errors_are_counted_and_status_flags_a_feed_failing_in_a_row(
     assert "fine (failing)" not in status.stdout
     assert "gone failed 3 times in a row" in status.stdout
     assert re.search(r"fine\s+│ not modified", status.stdout)
+    # The studio's Feeds page reads the same health from the library.
+    from pipeline.project import Project
+    with Project.open(project, clock=lambda: NOW + dt.timedelta(days=2)) as p:
+        health = {h.source.name: h for h in p.feed_health()}
+    assert health["gone"].failing and health["broken"].failing
+    assert health["gone"].retry is not None and health["gone"].moved_to == ""
+    assert not health["fine"].failing and health["fine"].retry is None
 
 
 def test_redirects_followed_and_permanent_ones_reported(server: FeedServer, project: Path,
@@ -266,6 +273,11 @@ def test_redirects_followed_and_permanent_ones_reported(server: FeedServer, proj
     assert f"moved has moved permanently to {server.url('/new.xml')}" in status
     assert "update its url at" in status and "content_sources.yaml:" in status
     assert "temporary has moved" not in status
+    from pipeline.project import Project
+    with Project.open(project) as p:
+        health = {h.source.name: h for h in p.feed_health()}
+    assert health["moved"].moved_to == server.url("/new.xml")
+    assert health["temporary"].moved_to == "" and not health["moved"].failing
     store = Store.open(project / "var" / "sphere.db")
     assert store.feed_state("moved").permanent_url == server.url("/new.xml")
     assert store.feed_state("temporary").permanent_url is None

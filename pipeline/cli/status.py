@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from pipeline.config import Config
     from pipeline.outcomes import StatusView
 
-FAILING_FEED_THRESHOLD = 3  # consecutive failures before `status` flags a feed
 COLD_SHOWN = 20  # addresses listed by `status`; the report lists them all
 
 
@@ -34,22 +33,16 @@ def _feeds_table(config: Config, view: StatusView) -> None:
     from rich.table import Table
 
     from pipeline.errors import redact, redact_url
-    from pipeline.feeds.fetch import retry_after
     feeds = Table(title="Feeds (times UTC)", title_justify="left")
     for col in ("source", "last run", "last success"):
         feeds.add_column(col, no_wrap=True)
     for col in ("fails in a row", "articles", "new", "last error"):
         feeds.add_column(col, overflow="fold")
-    failing, moved = [], []
-    for src in config.sources:
-        s = view.feeds.get(src.name)
+    for h in view.health:
+        src, s = h.source, h.state
         if s is None:
             feeds.add_row(escape(src.name), "never fetched", "", "0", "0", "", "")
             continue
-        if s.consecutive_failures >= FAILING_FEED_THRESHOLD:
-            failing.append((src, s))
-        if s.permanent_url and s.url == src.url and s.permanent_url != src.url:
-            moved.append((src, s.permanent_url))
         outcome = {"ok": "ok", "not_modified": "not modified",
                    "failed": "[red]failed[/]"}.get(s.last_outcome or "", "")
         # An old error is history, not health: show it dimmed once the feed recovered.
@@ -57,29 +50,29 @@ def _feeds_table(config: Config, view: StatusView) -> None:
                        if s.last_error else "")
         if error and not s.consecutive_failures:
             error = f"[dim]{error}, since recovered[/]"
-        retry = retry_after(s) if src.is_remote and s.url == src.url else None
-        if retry is not None:
+        if h.retry is not None:
             # ingest leaves it until then (fetch.backing_off); a url edit retries at once
-            error += f"; next try {when(retry.isoformat())}"
-        name = escape(src.name)
-        if s.consecutive_failures >= FAILING_FEED_THRESHOLD:
-            name += " [red](failing)[/]"
+            error += f"; next try {when(h.retry.isoformat())}"
+        name = escape(src.name) + (" [red](failing)[/]" if h.failing else "")
         feeds.add_row(name, outcome, when(s.last_success) or "never",
                       str(s.consecutive_failures), str(s.articles_seen),
                       str(s.last_new) if s.last_outcome == "ok" else "", error)
     out.print(feeds)
     where = config.project / "content_sources.yaml"
-    for src, s in failing:
-        retry = retry_after(s) if src.is_remote and s.url == src.url else None
-        later = f"; not fetched again before {when(retry.isoformat())}" if retry else ""
+    for h in view.health:
+        if not h.failing or h.state is None:
+            continue
+        src, s = h.source, h.state
+        later = f"; not fetched again before {when(h.retry.isoformat())}" if h.retry else ""
         out.print(f"[red]{escape(src.name)} failed {s.consecutive_failures} times in a row[/]"
                   f" (last: {escape(redact(s.last_error or ''))}){later}; check its url at "
                   f"{escape(str(where))}:{src.line} in a browser, or remove the source")
-    for src, url in moved:
-        out.print(f"[yellow]{escape(src.name)} has moved permanently[/] to "
-                  f"{escape(redact_url(url))}; "
-                  f"update its url at {escape(str(where))}:{src.line} (the old address may "
-                  "stop redirecting)")
+    for h in view.health:
+        if h.moved_to:
+            out.print(f"[yellow]{escape(h.source.name)} has moved permanently[/] to "
+                      f"{escape(redact_url(h.moved_to))}; "
+                      f"update its url at {escape(str(where))}:{h.source.line} (the old "
+                      "address may stop redirecting)")
 
 
 def _sends_table(view: StatusView) -> None:

@@ -85,7 +85,7 @@ async def home(request: Request) -> Response:
                 waiting.append((d, held))
         return {"coming": _coming(config, store, now, HOME_DAYS),
                 "drafts": waiting, "days": HOME_DAYS,
-                "alerts": [r for r in store.alerts() if r.status == "pending"],
+                "alerts": list(p.pending_alerts().values()),
                 "feeds": [f for f in store.feed_states() if f.consecutive_failures],
                 "sends": store.send_counts()[:8],
                 "problems": _problems(p),
@@ -285,26 +285,26 @@ async def report_html(request: Request) -> Response:
 
 async def approvals(request: Request) -> Response:
     """Approvals: interest alerts waiting, each to approve with your words or drop."""
-    def read(config: Config, store: Ledger) -> dict:
-        titles = {a.id: a.title for a in store.articles()}
+    def read(p: Project) -> dict:
+        config = p.config
+        titles = {a.id: a.title for a in p.store.articles()}
         people = {email_key(c.email): c for c in load_audiences(
             config.audience_files, config.audience_names, config.project).contacts}
         rows = [(r, titles.get(r.article_id, r.article_id), people.get(r.email))
-                for r in store.alerts() if r.status == "pending"]
+                for r in p.pending_alerts().values()]
         return {"rows": rows}
-    return page(request, "approvals.html", **await studio_of(request).run(read))
+    return page(request, "approvals.html", **await studio_of(request).call(read))
 
 
 async def feeds(request: Request) -> Response:
     """Feeds: health, last fetch, articles."""
     now = studio_of(request).now()
 
-    def read(config: Config, store: Ledger) -> dict:
-        states = {s.source: s for s in store.feed_states()}
-        recent = store.recent_articles(now - dt.timedelta(days=14))[:40]
-        return {"sources": [(s, states.get(s.name)) for s in config.sources],
+    def read(p: Project) -> dict:
+        recent = p.store.recent_articles(now - dt.timedelta(days=14))[:40]
+        return {"sources": [(h.source, h.state) for h in p.feed_health()],
                 "recent": recent}
-    return page(request, "feeds.html", **await studio_of(request).run(read))
+    return page(request, "feeds.html", **await studio_of(request).call(read))
 
 
 ROUTES = [
