@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import socket
+
     from pipeline.approval.drafts import Draft, DraftRecipient
     from pipeline.delivery.suppressions import SyncSummary
     from pipeline.errors import Problem
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import Unsent
     from pipeline.state.records import FeedState, LedgerRow, QueuedAlert, SendCount
+    from pipeline.web.server import Server
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,17 @@ class Approved:
     nothing_waiting: bool = False
     drafts: tuple[DraftDecided, ...] = ()
     alerts: tuple[QueuedAlert, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookService:
+    """`webhook serve`: the server, bound and ready to run (the caller closes `sock`),
+    the unsubscribe paths it answers, and whether events can be verified."""
+
+    server: Server
+    sock: socket.socket
+    paths: tuple[str, ...]
+    signed: bool  # the Event Webhook's public key is set: signed events are accepted
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pipeline.outcomes import (
     SendResult,
     StatusView,
     SuppressionsSynced,
+    WebhookService,
 )
 from pipeline.project_approval import ApprovalDesk
 
@@ -318,6 +319,25 @@ class Project(ApprovalDesk):
         finally:
             client.close()
         return SuppressionsSynced(summary, len(store.suppressed()))
+
+    def webhook_server(self, host: str, port: int) -> WebhookService:
+        """The HTTP service for SendGrid events and one-click unsubscribes, bound to
+        host:port (a store of its own per request); run its server, close its sock."""
+        from pipeline.delivery import webhook as hook
+        from pipeline.web.server import Server, bind  # uvicorn: only when serving
+        self.store  # noqa: B018 -- migrate now, and fail now if the folder is unusable
+        self.close()
+        config = self.config
+        key = hook.public_key_from_env()
+        paths = hook.unsubscribe_paths(config.sender.unsubscribe_url)
+        try:
+            sock = bind(host, port)
+        except OSError as exc:
+            raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                              "choose another --port, or stop what is using it") from None
+        server = Server(hook.webhook_app(self.open_store, key, paths, self.clock,
+                                         config.sender.name), sock)
+        return WebhookService(server, sock, tuple(paths), key is not None)
 
     def backup(self, target: Path) -> int:
         """Copy the database to `target`, safely while sends run; returns its size."""

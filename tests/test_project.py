@@ -244,3 +244,31 @@ def test_what_fell_due_and_did_not_go_out_says_its_kind_address_and_count(
     assert campaigns and all(u.email == "" and u.count > 0 and
                              u.who == f"{u.count} {'person' if u.count == 1 else 'people'}"
                              for u in campaigns)
+
+
+def test_create_project_makes_a_starter_once(tmp_path: Path) -> None:
+    from pipeline.resources import create_project
+    folder = tmp_path / "new"
+    create_project(folder)
+    assert (folder / "campaigns.yaml").is_file() and (folder / "audiences").is_dir()
+    assert (folder / "templates" / "README.txt").is_file()
+    with pytest.raises(SphereError, match="already holds a Sphere project"):
+        create_project(folder)
+    with Project.open(folder, clock=lambda: NOW) as p:
+        assert p.config.campaigns
+
+
+def test_the_webhook_service_is_bound_by_the_project(project: Path, monkeypatch) -> None:
+    from pipeline.delivery.webhook import PUBLIC_KEY_ENV
+    monkeypatch.delenv(PUBLIC_KEY_ENV, raising=False)
+    with Project.open(project, clock=lambda: NOW) as p:
+        service = p.webhook_server("127.0.0.1", 0)
+        try:
+            assert not service.signed and "/unsubscribe" in service.paths
+            assert service.server.url.startswith("http://127.0.0.1:")
+            port = service.sock.getsockname()[1]
+            with pytest.raises(SphereError, match=f"cannot listen on 127.0.0.1:{port}"):
+                p.webhook_server("127.0.0.1", port)
+        finally:
+            service.sock.close()
+    assert (project / "var" / "sphere.db").is_file()  # migrated before serving

@@ -14,6 +14,7 @@ from pipeline.cli.app import (
     PathArg,
     err,
     fail,
+    handled,
     main,
     opened,
     out,
@@ -31,22 +32,9 @@ if TYPE_CHECKING:
 @click.argument("directory", type=PathArg(file_okay=False))
 def init(directory: Path) -> None:
     """Create a working starter project in DIRECTORY (the bundled sample)."""
-    import shutil
-
-    from pipeline.resources import bundled
-    if (directory / "campaigns.yaml").exists() or (directory / "content_sources.yaml").exists():
-        fail(f"{directory} already holds a Sphere project (campaigns.yaml or "
-             "content_sources.yaml exists); choose an empty folder")
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("content_sources.yaml", "campaigns.yaml"):
-        shutil.copyfile(bundled(name), directory / name)
-    for name in ("audiences", "samples"):
-        shutil.copytree(bundled(name), directory / name, dirs_exist_ok=True)
-    (directory / "templates").mkdir(exist_ok=True)
-    (directory / "templates" / "README.txt").write_text(
-        "Put a file here with the same name as a built-in template (for example\n"
-        "newsletter.mjml or partials/footer.mjml) to override it. `sphere templates` lists\n"
-        "the built-in ones.\n", encoding="utf-8")
+    from pipeline.resources import create_project
+    with handled():
+        create_project(directory)
     out.print(f"Created a starter project in {directory}. Next: cd {directory} && "
               "sphere check && sphere send monthly-sphere --dry-run")
 

@@ -195,29 +195,16 @@ def webhook_serve(project: Path, host: str, port: int) -> None:
     """Serve POST /sendgrid/events (signed Event Webhook) and the one-click unsubscribe
     page of sender.unsubscribe_url until interrupted."""
     from pipeline.delivery import webhook as hook
-    from pipeline.errors import SphereError
     with opened(project) as p:
-        p.store  # noqa: B018 -- migrate now, and fail now if the folder is unusable
-        p.close()
-        config = p.config
-        from pipeline.web.server import Server, bind  # uvicorn: only when serving
-        key = hook.public_key_from_env()
-        paths = hook.unsubscribe_paths(config.sender.unsubscribe_url)
-        try:
-            sock = bind(host, port)
-        except OSError as exc:
-            raise SphereError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                              "choose another --port, or stop what is using it") from None
-        server = Server(hook.webhook_app(p.open_store, key, paths, p.clock,
-                                         config.sender.name), sock)
-        if key is None:
+        service = p.webhook_server(host, port)
+        if not service.signed:
             err.print(f"warning: {hook.PUBLIC_KEY_ENV} is not set: SendGrid events are "
                       "refused (403) until you export it", markup=False)
-        out.print(f"Listening on {server.url} (events: {hook.EVENTS_PATH}; unsubscribe: "
-                  f"{', '.join(paths)}); Ctrl-C stops.", markup=False)
+        out.print(f"Listening on {service.server.url} (events: {hook.EVENTS_PATH}; "
+                  f"unsubscribe: {', '.join(service.paths)}); Ctrl-C stops.", markup=False)
         try:
-            server.run()
+            service.server.run()
         except KeyboardInterrupt:
             pass  # uvicorn re-raises the Ctrl-C it handled, once it has shut down
         finally:
-            sock.close()
+            service.sock.close()
