@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pipeline.delivery.suppressions import SyncSummary
     from pipeline.errors import Problem
     from pipeline.feeds.ingest import IngestSummary
-    from pipeline.models import RunSummary, Source
+    from pipeline.models import Campaign, Pick, RunSummary, Source
     from pipeline.runner import Prepared
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import Unsent
@@ -185,6 +185,14 @@ class WebhookService:
     sock: socket.socket
     paths: tuple[str, ...]
     signed: bool  # the Event Webhook's public key is set: signed events are accepted
+
+
+@dataclass(frozen=True)
+class ContactPreview:
+    """What one person would get now from one newsletter of theirs: its picks."""
+
+    campaign: Campaign
+    picks: tuple[Pick, ...]
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from pipeline.errors import SphereError
-from pipeline.models import AlertStatus, DraftStatus
+from pipeline.models import AlertStatus, CampaignKind, DraftStatus
 from pipeline.outcomes import (
     ApprovalQueue,
     Approved,
+    ContactPreview,
     DraftDecided,
     DraftState,
     RecipientState,
@@ -18,6 +19,7 @@ from pipeline.outcomes import (
 if TYPE_CHECKING:
     from pipeline.approval.drafts import Draft
     from pipeline.config import Config
+    from pipeline.models import Campaign, RenderedEmail
     from pipeline.state.interface import Ledger
     from pipeline.state.records import QueuedAlert
 
@@ -108,6 +110,45 @@ class ApprovalDesk:
             self.decide_alerts(alert_ids, pending, drop, note)
         return Approved(queue, drafts=tuple(decided),
                         alerts=tuple(pending[i] for i in alert_ids))
+
+    def campaign(self, name: str) -> Campaign:
+        """The campaign called `name`."""
+        found = next((c for c in self.config.campaigns if c.name == name), None)
+        if found is None:
+            raise SphereError(f"no campaign {name!r}", "pick one on the Review page")
+        return found
+
+    def email_preview(self, name: str, email: str) -> RenderedEmail:
+        """The email `email` gets from campaign `name`: the draft under review's, or (sent
+        without approval) as planned now."""
+        from pipeline.approval import review
+        from pipeline.rendering.render import Renderer
+        config, store, now = self.config, self.store, self.now()
+        campaign = self.campaign(name)
+        if campaign not in review.reviewable(config):
+            plan, planned = review.upcoming_email(config, store, campaign, email, now)
+            return Renderer(config.project, config.sender, store.secret()).render(
+                plan, planned, now)
+        draft = review.open_draft(config, store, campaign, now)
+        return review.render_email(config, store, campaign, draft, email, now)
+
+    def contact_preview(self, email: str) -> tuple[ContactPreview, ...]:
+        """What `email` would get now from each newsletter of their audience."""
+        from pipeline.addresses import email_key
+        from pipeline.contacts import directory
+        from pipeline.runner import prepare
+        config, now = self.config, self.now()
+        person = directory.find(config, email)
+        found = []
+        for campaign in config.campaigns:
+            if campaign.kind != CampaignKind.NEWSLETTER or person is None or \
+                    not set(campaign.audiences) & {person.audience}:
+                continue
+            plan = prepare(config, self.store, campaign, now,
+                           only=frozenset({email_key(email)})).plan
+            found.append(ContactPreview(campaign, tuple(plan.emails[0].picks)
+                                        if plan.emails else ()))
+        return tuple(found)
 
     def draft(self, draft_id: int) -> Draft:
         """Draft d`draft_id`."""

@@ -272,3 +272,19 @@ def test_the_webhook_service_is_bound_by_the_project(project: Path, monkeypatch)
         finally:
             service.sock.close()
     assert (project / "var" / "sphere.db").is_file()  # migrated before serving
+
+
+def test_previews_of_a_person_through_the_project(project: Path) -> None:
+    zoe = "zoe.hartmann@example.com"
+    with Project.open(project, clock=lambda: NOW) as p:
+        p.ingest()
+        previews = p.contact_preview(zoe)
+        assert [c.campaign.name for c in previews] == ["monthly-sphere"]
+        assert previews[0].picks  # her newsletter has stories for her
+        assert p.contact_preview("nobody@example.com") == ()
+        rendered = p.email_preview("monthly-sphere", zoe)
+        assert rendered.contact.email == zoe and "<html" in rendered.html.lower()
+        assert previews[0].picks[0].article is None or \
+            previews[0].picks[0].article.title in rendered.text
+        with pytest.raises(SphereError, match="no campaign 'nope'"):
+            p.email_preview("nope", zoe)

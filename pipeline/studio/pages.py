@@ -18,7 +18,6 @@ from pipeline.contacts.audience import load_audiences
 from pipeline.errors import SphereError
 from pipeline.models import Campaign
 from pipeline.project import Project
-from pipeline.rendering.render import Renderer
 from pipeline.runner import prepare
 from pipeline.scheduling.daemon import project_calendar
 from pipeline.state.interface import Ledger
@@ -172,19 +171,11 @@ def _upcoming_person(config: Config, store: Ledger, campaign: Campaign, email: s
 async def _email(request: Request) -> tuple[str, str]:
     studio = studio_of(request)
     name, email = request.path_params["campaign"], request.query_params.get("to", "")
-    now = studio.now()
 
-    def read(config: Config, store: Ledger) -> tuple[str, str]:
-        campaign = _campaign(config, name)
-        if campaign not in review.reviewable(config):
-            plan, planned = review.upcoming_email(config, store, campaign, email, now)
-            rendered = Renderer(config.project, config.sender, store.secret()).render(
-                plan, planned, now)
-        else:
-            draft = review.open_draft(config, store, campaign, now)
-            rendered = review.render_email(config, store, campaign, draft, email, now)
+    def read(p: Project) -> tuple[str, str]:
+        rendered = p.email_preview(name, email)
         return rendered.html, rendered.text
-    return await studio.run(read)
+    return await studio.call(read)
 
 
 async def email_html(request: Request) -> Response:
@@ -231,22 +222,15 @@ async def contact_page(request: Request) -> Response:
     """One person: their fields to edit, what they would get now, their timeline."""
     studio = studio_of(request)
     email = request.query_params.get("email", "")
-    now = studio.now()
 
-    def read(config: Config, store: Ledger) -> dict:
+    def read(p: Project) -> dict:
+        config = p.config
         record = contacts.read(config, email)
-        person = contacts.find(config, email)
-        previews = []
-        for campaign in config.campaigns:
-            if campaign.kind != "newsletter" or person is None or \
-                    not set(campaign.audiences) & {person.audience}:
-                continue
-            plan = prepare(config, store, campaign, now, only=frozenset({email_key(email)})).plan
-            previews.append((campaign, plan.emails[0].picks if plan.emails else ()))
-        return {"record": record, "person": person, "previews": previews,
-                "timeline": contacts.timeline(config, store, email),
+        previews = [(c.campaign, c.picks) for c in p.contact_preview(email)]
+        return {"record": record, "person": contacts.find(config, email),
+                "previews": previews, "timeline": contacts.timeline(config, p.store, email),
                 "shown": record.path.relative_to(config.project)}
-    return page(request, "contact.html", email=email, **await studio.run(read))
+    return page(request, "contact.html", email=email, **await studio.call(read))
 
 
 async def import_page(request: Request) -> Response:
