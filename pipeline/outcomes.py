@@ -188,6 +188,35 @@ class WebhookService:
 
 
 @dataclass(frozen=True)
+class ComingSend:
+    """One send on the calendar: its first moment, what, how many people."""
+
+    at: dt.datetime
+    name: str
+    send_id: str
+    people: int
+
+
+@dataclass(frozen=True)
+class HeldDraft:
+    """A draft with people held for approval, and how many."""
+
+    draft: Draft
+    held: int
+
+
+@dataclass(frozen=True)
+class HomeView:
+    """The studio's Home: coming sends, what waits for approval, failing feeds, sends."""
+
+    coming: tuple[ComingSend, ...]
+    drafts: tuple[HeldDraft, ...]
+    alerts: tuple[QueuedAlert, ...]
+    failing_feeds: tuple[FeedState, ...]
+    sends: tuple[SendCount, ...]
+
+
+@dataclass(frozen=True)
 class ContactPreview:
     """What one person would get now from one newsletter of theirs: its picks."""
 

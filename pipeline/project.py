@@ -26,6 +26,7 @@ from pipeline.outcomes import (
     WebhookService,
 )
 from pipeline.project_approval import ApprovalDesk
+from pipeline.project_views import ViewDesk
 
 if TYPE_CHECKING:
     from pipeline.approval.notes import StoredNote
@@ -53,7 +54,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Project(ApprovalDesk):
+class Project(ApprovalDesk, ViewDesk):
     """A Sphere project folder: its config, its database and a clock, and the operations
     run on them. Use as a context manager (or call `close()`) to close the store."""
 

@@ -288,3 +288,23 @@ def test_previews_of_a_person_through_the_project(project: Path) -> None:
             previews[0].picks[0].article.title in rendered.text
         with pytest.raises(SphereError, match="no campaign 'nope'"):
             p.email_preview("nope", zoe)
+
+
+def test_home_lists_held_drafts_and_the_coming_sends(project: Path) -> None:
+    import datetime as dt
+    _hold_newsletter(project)
+    early = NOW - dt.timedelta(days=25)  # before the newsletter's 1 November send
+    with Project.open(project, clock=lambda: early) as p:
+        coming = p.coming_sends(14)
+        assert [s.send_id for s in coming if s.name == "monthly-sphere"] == \
+            ["monthly-sphere@2026-11-01T09:00"]
+        assert list(coming) == sorted(coming, key=lambda s: (s.at, s.send_id))
+        assert p.home().drafts == ()
+    with Project.open(project, clock=lambda: NOW) as p:
+        p.send("monthly-sphere", "outbox")
+        view = p.home()
+        (held,) = view.drafts
+        assert held.draft.id == 1 and held.held == len(held.draft.recipients)
+        assert view.alerts == () and view.failing_feeds == ()
+        p.approve([], [1])
+        assert p.home().drafts == ()  # approved: nobody held any more

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from collections import defaultdict
-from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -17,9 +15,10 @@ from pipeline.contacts import directory as contacts
 from pipeline.contacts.audience import load_audiences
 from pipeline.errors import SphereError
 from pipeline.models import Campaign
+from pipeline.outcomes import ComingSend
 from pipeline.project import Project
+from pipeline.project_views import HOME_DAYS
 from pipeline.runner import prepare
-from pipeline.scheduling.daemon import project_calendar
 from pipeline.state.interface import Ledger
 from pipeline.studio.base import page, studio_of
 from pipeline.web.app import PRIVATE_HEADERS
@@ -29,30 +28,8 @@ from pipeline.web.app import PRIVATE_HEADERS
 FRAME_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data: https: http:; "
              "font-src data:; frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
 CALENDAR_DAYS = 60
-HOME_DAYS = 14
 SORTS = ("name", "neighbourhood", "interests", "relationship", "status", "last_sent",
          "last_opened")
-
-
-@dataclass(frozen=True)
-class ComingSend:
-    """One send on the calendar: its first moment, what, how many people."""
-
-    at: dt.datetime
-    name: str
-    send_id: str
-    people: int
-
-
-def _coming(config: Config, store: Ledger, now: dt.datetime, days: int) -> list[ComingSend]:
-    cal = project_calendar(config, store, now, now + dt.timedelta(days=days))
-    groups: dict[str, list] = defaultdict(list)
-    for d in cal.due:
-        groups[d.send_id].append(d)
-    zone = zoneinfo.ZoneInfo(config.sender.timezone)
-    return sorted((ComingSend(min(d.at for d in g).astimezone(zone), g[0].name, sid,
-                              len({d.email for d in g})) for sid, g in groups.items()),
-                  key=lambda s: (s.at, s.send_id))
 
 
 def _problems(p: Project) -> list[str]:
@@ -73,22 +50,13 @@ def _campaign(config: Config, name: str) -> Campaign:
 async def home(request: Request) -> Response:
     """Home: coming sends, what waits for approval, feed health, last sends, problems."""
     studio = studio_of(request)
-    now = studio.now()
 
     def read(p: Project) -> dict:
-        config, store = p.config, p.store
-        waiting = []
-        for d in drafts.load(store):
-            held = sum(1 for r in d.recipients if d.state(r, now) == "held")
-            if d.status != "dropped" and held:
-                waiting.append((d, held))
-        return {"coming": _coming(config, store, now, HOME_DAYS),
-                "drafts": waiting, "days": HOME_DAYS,
-                "alerts": list(p.pending_alerts().values()),
-                "feeds": [f for f in store.feed_states() if f.consecutive_failures],
-                "sends": store.send_counts()[:8],
-                "problems": _problems(p),
-                "reviewable": review.reviewable(config), "last_tick": studio.worker.last_tick}
+        view = p.home(HOME_DAYS)
+        return {"coming": view.coming, "drafts": [(h.draft, h.held) for h in view.drafts],
+                "days": HOME_DAYS, "alerts": view.alerts, "feeds": view.failing_feeds,
+                "sends": view.sends, "problems": _problems(p),
+                "reviewable": review.reviewable(p.config), "last_tick": studio.worker.last_tick}
     return page(request, "home.html", **await studio.call(read))
 
 
@@ -244,12 +212,9 @@ async def import_page(request: Request) -> Response:
 async def calendar_page(request: Request) -> Response:
     """Calendar: the next 60 days, per day, from the daemon's own calendar."""
     studio = studio_of(request)
-    now = studio.now()
 
-    def read(config: Config, store: Ledger) -> list[ComingSend]:
-        return _coming(config, store, now, CALENDAR_DAYS)
     days: dict[dt.date, list[ComingSend]] = defaultdict(list)
-    for send in await studio.run(read):
+    for send in await studio.call(lambda p: p.coming_sends(CALENDAR_DAYS)):
         days[send.at.date()].append(send)
     return page(request, "calendar.html", days=sorted(days.items()), span=CALENDAR_DAYS)
 
