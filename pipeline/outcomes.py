@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from pipeline.delivery.suppressions import SyncSummary
     from pipeline.errors import Problem
     from pipeline.feeds.ingest import IngestSummary
-    from pipeline.models import Campaign, Pick, RunSummary, Source
+    from pipeline.models import Campaign, Contact, Pick, RunSummary, Source
     from pipeline.runner import Prepared
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import Unsent
@@ -214,6 +214,16 @@ class HomeView:
     alerts: tuple[QueuedAlert, ...]
     failing_feeds: tuple[FeedState, ...]
     sends: tuple[SendCount, ...]
+
+
+@dataclass(frozen=True)
+class AlertWaiting:
+    """A pending interest alert, with its story's title and the person (None: no longer
+    in an audience file)."""
+
+    alert: QueuedAlert
+    title: str
+    contact: Contact | None
 
 
 @dataclass(frozen=True)

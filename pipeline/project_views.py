@@ -6,7 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from pipeline.models import DraftStatus
-from pipeline.outcomes import ComingSend, HeldDraft, HomeView
+from pipeline.outcomes import AlertWaiting, ComingSend, HeldDraft, HomeView
 
 if TYPE_CHECKING:
     from pipeline.config import Config
@@ -60,3 +60,15 @@ class ViewDesk:
                         tuple(self.pending_alerts().values()),
                         tuple(f for f in store.feed_states() if f.consecutive_failures),
                         tuple(store.send_counts()[:8]))
+
+    def alerts_waiting(self) -> tuple[AlertWaiting, ...]:
+        """The pending interest alerts, each with its story's title and its person."""
+        from pipeline.addresses import email_key
+        from pipeline.contacts.audience import load_audiences
+        config = self.config
+        titles = {a.id: a.title for a in self.store.articles()}
+        people = {email_key(c.email): c for c in load_audiences(
+            config.audience_files, config.audience_names, config.project).contacts}
+        return tuple(AlertWaiting(r, titles.get(r.article_id, r.article_id),
+                                  people.get(r.email))
+                     for r in self.pending_alerts().values())

@@ -308,3 +308,20 @@ def test_home_lists_held_drafts_and_the_coming_sends(project: Path) -> None:
         assert view.alerts == () and view.failing_feeds == ()
         p.approve([], [1])
         assert p.home().drafts == ()  # approved: nobody held any more
+
+
+def test_alerts_waiting_name_their_story_and_person(project: Path) -> None:
+    zoe = "zoe.hartmann@example.com"
+    with Project.open(project, clock=lambda: NOW) as p:
+        p.ingest()
+        article = p.store.articles()[0]
+        p.store.queue_alerts("alerts", [(zoe, article.id, 0.9, "market"),
+                                        ("gone@example.com", "no-such-story", 0.8, "golf")],
+                             NOW)
+        waiting = {w.alert.email: w for w in p.alerts_waiting()}
+        assert waiting[zoe].title == article.title and waiting[zoe].contact is not None
+        assert waiting[zoe].contact.email == zoe
+        gone = waiting["gone@example.com"]
+        assert gone.title == "no-such-story" and gone.contact is None
+        p.decide_alerts([waiting[zoe].alert.id], p.pending_alerts(), True, None)
+        assert [w.alert.email for w in p.alerts_waiting()] == ["gone@example.com"]

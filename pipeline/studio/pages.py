@@ -12,7 +12,6 @@ from pipeline.addresses import email_key
 from pipeline.approval import drafts, notes, review
 from pipeline.config import Config
 from pipeline.contacts import directory as contacts
-from pipeline.contacts.audience import load_audiences
 from pipeline.errors import SphereError
 from pipeline.models import Campaign
 from pipeline.outcomes import ComingSend
@@ -235,13 +234,7 @@ async def report_html(request: Request) -> Response:
 async def approvals(request: Request) -> Response:
     """Approvals: interest alerts waiting, each to approve with your words or drop."""
     def read(p: Project) -> dict:
-        config = p.config
-        titles = {a.id: a.title for a in p.store.articles()}
-        people = {email_key(c.email): c for c in load_audiences(
-            config.audience_files, config.audience_names, config.project).contacts}
-        rows = [(r, titles.get(r.article_id, r.article_id), people.get(r.email))
-                for r in p.pending_alerts().values()]
-        return {"rows": rows}
+        return {"rows": [(w.alert, w.title, w.contact) for w in p.alerts_waiting()]}
     return page(request, "approvals.html", **await studio_of(request).call(read))
 
 
