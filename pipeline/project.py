@@ -26,6 +26,7 @@ from pipeline.outcomes import (
     WebhookService,
 )
 from pipeline.project_approval import ApprovalDesk
+from pipeline.project_db import DatabaseDesk
 from pipeline.project_views import ViewDesk
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class Project(ApprovalDesk, ViewDesk):
+class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
     """A Sphere project folder: its config, its database and a clock, and the operations
     run on them. Use as a context manager (or call `close()`) to close the store."""
 

@@ -112,6 +112,8 @@ COMMANDS = [
     (["contacts", "import", "x.csv", "--audience", "a"], "import_contacts"),
     (["backup", "copy.db"], "backup"), (["templates"], "templates"),
     (["suppressions", "sync"], "sync_suppressions"),
+    (["db", "status"], "schema_status"), (["db", "upgrade"], "upgrade_schema"),
+    (["db", "migrate-to", "postgresql://h/d"], "migrate_to"),
 ]
 
 

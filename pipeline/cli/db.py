@@ -12,7 +12,6 @@ from pipeline.cli.app import CONTEXT, main, opened, out, project_option
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pipeline.config import Config
     from pipeline.state.migrations import SchemaState
 
 
@@ -21,17 +20,11 @@ def db() -> None:
     """The project's database: its schema version, and upgrading it."""
 
 
-def _target(config: Config) -> tuple[str, str]:
-    """(the PostgreSQL URL or "", the database as it may be shown)."""
-    from pipeline.errors import redact_url
-    from pipeline.state.postgres import database_url
-    url = database_url(config.database_url)
-    return (url, f"{redact_url(url)} (PostgreSQL)") if url else \
-        ("", f"{config.db_path} (SQLite)")
-
-
-def _say(where: str, state: SchemaState) -> None:
-    if state.version > state.latest:
+def _say(where: str, state: SchemaState | None) -> None:
+    if state is None:
+        out.print(f"{where}: no database yet; `sphere db upgrade` (or any command "
+                  "that uses it) creates it.", markup=False)
+    elif state.version > state.latest:
         out.print(f"{where}: schema {state.version} is newer than this Sphere's "
                   f"({state.latest}): upgrade Sphere here.", markup=False)
     elif state.applied:
@@ -52,20 +45,9 @@ def _say(where: str, state: SchemaState) -> None:
 def upgrade_cmd(project: Path) -> None:
     """Apply the pending numbered migrations to the project's database (PostgreSQL when
     SPHERE_DATABASE_URL or database_url: is set, else sphere.db)."""
-    from pipeline.state import postgres
-    from pipeline.state.dbfile import schema_version
-    from pipeline.state.migrations import MIGRATIONS, SchemaState
     with opened(project) as p:
-        url, where = _target(p.config)
-        if url:
-            with postgres.connect(url) as conn:
-                state = postgres.upgrade(conn)
-        else:
-            before = schema_version(p.config.db_path)
-            p.store  # noqa: B018  (the store migrates as it opens; it refuses a lost ledger)
-            latest = len(MIGRATIONS)
-            state = SchemaState(latest, latest, tuple(range(before + 1, latest + 1)))
-        _say(where, state)
+        report = p.upgrade_schema()
+    _say(report.where, report.state)
 
 
 @db.command("status", context_settings=CONTEXT)
@@ -73,22 +55,9 @@ def upgrade_cmd(project: Path) -> None:
 def status_cmd(project: Path) -> None:
     """Show the database's schema version and how many migrations are pending; changes
     nothing."""
-    from pipeline.state import postgres
-    from pipeline.state.dbfile import schema_version
-    from pipeline.state.migrations import MIGRATIONS, SchemaState
     with opened(project) as p:
-        config = p.config
-        url, where = _target(config)
-        if url:
-            with postgres.connect(url) as conn:
-                state = postgres.status(conn)
-        elif not config.db_path.exists():
-            out.print(f"{where}: no database yet; `sphere db upgrade` (or any command "
-                      "that uses it) creates it.", markup=False)
-            return
-        else:
-            state = SchemaState(schema_version(config.db_path), len(MIGRATIONS))
-        _say(where, state)
+        report = p.schema_status()
+    _say(report.where, report.state)
 
 
 @db.command("migrate-to", context_settings=CONTEXT)
@@ -98,11 +67,11 @@ def migrate_to_cmd(url: str, project: Path) -> None:
     """Copy this project's sphere.db into the empty PostgreSQL database at URL (one
     transaction, every table's rows counted); then set SPHERE_DATABASE_URL to use it."""
     from pipeline.errors import redact_url
-    from pipeline.state.moveto import migrate_to
     with opened(project) as p:
-        moved = migrate_to(p.config.db_path, url)
-        for table, rows in moved.tables:
-            out.print(f"  {table}: {rows}", markup=False)
-        out.print(f"Moved {moved.rows} row(s) in {len(moved.tables)} tables from "
-                  f"{p.config.db_path} to {redact_url(url)}. Set SPHERE_DATABASE_URL (or "
-                  "database_url:) to it; keep sphere.db as a backup.", markup=False)
+        moved = p.migrate_to(url)
+        db_path = p.config.db_path
+    for table, rows in moved.tables:
+        out.print(f"  {table}: {rows}", markup=False)
+    out.print(f"Moved {moved.rows} row(s) in {len(moved.tables)} tables from "
+              f"{db_path} to {redact_url(url)}. Set SPHERE_DATABASE_URL (or "
+              "database_url:) to it; keep sphere.db as a backup.", markup=False)
