@@ -10,6 +10,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.delivery.sendgrid_api import local_time_rule
 from pipeline.planning.plan import period_for
+from pipeline.scheduling import cron
 from pipeline.scheduling.calendar import calendar
 from pipeline.scheduling.cron import CronError, next_fire, trigger
 from pipeline.scheduling.daemon import all_contacts
@@ -100,3 +101,24 @@ def test_calendar_period_ids_and_send_at_use_crontab_weekdays(project: Path) -> 
     saturday = dt.datetime(2026, 11, 28, 20, tzinfo=UTC)
     nxt, _rule = local_time_rule(config, "monthly-sphere", "sendgrid", saturday)
     assert nxt == _at(2026, 11, 29)
+
+
+@pytest.mark.parametrize("line", [
+    "61 9 * * *", "0 9 32 * *", "0 9 * 13 *", "0 25 * * *", "0 9 5-2 * *", "0 9 */0 * *",
+    "x 9 * * *", "0 9 L * *", "0 9 0 * *", "0 9 * 0 *", "0 9 * * 8", "0 9 * *", "@reboot",
+    "0 9 * jan-mar *", "0 9 last * *", "0,30 9 1,15 * *", "*/15 8-17 * * mon-fri",
+    "0 9 31 2 *", "0 9 30 2 *", "0 9 29 2 *", "0 9 31 2 1", "0 9 31 4,6 *", "0 9 31 4-7 *",
+    "0 9 */10 * *", "5/20 * * * *", "0 9 * dec *", "0 9 * * 7", "@daily"])
+def test_the_light_check_agrees_with_apscheduler(line: str) -> None:
+    # Config validates lines without APScheduler: the same lines refused, with the same
+    # words, and the same lines found never to fire.
+    try:
+        built = trigger(line, LA)
+    except CronError as exc:
+        with pytest.raises(CronError) as info:
+            cron.check(line)
+        assert str(info.value) == str(exc)
+        return
+    start = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    never = built.get_next_fire_time(None, start) is None
+    assert cron.check(line) == ("never fires (no such date)" if never else None)

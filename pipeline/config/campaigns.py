@@ -6,33 +6,27 @@ import re
 from pathlib import Path
 
 from pipeline.config.check import Check, default, parse_duration_days
-from pipeline.config.settings import Drip, DripStep, Scheduling
-from pipeline.models import Campaign, CampaignKind, SectionSizes, Sender
+from pipeline.config.settings import ConfigString, Drip, DripStep, Scheduling
+from pipeline.models import Campaign, CampaignKind, SectionSizes
 from pipeline.scheduling import cron
 from pipeline.yamlfile import LineDict, LineList
 
 
-def _check_strings(node: LineDict, path: str, keys: tuple[str, ...], sender: Sender,
-                   check: Check) -> None:
-    """Subjects and preheaders must render: a misspelled name fails here, not in inboxes."""
-    # Jinja only (not MJML): imported here, not for `sphere --help`. Checked at a sample
-    # moment, as against a sample contact: the answer does not depend on the clock.
-    from pipeline.rendering.strings import SAMPLE_NOW, check_subject
+def _strings(node: LineDict, path: str, keys: tuple[str, ...], check: Check) -> None:
+    """Record subjects and preheaders with their lines: `sphere check` and every send
+    render them (rendering/templatecheck.py), so loading config needs no Jinja."""
     for key in keys:
         text = node.get(key)
         if isinstance(text, str) and text.strip():
-            problem = check_subject(text, sender, SAMPLE_NOW)
-            if problem:
-                check.add(node, f"{path}{key}", problem,
-                          'e.g. "{{ contact.first_name }}, your {{ month }} notes"')
+            check.strings.append(ConfigString(f"{path}{key}", node.line_of(key), text))
 
 
 def load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
-                  check: Check, project: Path, sender: Sender) -> Campaign:
+                  check: Check, project: Path) -> Campaign:
     """One campaign of campaigns.yaml, its problems added to `check`."""
     p = f"campaigns.{name}."
     kind = check.choice(node, "kind", p, tuple(CampaignKind))
-    _check_strings(node, p, ("subject", "preheader"), sender, check)
+    _strings(node, p, ("subject", "preheader"), check)
     targets = _audiences(node, p, audiences, check)
     schedule = _schedule(node, p, kind, check)
     sizes_node = check.mapping(node.get("sections"), f"{p}sections", node.line_of("sections"))
@@ -99,15 +93,14 @@ def _schedule(node: LineDict, p: str, kind: str, check: Check) -> str:
     schedule = check.text(node, "schedule", p,
                           default="0 10 * * *" if kind == "interest_alert" else "0 9 1 * *")
     try:
-        trigger = cron.trigger(schedule, dt.UTC)
+        never = cron.check(schedule)
     except cron.CronError as exc:
         check.add(node, f"{p}schedule", f"bad cron expression {schedule!r}: {exc}",
                   "five fields: minute hour day month weekday, e.g. \"0 9 1 * *\"")
     else:
         # "0 9 31 2 *" parses but never fires (no 31 February): the campaign would vanish.
-        start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-        if trigger.get_next_fire_time(None, start) is None:
-            check.add(node, f"{p}schedule", f"{schedule!r} never fires (no such date)",
+        if never:
+            check.add(node, f"{p}schedule", f"{schedule!r} {never}",
                       "check the day and month fields, e.g. \"0 9 1 * *\"")
     return schedule
 
@@ -148,8 +141,7 @@ def _approval(node: LineDict, p: str, check: Check, cls: type) -> tuple[bool, in
     return approval, days or expires_days
 
 
-def load_drips(root: LineDict, audiences: tuple[str, ...], check: Check,
-                sender: Sender) -> tuple[Drip, ...]:
+def load_drips(root: LineDict, audiences: tuple[str, ...], check: Check) -> tuple[Drip, ...]:
     drips_node = check.mapping(root.get("drips"), "drips", root.line_of("drips"))
     out = []
     for name, raw in drips_node.items():
@@ -174,7 +166,7 @@ def load_drips(root: LineDict, audiences: tuple[str, ...], check: Check,
             sp = f"{p}steps[{i}]."
             snode = check.mapping(s, f"{p}steps[{i}]", steps_raw.lines[i])
             template = check.text(snode, "template", sp, required=True)
-            _check_strings(snode, sp, ("subject",), sender, check)
+            _strings(snode, sp, ("subject",), check)
             after = snode.get("after")
             every = snode.get("every")
             if (after is None) == (every is None):

@@ -6,6 +6,7 @@ import re
 import zoneinfo
 from typing import Any
 
+from pipeline.config.settings import ConfigString
 from pipeline.errors import Problem
 from pipeline.yamlfile import LineDict
 
@@ -19,6 +20,8 @@ class Check:
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
+        # Subjects and preheaders read (Jinja, checked with the templates, not here).
+        self.strings: list[ConfigString] = []
 
     def add(self, node: Any, key: str, problem: str, fix: str = "", line: int = 0,
             severity: str = "error") -> None:

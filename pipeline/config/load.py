@@ -190,8 +190,8 @@ def _sendgrid(root: LineDict, check: Check) -> SendGridSettings:
         or sg_d.workers)
 
 
-def _campaigns(root: LineDict, audiences: tuple[str, ...], check: Check, project: Path,
-               sender: Sender) -> tuple[list[Campaign], list[tuple[str, str]], LineDict]:
+def _campaigns(root: LineDict, audiences: tuple[str, ...], check: Check, project: Path
+               ) -> tuple[list[Campaign], list[tuple[str, str]], LineDict]:
     """campaigns.yaml `campaigns:`: each campaign, the cold-contact policies set, and the
     block itself (later checks point at it)."""
     campaigns_node = check.mapping(root.get("campaigns"), "campaigns", root.line_of("campaigns"))
@@ -205,7 +205,7 @@ def _campaigns(root: LineDict, audiences: tuple[str, ...], check: Check, project
             check.add(campaigns_node, f"campaigns.{name}", "is not a simple id",
                       "use lowercase letters, digits, '-' or '_'")
         node = check.mapping(raw, f"campaigns.{name}", campaigns_node.line_of(name))
-        campaigns.append(load_campaign(str(name), node, audiences, check, project, sender))
+        campaigns.append(load_campaign(str(name), node, audiences, check, project))
         if "cold_contacts" in node:
             cold_policies.append((str(name), check.choice(
                 node, "cold_contacts", f"campaigns.{name}.", ("normal", "quarterly", "skip"),
@@ -251,9 +251,8 @@ def load_config(project: Path) -> Config:
     transport = check.choice(root, "transport", "", TRANSPORTS, default="outbox")
     smtp = _smtp(root, check)
     sendgrid = _sendgrid(root, check)
-    campaigns, cold_policies, campaigns_node = _campaigns(root, audiences, check, project,
-                                                          sender)
-    drips = load_drips(root, audiences, check, sender)
+    campaigns, cold_policies, campaigns_node = _campaigns(root, audiences, check, project)
+    drips = load_drips(root, audiences, check)
     tips = _load_tips(project, check.text(root, "tips", "", default=""), check)
     for c in campaigns:
         if c.kind == "recent_sales" and not tips:
@@ -279,5 +278,5 @@ def load_config(project: Path) -> Config:
                   campaigns=tuple(campaigns), drips=drips, sources=sources, tips=tips,
                   audience_files=audience_files, synonyms=synonyms, scheduling=scheduling,
                   engagement=engagement, cold_policies=tuple(cold_policies),
-                  database_url=database_url,
+                  database_url=database_url, strings=tuple(check.strings),
                   warnings=tuple(p for p in all_problems if p.severity != "error"))

@@ -18,6 +18,15 @@ DEFAULT_STATE_DIR = "var"
 
 
 @dataclass(frozen=True)
+class ConfigString:
+    """A subject or preheader of campaigns.yaml, where it is written (the key and line)."""
+
+    key: str  # "campaigns.monthly-sphere.subject", "drips.after-closing.steps[0].subject"
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     """Where SMTP sends go; credentials come only from SMTP_USERNAME / SMTP_PASSWORD."""
 
@@ -109,6 +118,8 @@ class Config:
     # `database_url:` (team mode, issue #17): a PostgreSQL database instead of sphere.db;
     # SPHERE_DATABASE_URL overrides it. Never a password here: secrets come from the env.
     database_url: str = ""
+    # Subjects and preheaders with their lines, for templatecheck to render.
+    strings: tuple[ConfigString, ...] = ()
 
     def cold_policy(self, campaign: str) -> str:
         """How a campaign treats cold contacts: normal | quarterly | skip."""

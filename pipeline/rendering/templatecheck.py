@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 
-from pipeline.config import Config
+from pipeline.config import CAMPAIGNS_FILE, Config
 from pipeline.errors import Problem
 from pipeline.models import (
     AlertExtra,
@@ -45,6 +45,7 @@ from pipeline.rendering.render import (
     TemplateError,
     footer_missing,
 )
+from pipeline.rendering.strings import SAMPLE_NOW, check_subject
 from pipeline.resources import bundled
 
 _UNKNOWN = object()  # a value whose shape the check cannot know: nothing is checked on it
@@ -123,6 +124,10 @@ def check_templates(config: Config, renderer: Renderer | None = None,
     for use in template_uses(config):
         if wanted is not None and use.where not in wanted and use.template not in wanted:
             continue
+        broken = _string_problems(config, use)
+        if broken:  # rendering the email would only fail on the same subject
+            problems += broken
+            continue
         key = (use.template, frozenset(template_variables(use.extra)))
         if key in done:  # the same template and names: the same problems, another user
             first, found = done[key]
@@ -133,6 +138,21 @@ def check_templates(config: Config, renderer: Renderer | None = None,
         done[key] = (use, found)
         problems += found
     return _merged(problems)
+
+
+def _string_problems(config: Config, use: Use) -> list[Problem]:
+    """The subject and preheader of the campaign or drip step `use` is, rendered against a
+    sample contact at a sample moment; each problem names its campaigns.yaml line."""
+    owner = use.where.removesuffix("template") if use.where.endswith(".template") \
+        else f"{use.where}."
+    out = []
+    for s in config.strings:
+        if s.key.startswith(owner):
+            problem = check_subject(s.text, config.sender, SAMPLE_NOW)
+            if problem:
+                out.append(Problem(CAMPAIGNS_FILE, s.line, s.key, problem,
+                                   'e.g. "{{ contact.first_name }}, your {{ month }} notes"'))
+    return out
 
 
 def _merged(problems: list[Problem]) -> list[Problem]:

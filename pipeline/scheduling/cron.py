@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
+if TYPE_CHECKING:  # APScheduler is imported when a trigger is built, not to check a line
+    from apscheduler.triggers.base import BaseTrigger
 
 # crontab(5) weekday numbers: 0 (or 7) is Sunday.
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -24,6 +24,10 @@ _MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 
            "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
            "@hourly": "0 * * * *"}
 _PART = re.compile(r"^(?:(\*)|([0-9a-z]+)(?:-([0-9a-z]+))?)(?:/([0-9]+))?$")
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# (name, lowest, highest) of the first four fields, as APScheduler names and bounds them.
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12))
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # 29 February: leap years
 
 
 class CronError(ValueError):
@@ -78,9 +82,65 @@ def fields(line: str) -> list[str]:
     return parts
 
 
+def _value(token: str, name: str, lo: int, hi: int) -> int:
+    """One number (or month name) of a field, with APScheduler's wording when it is bad."""
+    if name == "month" and token in _MONTHS:
+        return _MONTHS.index(token) + 1
+    if not token.isdigit():
+        raise CronError(f'Unrecognized expression "{token}" for field "{name}"')
+    n = int(token)
+    if n > hi:
+        raise CronError(f"Error validating expression '{token}': the last value ({n}) is "
+                        f"higher than the maximum value ({hi})")
+    if n < lo:
+        raise CronError(f"Error validating expression '{token}': the first value ({n}) is "
+                        f"lower than the minimum value ({lo})")
+    return n
+
+
+def _values(field: str, name: str, lo: int, hi: int) -> frozenset[int]:
+    """The numbers a minute, hour, day or month field names (CronError if it is bad)."""
+    out: set[int] = set()
+    for part in field.split(","):
+        if name == "day" and part == "last":  # APScheduler's "last day of the month"
+            out.update(range(28, 32))
+            continue
+        m = _PART.match(part)
+        if not m:
+            raise CronError(f'Unrecognized expression "{part}" for field "{name}"')
+        star, first, last, step = m.groups()
+        if step is not None and int(step) < 1:
+            raise CronError("Increment must be higher than 0")
+        start = lo if star else _value(first, name, lo, hi)
+        end = hi if star or (last is None and step) else \
+            _value(last, name, lo, hi) if last else start
+        if start > end:
+            raise CronError("The minimum value in a range must not be higher than the maximum")
+        out.update(range(start, end + 1, int(step or 1)))
+    return frozenset(out)
+
+
+def check(line: str) -> str | None:
+    """Why a crontab(5) line is refused (CronError), or a note when it parses but never
+    fires (no such date, e.g. 31 February); None when it is a working schedule. Light:
+    no APScheduler, so loading the configuration does not import it."""
+    minute, hour, dom, month, dow = fields(line)
+    weekdays(dow)
+    found = [_values(f, name, lo, hi)
+             for f, (name, lo, hi) in zip((minute, hour, dom, month), _FIELDS, strict=True)]
+    days, months = found[2], found[3]
+    if not dom.startswith("*") and not dow.startswith("*"):
+        return None  # either field fires it: the weekday does, every week
+    if any(d <= _MONTH_DAYS[m - 1] for d in days for m in months):
+        return None
+    return "never fires (no such date)"
+
+
 @lru_cache(maxsize=256)
 def trigger(line: str, timezone: dt.tzinfo) -> BaseTrigger:
     """The APScheduler trigger for a crontab(5) line in `timezone` (CronError if invalid)."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
     minute, hour, dom, month, dow = fields(line)
     days = weekdays(dow)
     aps_dow = "*" if len(days) == 7 else ",".join(_APS_DAYS[d] for d in sorted(days))
