@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
+from pipeline import names
+
 
 # Kinds and statuses are StrEnums: each member is its own string ("newsletter"), so the
 # YAML, the database and JSON keep the same text while the code compares named members.
@@ -71,7 +73,7 @@ SOURCE_KINDS: tuple[str, ...] = tuple(SourceKind)
 RELATIONSHIPS: tuple[str, ...] = ("past_client", "sphere", "referral_source", "prospect")
 STATUSES: tuple[str, ...] = tuple(ContactStatus)
 CAMPAIGN_KINDS: tuple[str, ...] = tuple(CampaignKind)
-TRANSPORTS: tuple[str, ...] = ("outbox", "smtp", "sendgrid")
+TRANSPORTS: tuple[str, ...] = names.TRANSPORTS  # the one list, kept cheap for the CLI
 # Sections of a digest, in the order the reader sees them.
 SECTIONS: tuple[str, ...] = ("neighbourhood", "market", "interests", "tip")
 

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import SphereError
+from pipeline.names import DEFAULT_NEIGHBOURHOODS, TICK_SECONDS, utc_now
 from pipeline.outcomes import (
     CheckResult,
     EventsRecorded,
@@ -48,11 +49,6 @@ if TYPE_CHECKING:
 # and `sphere --help` (which imports no operation) stays as fast as click itself.
 
 Clock = Callable[[], dt.datetime]
-
-
-def utc_now() -> dt.datetime:
-    """The real time, in UTC (the default clock)."""
-    return dt.datetime.now(dt.UTC)
 
 
 class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
@@ -566,14 +562,10 @@ class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
         return review.send_now(self.config, self.store, self.transport(dry_run=False),
                                self.draft(draft_id), self.clock, progress=progress)
 
-    def daemon(self, transport_name: str | None = None, tick_seconds: int = 60,
+    def daemon(self, transport_name: str | None = None, tick_seconds: int = TICK_SECONDS,
                on_tick: Callable[[TickReport], None] | None = None) -> Daemon:
         """The scheduler daemon over this project (its own store per tick); call run()."""
         from pipeline.scheduling.daemon import Daemon
         transport = self.transport(transport_name, dry_run=False)
         return Daemon(self.config, self.open_store, transport, self.clock, tick_seconds,
                       on_tick=on_tick)
-
-
-# A project-level mapping used by `contacts import` when no --neighbourhoods is given.
-DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"

@@ -48,7 +48,8 @@ def deliver_plan(store: Ledger, renderer: Renderer, transport: Transport, prepar
     time delivers a send: another holding it raises LockedError (sendlock.py)."""
     # PostgreSQL has no file to lock: its store holds an advisory lock per send instead.
     hold = getattr(store, "hold_send", None)
-    with hold(prepared.plan.send_id) if hold else send_lock(store.path, prepared.plan.send_id):
+    with hold(prepared.plan.send_id) if hold else send_lock(store.path, prepared.plan.send_id,
+                                                            now()):
         return _deliver_plan(store, renderer, transport, prepared, now, dry_run, progress,
                              max_failures, should_stop)
 

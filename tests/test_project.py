@@ -156,14 +156,6 @@ def test_the_cli_opens_no_store_and_loads_no_config_itself() -> None:
                                                     "import load_config\n"))
 
 
-def test_the_cli_s_spelled_out_names_agree_with_the_library() -> None:
-    from pipeline import project
-    from pipeline.cli import app, contacts
-    from pipeline.delivery import transports
-    assert app.TRANSPORTS == transports.TRANSPORTS
-    assert contacts.DEFAULT_NEIGHBOURHOODS == project.DEFAULT_NEIGHBOURHOODS
-
-
 def _hold_newsletter(project: Path) -> None:
     """`approval: true` on the sample's newsletter: a send holds draft d1."""
     path = project / "campaigns.yaml"

@@ -3,6 +3,7 @@ of a period another process is delivering is refused, naming the holder, instead
 calling the other's in-flight messages "outcome unknown"."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -62,8 +63,10 @@ def test_a_second_send_of_the_same_period_is_refused_naming_the_holder(
 def test_the_daemons_delivery_takes_the_same_lock(project: Path) -> None:
     s = sample(project)
     config = load_config(project)
-    with send_lock(config.db_path, s.prepared.plan.send_id):
-        with pytest.raises(LockedError, match=f"pid {os.getpid()}"):
+    with send_lock(config.db_path, s.prepared.plan.send_id, NOW):
+        # The holder, and when it took the lock: the clock passed in, not the wall's.
+        since = NOW.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        with pytest.raises(LockedError, match=f"pid {os.getpid()} on .*, since {since}"):
             deliver_plan(s.store, s.renderer, OutboxTransport(config.outbox_dir),
                          s.prepared, lambda: NOW, False)
         assert s.store.ledger_status(s.prepared.plan.send_id) == {}  # nothing begun

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from pipeline import __version__
+from pipeline import __version__, names
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -66,7 +66,7 @@ def clock() -> Callable[[], dt.datetime]:
             raise click.BadParameter(f"SPHERE_NOW={pinned!r} is not an ISO 8601 time") from None
         moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
         return lambda: moment
-    return lambda: dt.datetime.now(dt.UTC)
+    return names.utc_now
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -146,9 +146,8 @@ project_option = click.option("--project", "project", type=PathArg(file_okay=Fal
                               help="The project folder (content_sources.yaml, campaigns.yaml, "
                                    "audiences/).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-# The transports `--transport` accepts (delivery/transports.py's, spelled out so that
-# --help need not import it; tests/test_cli.py checks they agree).
-TRANSPORTS = ("outbox", "smtp", "sendgrid")
+# The transports `--transport` accepts (pipeline/names.py is cheap enough for --help).
+TRANSPORTS = names.TRANSPORTS
 
 
 @click.group(context_settings=CONTEXT)

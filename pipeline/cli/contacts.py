@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline import names
 from pipeline.cli.app import (
     CONTEXT,
     LazyConsole,
@@ -24,15 +25,10 @@ if TYPE_CHECKING:
 
 # Each command imports what it uses (see app.py): `sphere --help` stays light.
 
-# exports.TARGETS, spelled out so that --help need not import the importer (tests/test_cli.py
-# checks they agree); config.AUDIENCES_DIR and project.DEFAULT_NEIGHBOURHOODS likewise.
-TARGETS = ("email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
-           "closing_date", "timezone", "note", "private_note", "status", "name", "street",
-           "zip", "opt_out", "subscribed", "ignore")
-AUDIENCES_DIR = "audiences"
-
-# A project-level mapping used when --neighbourhoods is not given.
-DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"
+# From pipeline/names.py, cheap enough for --help: the importer itself is not loaded.
+TARGETS = names.IMPORT_TARGETS
+AUDIENCES_DIR = names.AUDIENCES_DIR
+DEFAULT_NEIGHBOURHOODS = names.DEFAULT_NEIGHBOURHOODS
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline import names
 from pipeline.cli.app import (
     CONTEXT,
     TRANSPORTS,
@@ -26,9 +27,8 @@ if TYPE_CHECKING:
     from pipeline.scheduling.daemon import TickReport, Unsent
 # Each command imports what it uses (see app.py): `sphere --help` stays light.
 
-# schedule.REFERRAL_UPDATES, spelled out so that --help need not import the scheduler
-# (tests/test_cli.py checks they agree).
-REFERRAL_STATUSES = ("met", "listed", "closed")
+# From pipeline/names.py, cheap enough for --help: the scheduler itself is not loaded.
+REFERRAL_STATUSES = names.REFERRAL_UPDATES
 
 
 def _date(value: str | None, what: str) -> dt.date | None:
@@ -56,7 +56,7 @@ def _report(report: TickReport) -> None:
 
 @main.command("run", context_settings=CONTEXT)
 @project_option
-@click.option("--tick", "tick_seconds", type=click.IntRange(1, 3600), default=60,
+@click.option("--tick", "tick_seconds", type=click.IntRange(1, 3600), default=names.TICK_SECONDS,
               show_default=True, help="How often to look for due sends.")
 @click.option("--once", is_flag=True, help="One tick now, then exit (for cron or tests).")
 @click.option("--since", help="With --once: also send drip steps due since this date "

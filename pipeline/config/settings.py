@@ -6,12 +6,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import names
 from pipeline.errors import ConfigError, Problem
 from pipeline.models import Campaign, Sender, Source, Tip
 
 SOURCES_FILE = "content_sources.yaml"
 CAMPAIGNS_FILE = "campaigns.yaml"
-AUDIENCES_DIR = "audiences"
+AUDIENCES_DIR = names.AUDIENCES_DIR
 # State (SQLite, outbox) lives under the project unless campaigns.yaml says otherwise,
 # so a laptop user can delete one folder to start over.
 DEFAULT_STATE_DIR = "var"

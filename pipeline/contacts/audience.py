@@ -12,14 +12,14 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 # email_key is re-exported here: the one rule lives in pipeline.addresses.
+from pipeline import names
 from pipeline.addresses import email_key
 from pipeline.contacts.csvsafe import unguard
 from pipeline.errors import Problem
 from pipeline.models import RELATIONSHIPS, STATUSES, Contact
 from pipeline.yamlfile import LineDict, LineList, load_yaml
 
-FIELDS = ("email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
-          "closing_date", "timezone", "note", "private_note", "status")
+FIELDS = names.CONTACT_FIELDS
 # `note` is printed in that person's emails; `private_note` (a CRM's Notes) is the
 # professional's own and is never read into a Contact, so no template can print it.
 # Date columns a drip may anchor on; other dates live in `extra` fields later.

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.contacts.audience import FIELDS, one_line
+from pipeline import names
+from pipeline.contacts.audience import one_line
 from pipeline.contacts.vcard import iter_vcards
 from pipeline.errors import ConfigError, Problem
 
 # Fields a column can feed: the audience's own, plus the parts we derive them from.
-TARGETS: tuple[str, ...] = (*FIELDS, "name", "street", "zip", "opt_out", "subscribed", "ignore")
+TARGETS: tuple[str, ...] = names.IMPORT_TARGETS
 # Header aliases after _norm() (lower-case, letters and digits only). Order matters for
 # email: the first column is the primary address, later ones are alternates.
 ALIASES: dict[str, str] = {

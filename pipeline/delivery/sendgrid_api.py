@@ -39,6 +39,7 @@ from pipeline.config import Config, SendGridSettings
 from pipeline.delivery.deliver import Breaker, RetryPolicy, extra_headers
 from pipeline.errors import SphereError, TransportError, header_safe, redact, redact_url
 from pipeline.models import Delivery, RenderedEmail, Sender
+from pipeline.names import utc_now
 from pipeline.rendering.mime import needs_smtputf8, wire_address
 from pipeline.scheduling import cron
 
@@ -261,7 +262,7 @@ class SendGridTransport:
         # Twice the connections keeps every one busy while the ledger commits.
         self.window = 2 * self.workers
         self.send_at = send_at
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.clock = clock or utc_now
         self.breaker = Breaker()
         self.client = SendGridClient(host or api_host(settings), api_key, settings.timeout,
                                      pool=settings.workers, retry=retry, stop=self.breaker)

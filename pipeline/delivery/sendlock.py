@@ -35,10 +35,10 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def send_lock(db_path: Path | None, send_id: str) -> Iterator[None]:
+def send_lock(db_path: Path | None, send_id: str, now: dt.datetime) -> Iterator[None]:
     """Hold the lock of `send_id` (the project of the database at `db_path`) while the
-    block runs, or raise LockedError naming the holder. No lock for an in-memory
-    database (a dry run, which sends nothing)."""
+    block runs, or raise LockedError naming the holder (and `now`, when it took the lock).
+    No lock for an in-memory database (a dry run, which sends nothing)."""
     if db_path is None:
         yield
         return
@@ -55,7 +55,7 @@ def send_lock(db_path: Path | None, send_id: str) -> Iterator[None]:
                           "it sends only what is still missing") from None
     try:
         # Written after taking the lock, replaced whole: a reader sees one holder or none.
-        since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        since = now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         tmp = who.with_name(f".{who.name}.{os.getpid()}")
         tmp.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                    "since": since}), encoding="utf-8")

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pipeline import names
 from pipeline.errors import SphereError
 
 if TYPE_CHECKING:
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from pipeline.delivery.deliver import Transport
     from pipeline.delivery.sendgrid_api import SendAtRule
 
-TRANSPORTS = ("outbox", "smtp", "sendgrid")
+TRANSPORTS = names.TRANSPORTS
 
 
 def choose_transport(config: Config, name: str | None = None, dry_run: bool = False,
@@ -33,4 +34,4 @@ def choose_transport(config: Config, name: str | None = None, dry_run: bool = Fa
     if chosen == "sendgrid":
         from pipeline.delivery.sendgrid_api import SendGridTransport
         return SendGridTransport.from_env(config.sendgrid, config.sender, send_at, clock)
-    raise SphereError(f"unknown transport {chosen!r}", "use outbox, smtp or sendgrid")
+    raise SphereError(f"unknown transport {chosen!r}", f"use {names.one_of(TRANSPORTS)}")

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from pipeline import names
 from pipeline.config import Config, Drip, DripStep, Scheduling
 from pipeline.contacts.audience import email_key
 from pipeline.models import (
@@ -31,7 +32,7 @@ PRIORITY_CAMPAIGN = 1
 # monthly newsletter never slides into the next month's.
 MAX_WAIT = dt.timedelta(days=7)
 
-REFERRAL_UPDATES = ("met", "listed", "closed")
+REFERRAL_UPDATES = names.REFERRAL_UPDATES
 
 
 def referral_update_due(referral: Referral, contact: Contact, sender_tz: str,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline import names
 from pipeline.addresses import email_key
 from pipeline.approval import drafts
 from pipeline.config import Config
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sphere.daemon")
 CHECKPOINT = "scheduler.last_tick"
 INPUTS = "scheduler.inputs"  # the audience files and referrals the last tick saw
-TICK_SECONDS = 60
+TICK_SECONDS = names.TICK_SECONDS
 _daemons: dict[str, Daemon] = {}  # project path -> the running daemon (for the job)
 # `status` lists drip steps that never went out this far back (older ones are history).
 MISSED_LOOKBACK = dt.timedelta(days=14)
@@ -439,7 +440,7 @@ class Daemon:
             self.scheduler.add_job(_scheduled_tick, "interval", args=[key],
                                    seconds=self.tick_seconds, id="sphere-tick",
                                    replace_existing=True,
-                                   next_run_time=dt.datetime.now(dt.UTC))
+                                   next_run_time=names.utc_now())
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
             self.scheduler.start()

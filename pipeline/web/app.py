@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute
 
+from pipeline.names import utc_now
 from pipeline.state.interface import Ledger
 
 T = TypeVar("T")
@@ -124,7 +125,7 @@ def create_app(open_store: Callable[[], Ledger], routes: Sequence[BaseRoute],
     """The ASGI app serving `routes`; the store opens on first use and closes when the
     server stops."""
     context = WebContext(StoreThread(open_store),
-                         clock or (lambda: dt.datetime.now(dt.UTC)))
+                         clock or utc_now)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
