@@ -62,6 +62,38 @@ class LedgerStatus(StrEnum):
     FAILED = "failed"
 
 
+class SendOutcome(StrEnum):
+    """How a recorded send ended (None in the ledger while it runs)."""
+
+    DONE = "done"
+    PAUSED = "paused"
+    FAILED = "failed"
+
+
+class FetchStatus(StrEnum):
+    """What fetching a feed gave."""
+
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    FAILED = "failed"
+
+
+class ReviewState(StrEnum):
+    """One person of a draft, as review shows them."""
+
+    HELD = "held"
+    APPROVED = "approved"
+    DROPPED = "dropped"
+    EXPIRED = "expired"
+    SENT = "sent"
+    FAILED = "failed"
+    PENDING = "pending"
+    SCHEDULED = "sends on schedule"  # a campaign sent without approval, as the studio shows it
+
+
+ReferralStatus = names.ReferralStatus  # defined with the CLI's cheap names
+
+
 class DueKind(StrEnum):
     """What a calendar item sends: a campaign's firing or a drip step."""
 
@@ -156,7 +188,7 @@ class Contact:
     timezone: str = ""
     note: str = ""  # printed in their newsletters; the audience's `private_note` column is
     # deliberately not a field: what is not here no template can print
-    status: str = "subscribed"
+    status: ContactStatus = ContactStatus.SUBSCRIBED
     audience: str = ""
     origin: str = ""  # "audiences/sphere.csv:12", for messages
 
@@ -289,7 +321,7 @@ class ReferralInfo:
 
     id: int
     name: str
-    status: str
+    status: ReferralStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +353,8 @@ class DripExtra:
             return None
         ref = data.get("referral")
         referral = ReferralInfo(int(ref.get("id", 0)), str(ref.get("name", "")),
-                                str(ref.get("status", ""))) if ref else None
+                                ReferralStatus(str(ref.get("status", "received")))) if ref \
+            else None
         return cls(referral, data.get("years"), data.get("times"))
 
 

@@ -6,6 +6,7 @@ options list these choices) without loading any stage.
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 
 # The transports a send can use; campaigns.yaml's `transport:` default is the first.
 TRANSPORTS: tuple[str, ...] = ("outbox", "smtp", "sendgrid")
@@ -16,8 +17,20 @@ TICK_SECONDS = 60
 AUDIENCES_DIR = "audiences"
 # A project-level neighbourhood mapping `contacts import` reads when none is named.
 DEFAULT_NEIGHBOURHOODS = "neighbourhoods.yaml"
+
+
+class ReferralStatus(StrEnum):
+    """Where a referral stands; each step after `received` emails the referrer."""
+
+    RECEIVED = "received"
+    MET = "met"
+    LISTED = "listed"
+    CLOSED = "closed"
+
+
 # The referral statuses `sphere referral update` sets, each with an email to the referrer.
-REFERRAL_UPDATES: tuple[str, ...] = ("met", "listed", "closed")
+REFERRAL_UPDATES: tuple[ReferralStatus, ...] = (
+    ReferralStatus.MET, ReferralStatus.LISTED, ReferralStatus.CLOSED)
 # An audience file's columns.
 CONTACT_FIELDS: tuple[str, ...] = (
     "email", "first_name", "last_name", "neighbourhood", "interests", "relationship",

@@ -14,7 +14,15 @@ if TYPE_CHECKING:
     from pipeline.delivery.suppressions import SyncSummary
     from pipeline.errors import Problem
     from pipeline.feeds.ingest import IngestSummary
-    from pipeline.models import Campaign, Contact, Pick, RunSummary, Source
+    from pipeline.models import (
+        Campaign,
+        Contact,
+        Pick,
+        ReferralStatus,
+        ReviewState,
+        RunSummary,
+        Source,
+    )
     from pipeline.runner import Prepared
     from pipeline.scheduling.calendar import Due, Firing
     from pipeline.scheduling.daemon import Unsent
@@ -82,7 +90,7 @@ class ReferralUpdated:
     """`referral update`: sent now, already had it, or waiting for quiet hours to end."""
 
     id: int
-    status: str
+    status: ReferralStatus
     by_email: str
     sent: bool
     already_sent: bool
@@ -106,7 +114,7 @@ class DraftState:
     """A draft and how many of its people are in each state (sent from the ledger)."""
 
     draft: Draft
-    counts: dict[str, int]
+    counts: dict[ReviewState, int]
 
 
 FAILING_FEED_THRESHOLD = 3  # consecutive failures before a feed is flagged as failing

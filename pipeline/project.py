@@ -11,7 +11,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import SphereError
-from pipeline.names import DEFAULT_NEIGHBOURHOODS, TICK_SECONDS, utc_now
+from pipeline.models import ReferralStatus
+from pipeline.names import (
+    DEFAULT_NEIGHBOURHOODS,
+    REFERRAL_UPDATES,
+    TICK_SECONDS,
+    one_of,
+    utc_now,
+)
 from pipeline.outcomes import (
     CheckResult,
     EventsRecorded,
@@ -500,23 +507,28 @@ class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
         from pipeline.addresses import email_key
         from pipeline.scheduling.calendar import Referral, referral_update_due
         from pipeline.scheduling.daemon import all_contacts
+        try:
+            state = ReferralStatus(status)
+        except ValueError:
+            raise SphereError(f"unknown referral status {status!r}",
+                              f"use {one_of(REFERRAL_UPDATES)}") from None
         config, store, now = self.config, self.store, self.now()
         rows = {r.id: r for r in store.referrals()}
         if referral_id not in rows:
             raise SphereError(f"no referral {referral_id}; `sphere referral add` records one")
         by_email, name, received = (rows[referral_id].by_email, rows[referral_id].name,
                                     rows[referral_id].received)
-        store.update_referral(referral_id, status, now)
+        store.update_referral(referral_id, state, now)
         contact = next((c for c in all_contacts(config)
                         if email_key(c.email) == email_key(by_email)), None)
         if contact is None:
             raise SphereError(f"{by_email} is no longer in an audience file; status saved, no "
                               "email sent")
-        referral = Referral(referral_id, by_email, name, received, status, now)
+        referral = Referral(referral_id, by_email, name, received, state, now)
         item = referral_update_due(referral, contact, config.sender.timezone,
                                    config.scheduling, now)
         if item.at > now:
-            return ReferralUpdated(referral_id, status, by_email, sent=False,
+            return ReferralUpdated(referral_id, state, by_email, sent=False,
                                    already_sent=False, waits_until=item.local,
                                    their_time=item.period)
         transport = self.transport(transport_name)
@@ -527,7 +539,7 @@ class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
             (summary,) = run_due(config, store, transport, [item], lambda: now, self.dry_run)
         finally:
             transport.close()
-        return ReferralUpdated(referral_id, status, by_email, sent=not summary.already_sent,
+        return ReferralUpdated(referral_id, state, by_email, sent=not summary.already_sent,
                                already_sent=bool(summary.already_sent))
 
     def tick(self, transport_name: str | None = None, since: dt.date | None = None,

@@ -6,7 +6,14 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from pipeline.errors import SphereError
-from pipeline.models import AlertStatus, CampaignKind, DraftStatus
+from pipeline.models import (
+    AlertStatus,
+    CampaignKind,
+    DraftStatus,
+    DueKind,
+    LedgerStatus,
+    ReviewState,
+)
 from pipeline.outcomes import (
     ApprovalQueue,
     Approved,
@@ -43,9 +50,10 @@ class ApprovalDesk:
         found = []
         for draft in drafts.load(store):
             ledger = drafts.sent_to(store, draft)
-            counts: dict[str, int] = {}
+            counts: dict[ReviewState, int] = {}
             for r in draft.recipients:
-                state = "sent" if ledger.get(r.email) == "sent" else draft.state(r, now)
+                state = ReviewState.SENT if ledger.get(r.email) == LedgerStatus.SENT \
+                    else draft.state(r, now)
                 counts[state] = counts.get(state, 0) + 1
             found.append(DraftState(draft, counts))
         return tuple(found)
@@ -60,14 +68,15 @@ class ApprovalDesk:
         """Each person of `draft` and where they stand (`sent` from the ledger)."""
         from pipeline.approval import drafts
         ledger, now = drafts.sent_to(self.store, draft), self.now()
-        return [RecipientState(r, "sent" if ledger.get(r.email) == "sent"
+        return [RecipientState(r, ReviewState.SENT if ledger.get(r.email) == LedgerStatus.SENT
                                else draft.state(r, now)) for r in draft.recipients]
 
     def approval_queue(self) -> ApprovalQueue:
         """Interest alerts (stale ones retired first) and drafts waiting for a decision."""
         from pipeline.runner import reconcile_alerts
         store, now = self.store, self.now()
-        campaigns = {c.name: c for c in self.config.campaigns if c.kind == "interest_alert"}
+        campaigns = {c.name: c for c in self.config.campaigns
+                     if c.kind == CampaignKind.INTEREST_ALERT}
         notices = []
         for name, campaign in campaigns.items():
             notices += reconcile_alerts(store, name, now,
@@ -174,7 +183,7 @@ class ApprovalDesk:
         """Approve or drop a whole draft, or (with `contact`) one person of it."""
         from pipeline.approval import drafts, review
         store, now = self.store, self.now()
-        if draft.status == "dropped":
+        if draft.status == DraftStatus.DROPPED:
             raise SphereError(f"draft d{draft.id} ({draft.send_id}) was dropped; nothing of "
                               "it is sent")
         if not drop and draft.expired(now):
@@ -204,7 +213,7 @@ class ApprovalDesk:
         config = self.config
         tick = "the daemon's next tick (`sphere run`, or `sphere run --once` now)"
         campaign = next((c for c in config.campaigns if c.name == draft.name), None)
-        if draft.kind == "drip" or campaign is None:
+        if draft.kind == DueKind.DRIP or campaign is None:
             return tick
         current = send_id_for(campaign, period_for(campaign.schedule, self.now(),
                                                    config.sender.timezone))

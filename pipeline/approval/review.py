@@ -31,6 +31,7 @@ from pipeline.models import (
     Plan,
     PlannedEmail,
     RenderedEmail,
+    ReviewState,
     RunSummary,
 )
 from pipeline.planning.plan import period_for, send_id_for
@@ -59,7 +60,7 @@ class ReviewRecipient:
 
     email: str
     name: str  # full name, else the address
-    state: str  # held | approved | dropped | expired | sent | failed | pending
+    state: ReviewState
     note: str
     excluded: bool
     approved_alone: bool
@@ -150,7 +151,8 @@ def review(config: Config, store: Ledger, campaign: Campaign, draft: Draft,
     rows = []
     for r in draft.recipients:
         contact = people.get(r.email)
-        state = ledger.get(r.email) or draft.state(r, now)
+        sent = ledger.get(r.email)
+        state = ReviewState(sent) if sent else draft.state(r, now)
         picks = tuple(ReviewPick(p.section, p.key, titles.get(p.key, p.key), p.reason,
                                  p.key in r.dropped_items) for p in r.picks)
         rows.append(ReviewRecipient(r.email, (contact.name if contact else "") or r.email,

@@ -108,12 +108,14 @@ def _said(decided: DraftDecided, drop: bool, contact_email: str | None) -> None:
 
 def _list_drafts(p: Project, states: tuple[DraftState, ...]) -> None:
     """Drafts waiting, approved but not yet all sent, and expired unapproved."""
+    from pipeline.models import ReviewState
     now = p.now()
     shown = 0
     for s in states:
         draft, counts = s.draft, s.counts
-        if draft.status == "dropped" or not (counts.get("held") or counts.get("approved")
-                                             or counts.get("expired")):
+        if draft.status == "dropped" or not (counts.get(ReviewState.HELD)
+                                             or counts.get(ReviewState.APPROVED)
+                                             or counts.get(ReviewState.EXPIRED)):
             continue
         if not shown:
             out.print("Drafts (sends held for your approval):", markup=False)

@@ -121,16 +121,18 @@ def _cold_and_drafts(config: Config, view: StatusView, now: dt.datetime) -> None
         out.print(f"[yellow]{len(cold)} cold contact(s)[/] (no open or click in the last {n} "
                   f"sends): {escape(shown)}; `sphere report` has details, and a campaign's "
                   "`cold_contacts: quarterly` mails them less often.")
+    from pipeline.models import ReviewState
     for state in view.drafts:
         draft, counts = state.draft, state.counts
         if draft.status == "dropped":
             continue
-        if draft.expired(now) and counts.get("expired"):
+        expired, held = counts.get(ReviewState.EXPIRED), counts.get(ReviewState.HELD)
+        if draft.expired(now) and expired:
             out.print(f"[yellow]Draft d{draft.id} ({escape(draft.send_id)}) expired "
-                      f"unapproved on {draft.expires:%Y-%m-%d}[/]: {counts['expired']} "
+                      f"unapproved on {draft.expires:%Y-%m-%d}[/]: {expired} "
                       "email(s) not sent, and not sent late.")
-        elif counts.get("held"):
-            out.print(f"Draft d{draft.id} ({escape(draft.send_id)}): {counts['held']} "
+        elif held:
+            out.print(f"Draft d{draft.id} ({escape(draft.send_id)}): {held} "
                       f"email(s) waiting for `sphere approve` until "
                       f"{draft.expires:%Y-%m-%d %H:%M} UTC.")
 

@@ -16,7 +16,7 @@ from pipeline import names
 from pipeline.addresses import email_key
 from pipeline.contacts.csvsafe import unguard
 from pipeline.errors import Problem
-from pipeline.models import RELATIONSHIPS, STATUSES, Contact
+from pipeline.models import RELATIONSHIPS, STATUSES, Contact, ContactStatus
 from pipeline.yamlfile import LineDict, LineList, load_yaml
 
 FIELDS = names.CONTACT_FIELDS
@@ -113,7 +113,7 @@ def _contact_from_row(row: dict[str, str], audience: str, shown: str, line: int,
         closing_date=closing,
         timezone=tz,
         note=(row.get("note") or "").strip(),
-        status=status,
+        status=ContactStatus(status),
         audience=audience,
         origin=f"{shown}:{line}",
     )

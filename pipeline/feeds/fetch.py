@@ -26,7 +26,7 @@ import httpcore
 import httpx
 
 from pipeline import __version__
-from pipeline.models import Source
+from pipeline.models import FetchStatus, Source
 from pipeline.state.records import FeedState
 
 # A descriptive User-Agent: feed publishers block anonymous scrapers, and a URL lets
@@ -96,7 +96,7 @@ class FetchResult:
     """What fetching one source gave."""
 
     source: Source
-    status: str  # "ok" | "not_modified" | "failed"
+    status: FetchStatus
     body: bytes = field(default=b"", repr=False)
     headers: tuple[tuple[str, str], ...] = ()
     etag: str | None = None
@@ -339,17 +339,17 @@ def read_local(source: Source, state: FeedState, settings: FetchSettings = DEFAU
         # sample feed costs no parsing, like a 304 would.
         tag = f'"{info.st_mtime_ns:x}-{info.st_size:x}"'
         if state.etag == tag and state.last_success and state.url == source.url:
-            return FetchResult(source, "not_modified", etag=tag, last_modified=mtime,
+            return FetchResult(source, FetchStatus.NOT_MODIFIED, etag=tag, last_modified=mtime,
                                final_url=source.url)
         body = _read_file(path, settings.max_bytes)
     except ValueError as exc:
-        return FetchResult(source, "failed", error=str(exc))
+        return FetchResult(source, FetchStatus.FAILED, error=str(exc))
     except OSError as exc:
         reason = str(exc) if isinstance(exc, PermissionError) and not exc.strerror else \
             f"cannot read {source.url}: {exc.strerror or exc}"
-        return FetchResult(source, "failed",
+        return FetchResult(source, FetchStatus.FAILED,
                            error=f"{reason} (check its url in content_sources.yaml)")
-    return FetchResult(source, "ok", body=body, etag=tag, last_modified=mtime,
+    return FetchResult(source, FetchStatus.OK, body=body, etag=tag, last_modified=mtime,
                        final_url=source.url, bytes_read=len(body))
 
 
@@ -361,18 +361,18 @@ async def _get(client: httpx.AsyncClient, source: Source, state: FeedState,
         permanent = permanent_target(list(resp.history), final)
         if resp.status_code == 304:
             # A 304 may carry fresher validators; keep ours when it does not.
-            return FetchResult(source, "not_modified",
+            return FetchResult(source, FetchStatus.NOT_MODIFIED,
                                etag=resp.headers.get("etag") or state.etag,
                                last_modified=resp.headers.get("last-modified")
                                or state.last_modified, final_url=final,
                                permanent_url=permanent, http_status=304)
         if resp.status_code >= 400:
-            return FetchResult(source, "failed", error=_status_error(resp.status_code),
+            return FetchResult(source, FetchStatus.FAILED, error=_status_error(resp.status_code),
                                final_url=final, permanent_url=permanent,
                                http_status=resp.status_code)
         declared = resp.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.max_bytes:
-            return FetchResult(source, "failed", http_status=resp.status_code,
+            return FetchResult(source, FetchStatus.FAILED, http_status=resp.status_code,
                                error=f"body of {declared} bytes is over the "
                                      f"{settings.max_bytes}-byte cap")
         chunks, size = [], 0
@@ -380,7 +380,7 @@ async def _get(client: httpx.AsyncClient, source: Source, state: FeedState,
         async for chunk in resp.aiter_bytes():
             size += len(chunk)
             if size > settings.max_bytes:
-                return FetchResult(source, "failed", http_status=resp.status_code,
+                return FetchResult(source, FetchStatus.FAILED, http_status=resp.status_code,
                                    error=f"body over the {settings.max_bytes}-byte cap")
             chunks.append(chunk)
         # The body is decoded already: passing Content-Encoding or Content-Length on to
@@ -392,7 +392,7 @@ async def _get(client: httpx.AsyncClient, source: Source, state: FeedState,
         location = urljoin(final, headers.get("content-location", ""))
         headers["content-location"] = location if urlsplit(location).scheme in (
             "http", "https") else final
-        return FetchResult(source, "ok", body=b"".join(chunks),
+        return FetchResult(source, FetchStatus.OK, body=b"".join(chunks),
                            headers=tuple(headers.items()),
                            etag=resp.headers.get("etag"),
                            last_modified=resp.headers.get("last-modified"),
@@ -410,20 +410,20 @@ async def fetch_remote(client: httpx.AsyncClient, source: Source, state: FeedSta
     except (TimeoutError, httpx.TimeoutException) as exc:
         what = ("no answer within the " + f"{settings.deadline:g} s deadline"
                 if isinstance(exc, TimeoutError) else _timeout_text(exc, settings))
-        return FetchResult(source, "failed", error=f"timeout: {what}")
+        return FetchResult(source, FetchStatus.FAILED, error=f"timeout: {what}")
     except AddressRefused as exc:
-        return FetchResult(source, "failed", error=f"refused: {exc}", asked=False)
+        return FetchResult(source, FetchStatus.FAILED, error=f"refused: {exc}", asked=False)
     except httpx.TooManyRedirects:
-        return FetchResult(source, "failed", error=f"more than {settings.max_redirects} "
+        return FetchResult(source, FetchStatus.FAILED, error=f"more than {settings.max_redirects} "
                            "redirects (a loop? open the url in a browser)")
     except httpx.ConnectError as exc:
-        return FetchResult(source, "failed",
+        return FetchResult(source, FetchStatus.FAILED,
                            error=f"cannot connect: {str(exc)[:120] or 'refused'}")
     except httpx.HTTPError as exc:
-        return FetchResult(source, "failed",
+        return FetchResult(source, FetchStatus.FAILED,
                            error=f"{type(exc).__name__}: {str(exc)[:160]}")
     except ValueError as exc:  # e.g. a header httpx cannot encode
-        return FetchResult(source, "failed", error=f"bad request: {str(exc)[:160]}")
+        return FetchResult(source, FetchStatus.FAILED, error=f"bad request: {str(exc)[:160]}")
 
 
 def _timeout_text(exc: httpx.TimeoutException, settings: FetchSettings) -> str:

@@ -15,6 +15,7 @@ from pipeline.models import (
     Plan,
     PlannedEmail,
     ReferralInfo,
+    ReferralStatus,
     Skipped,
 )
 from pipeline.planning.plan import skipped_for
@@ -124,7 +125,8 @@ def _recipients(drip: Drip, step: DripStep, contacts: list[Contact], store: Ledg
             for r in store.referrals() if email_key(r.by_email) in by_email]
         if found or not contacts:
             return found
-        return [(contacts[0], DripExtra(ReferralInfo(0, SAMPLE_REFERRAL, "received")))]
+        return [(contacts[0], DripExtra(ReferralInfo(0, SAMPLE_REFERRAL,
+                                                          ReferralStatus.RECEIVED)))]
     out = []
     for c in contacts:
         anchor = getattr(c, drip.anchor, None)

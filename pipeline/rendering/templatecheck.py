@@ -32,6 +32,7 @@ from pipeline.models import (
     Plan,
     PlannedEmail,
     ReferralInfo,
+    ReferralStatus,
     Sale,
     SalesExtra,
     SourceKind,
@@ -65,7 +66,7 @@ _CONTACT = Contact(email="sam.sample@example.com", first_name="Sam", last_name="
                    neighbourhood="Maple Heights", interests=("gardening",),
                    relationship="past_client", closing_date=dt.date(2024, 5, 14),
                    timezone="America/Los_Angeles", note="A standing note.", audience="sample")
-_REFERRAL = ReferralInfo(1, "Alex Sample", "met")
+_REFERRAL = ReferralInfo(1, "Alex Sample", ReferralStatus.MET)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,16 @@ import datetime as dt
 from dataclasses import dataclass
 
 from pipeline.addresses import email_key
-from pipeline.models import AlertStatus, DraftStatus, DripExtra, DueKind
+from pipeline.models import (
+    AlertStatus,
+    DraftStatus,
+    DripExtra,
+    DueKind,
+    LedgerStatus,
+    ReferralStatus,
+    ReviewState,
+    SendOutcome,
+)
 
 
 @dataclass(frozen=True)
@@ -47,11 +56,15 @@ class LedgerRow:
     send_id: str
     email: str
     message_id: str
-    status: str
+    status: LedgerStatus
     transport: str
     error: str
     created: str
     settled: str | None
+
+    def __post_init__(self) -> None:
+        # A backend reads the column as text: the record holds the member, whichever.
+        object.__setattr__(self, "status", LedgerStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -61,10 +74,14 @@ class SendCount:
     send_id: str
     started: str | None
     finished: str | None
-    outcome: str | None  # None while running (or when the process stopped mid-send)
+    outcome: SendOutcome | None  # None while running (or when the process stopped mid-send)
     sent: int
     failed: int
     pending: int  # outcome unknown
+
+    def __post_init__(self) -> None:
+        if self.outcome is not None:
+            object.__setattr__(self, "outcome", SendOutcome(self.outcome))
 
 
 @dataclass(frozen=True)
@@ -119,9 +136,12 @@ class Referral:
     by_email: str
     name: str
     received: dt.date
-    status: str = "received"
+    status: ReferralStatus = ReferralStatus.RECEIVED
     updated: dt.datetime | None = None  # when the status last changed
     recorded: dt.datetime | None = None  # when it was entered (`sphere referral add`)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", ReferralStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -193,13 +213,13 @@ class Draft:
         """Past its expiry with the whole send still undecided."""
         return self.status == DraftStatus.PENDING and now >= self.expires
 
-    def state(self, r: DraftRecipient, now: dt.datetime) -> str:
+    def state(self, r: DraftRecipient, now: dt.datetime) -> ReviewState:
         """dropped | approved | expired | held, for one recipient."""
         if r.excluded or self.status == DraftStatus.DROPPED:
-            return "dropped"
+            return ReviewState.DROPPED
         if self.approved(r):
-            return "approved"
-        return "expired" if now >= self.expires else "held"
+            return ReviewState.APPROVED
+        return ReviewState.EXPIRED if now >= self.expires else ReviewState.HELD
 
     def recipient(self, email: str) -> DraftRecipient | None:
         """The row of one address, if it is in the draft."""

@@ -13,7 +13,7 @@ from pipeline.approval import drafts, notes, review
 from pipeline.config import Config
 from pipeline.contacts import directory as contacts
 from pipeline.errors import SphereError
-from pipeline.models import Campaign
+from pipeline.models import Campaign, ReviewState
 from pipeline.outcomes import ComingSend
 from pipeline.project import Project
 from pipeline.project_views import HOME_DAYS
@@ -127,7 +127,7 @@ def _upcoming_person(config: Config, store: Ledger, campaign: Campaign, email: s
     waiting = [n for n in notes.notes(store, email_key(email)) if not n.used]
     person = review.ReviewRecipient(
         email_key(planned.contact.email), planned.contact.name or planned.contact.email,
-        "sends on schedule", waiting[-1].text if waiting else "", False, False,
+        ReviewState.SCHEDULED, waiting[-1].text if waiting else "", False, False,
         tuple(review.ReviewPick(p.section, p.key, p.article.title if p.article else
                                 f"Tip: {p.tip.title}" if p.tip else p.key, p.reason, False)
               for p in planned.picks))
