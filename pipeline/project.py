@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from pipeline.errors import SphereError
-from pipeline.models import ReferralStatus
+from pipeline.models import LedgerStatus, ReferralStatus
 from pipeline.names import (
     DEFAULT_NEIGHBOURHOODS,
     REFERRAL_UPDATES,
@@ -196,7 +196,7 @@ class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
                                                self.now(), explain=explain), self.now())
         # Agree with `send`: people this period already reached are not sent again.
         done = frozenset(e for e, status in store.ledger_status(prepared.plan.send_id).items()
-                         if status == "sent")
+                         if status == LedgerStatus.SENT)
         return PlanResult(prepared, done)
 
     def preview(self, campaign: str, contact: str | None = None, out_dir: Path | None = None,
@@ -304,8 +304,9 @@ class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
         if email not in {r.email for r in store.pending_deliveries() if r.send_id == send_id}:
             raise SphereError(f"no message with unknown outcome for {email} in {send_id} "
                               "(`sphere status` lists them)")
-        store.settle_delivery(send_id, email, "sent" if sent else "failed", self.now(),
-                              "resolved by hand", "" if sent else "resolved as not sent")
+        status = LedgerStatus.SENT if sent else LedgerStatus.FAILED
+        store.settle_delivery(send_id, email, status, self.now(), "resolved by hand",
+                              "" if sent else "resolved as not sent")
 
     def sync_suppressions(self) -> SuppressionsSynced:
         """Fetch SendGrid's suppression lists: what was fetched, how many in all."""

@@ -175,8 +175,8 @@ class ApprovalDesk:
             raise SphereError(f"not pending: {', '.join(map(str, unknown))} (`sphere "
                               "approve` lists the pending ones)")
         for alert_id in alert_ids:
-            self.store.decide_alert(alert_id, "dropped" if drop else "approved", self.now(),
-                                    note)
+            status = AlertStatus.DROPPED if drop else AlertStatus.APPROVED
+            self.store.decide_alert(alert_id, status, self.now(), note)
 
     def decide_draft(self, draft: Draft, drop: bool, contact: str | None = None,
                      note: str | None = None) -> None:
@@ -202,7 +202,7 @@ class ApprovalDesk:
             else:
                 review.approve(store, draft, now, contact)
         elif drop:
-            drafts.decide(store, draft.id, "dropped", now)
+            drafts.decide(store, draft.id, DraftStatus.DROPPED, now)
         else:
             review.approve(store, draft, now)
 

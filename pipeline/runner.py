@@ -15,7 +15,7 @@ from pipeline.delivery.dispatch import dispatch
 from pipeline.delivery.sendlock import send_lock
 from pipeline.errors import ConfigError
 from pipeline.feeds.ingest import IngestSummary, ingest
-from pipeline.models import Contact, DueKind, LedgerStatus, RunSummary
+from pipeline.models import Contact, DueKind, LedgerStatus, RunSummary, SendOutcome
 from pipeline.planning.alerts import reconcile_alerts
 from pipeline.planning.output import skipped_line
 from pipeline.planning.prepare import Prepared, drip_plan, prepare
@@ -73,8 +73,8 @@ def _deliver_plan(store: Ledger, renderer: Renderer, transport: Transport,
                           now, max_failures,
                           lambda email: renderer.message_id(plan.send_id, email),
                           progress, should_stop)
-    outcome = "paused" if result.paused else (
-        "failed" if result.failed and not result.sent else "done")
+    outcome = SendOutcome.PAUSED if result.paused else (
+        SendOutcome.FAILED if result.failed and not result.sent else SendOutcome.DONE)
     if not dry_run:
         store.finish_send(plan.send_id, now(), outcome)
     problems = tuple(str(p) for p in prepared.audience.problems)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pipeline.addresses import email_key
 from pipeline.models import (
     Article,
+    DraftStatus,
     DueKind,
     Note,
     Pick,
@@ -90,7 +91,7 @@ def sent_to(store: Ledger, draft: Draft) -> dict[str, str]:
     return {email_key(e): s for e, s in store.ledger_status(draft.send_id).items()}
 
 
-def decide(store: Ledger, draft_id: int, status: str, now: dt.datetime) -> None:
+def decide(store: Ledger, draft_id: int, status: DraftStatus, now: dt.datetime) -> None:
     """Approve or drop a whole draft."""
     store.decide_draft(draft_id, status, now)
 

@@ -90,8 +90,8 @@ def _audiences(node: LineDict, p: str, audiences: tuple[str, ...], check: Check
 def _schedule(node: LineDict, p: str, kind: str, check: Check) -> str:
     """A campaign's cron `schedule:`, which must parse and must fire."""
     # Alerts follow new articles: by default they are looked for daily at 10:00.
-    schedule = check.text(node, "schedule", p,
-                          default="0 10 * * *" if kind == "interest_alert" else "0 9 1 * *")
+    alert = kind == CampaignKind.INTEREST_ALERT
+    schedule = check.text(node, "schedule", p, default="0 10 * * *" if alert else "0 9 1 * *")
     try:
         never = cron.check(schedule)
     except cron.CronError as exc:
@@ -109,7 +109,7 @@ def _sales(node: LineDict, p: str, kind: str, project: Path, check: Check
            ) -> tuple[str, int | None]:
     """A campaign's `sales:` file (required for recent_sales) and `sales_window_days`."""
     sales_file = check.text(node, "sales", p)
-    if kind == "recent_sales":
+    if kind == CampaignKind.RECENT_SALES:
         if not sales_file:
             check.add(node, f"{p}sales", "is required for kind recent_sales",
                       "add `sales: path/to/sales.csv` (address, neighbourhood, price, "

@@ -21,6 +21,7 @@ from pipeline.models import (
     TRANSPORTS,
     Brand,
     Campaign,
+    CampaignKind,
     Sender,
     Source,
     SourceKind,
@@ -59,7 +60,7 @@ def _load_sources(project: Path, check: Check) -> tuple[Source, ...]:
             check.add(node, f"{path}name", f"duplicate source name {name!r} (first on line "
                       f"{seen[name]})", "give each source a unique name")
         seen[name] = node.line
-        if kind == "neighbourhood" and not hood:
+        if kind == SourceKind.NEIGHBOURHOOD and not hood:
             check.add(node, f"{path}neighbourhood", "is required for kind neighbourhood",
                       "add `neighbourhood: <name as written in the audience files>`")
         allow_private = node.get("allow_private", False)
@@ -255,7 +256,7 @@ def load_config(project: Path) -> Config:
     drips = load_drips(root, audiences, check)
     tips = _load_tips(project, check.text(root, "tips", "", default=""), check)
     for c in campaigns:
-        if c.kind == "recent_sales" and not tips:
+        if c.kind == CampaignKind.RECENT_SALES and not tips:
             check.add(campaigns_node, f"campaigns.{c.name}.kind",
                       "a recent-sales mailer always carries an advice tip, and no tips "
                       "library is configured", "add `tips: samples/tips.yaml` (top level)",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pipeline.addresses import email_key
 from pipeline.delivery.deliver import Transport
 from pipeline.errors import TransportError
-from pipeline.models import Delivery, RenderedEmail, RunSummary, Skipped
+from pipeline.models import Delivery, LedgerStatus, RenderedEmail, RunSummary, Skipped
 from pipeline.state.interface import Ledger
 
 Progress = Callable[[int, int, str], None]  # (done, total, email)
@@ -148,7 +148,7 @@ class _Run:
         store, inflight = self.store, self.inflight
         cancelled = [f for f in list(inflight) if f.cancel()]
         if cancelled:
-            store.settle_many(self.send_id, [(inflight.pop(f), "failed", "",
+            store.settle_many(self.send_id, [(inflight.pop(f), LedgerStatus.FAILED, "",
                                               "not sent: the run was interrupted")
                                              for f in cancelled], self.now())
         pool.shutdown(wait=True)
@@ -186,7 +186,8 @@ class _Run:
             self.failures.append(f"{email}: outcome unknown: {result.error}")
             return
         ok = result.status == "sent"
-        rows.append((email, "sent" if ok else "failed", result.provider_id, result.error))
+        rows.append((email, LedgerStatus.SENT if ok else LedgerStatus.FAILED, result.provider_id,
+                     result.error))
         if ok:
             self.sent += 1
         elif result.status == "skipped":
@@ -237,13 +238,13 @@ class _Run:
             self.done += 1
             email = job.email
             status = ledger.get(email)
-            if status == "pending":
+            if status == LedgerStatus.PENDING:
                 status = _settle_unknown(self.store, self.transport, self.send_id, email,
                                          self.message_id(email), self.now)
-                if status == "pending":
+                if status == LedgerStatus.PENDING:
                     self.unknown += 1
-            if status in ("sent", "pending"):
-                self.already += status == "sent"
+            if status in (LedgerStatus.SENT, LedgerStatus.PENDING):
+                self.already += status == LedgerStatus.SENT
             else:
                 picked.append(job)
             if progress:
@@ -272,23 +273,24 @@ def _render(job: Job, store: Ledger, transport: Transport, send_id: str,
         error = f"not sent: the message could not be built: {type(exc).__name__}: {exc}"
         if store.begin_delivery(send_id, job.email, message_id(job.email), transport.name,
                                 (), (), (), now()):
-            store.settle_delivery(send_id, job.email, "failed", now(), error=error)
+            store.settle_delivery(send_id, job.email, LedgerStatus.FAILED, now(), error=error)
         return error
 
 
 def _settle_unknown(store: Ledger, transport: Transport, send_id: str, email: str,
-                    message_id: str, now: Callable[[], dt.datetime]) -> str:
+                    message_id: str, now: Callable[[], dt.datetime]) -> LedgerStatus:
     """A row left 'pending' by an interruption: settle it when the evidence says what
     happened (a webhook event, the outbox file); otherwise it stays 'pending'."""
     if store.provider_took(send_id, email):
-        store.settle_delivery(send_id, email, "sent", now(), "confirmed by event webhook")
-        return "sent"
+        store.settle_delivery(send_id, email, LedgerStatus.SENT, now(),
+                              "confirmed by event webhook")
+        return LedgerStatus.SENT
     outcome = transport.confirm(send_id, email, message_id)
     if outcome is True:
-        store.settle_delivery(send_id, email, "sent", now(), "confirmed")
-        return "sent"
+        store.settle_delivery(send_id, email, LedgerStatus.SENT, now(), "confirmed")
+        return LedgerStatus.SENT
     if outcome is False:
-        store.settle_delivery(send_id, email, "failed", now(),
+        store.settle_delivery(send_id, email, LedgerStatus.FAILED, now(),
                               error="not delivered before an interruption")
-        return "failed"
-    return "pending"
+        return LedgerStatus.FAILED
+    return LedgerStatus.PENDING

@@ -40,7 +40,7 @@ from pipeline.feeds.sanitise import (
     trim,
 )
 from pipeline.matching.taxonomy import profile
-from pipeline.models import Article, Source
+from pipeline.models import Article, FetchStatus, Source
 from pipeline.state.interface import Ledger
 from pipeline.state.records import FeedState
 from pipeline.workers import context, cores, exit_with
@@ -450,7 +450,7 @@ def ingest(sources: tuple[Source, ...], store: Ledger, now: dt.datetime,
     stored = _store_results(results, parsed, store, now)
     remote = [r for r in results if r.source.is_remote]
     moved = tuple((r.source.name, r.permanent_url) for r in results
-                  if r.permanent_url and r.status != "failed")
+                  if r.permanent_url and r.status != FetchStatus.FAILED)
     return IngestSummary(stored.fetched, stored.not_modified, tuple(stored.failed),
                          stored.new, stored.updated, tuple(stored.articles),
                          requests=len(remote), bytes_read=sum(r.bytes_read for r in remote),
@@ -473,7 +473,7 @@ def _fetch_and_parse(sources: tuple[Source, ...], states: dict[str, FeedState],
         # (SQLite connections belong to one) and happens in source order afterwards, so
         # clustering is deterministic.
         state = states.get(result.source.name) or FeedState(result.source.name)
-        if result.status == "ok" and not _unchanged(result, state):
+        if result.status == FetchStatus.OK and not _unchanged(result, state):
             try:
                 # The network I/O stays on this event loop; only the parse moves.
                 parsed[result.source.name] = await asyncio.get_running_loop(
@@ -520,7 +520,7 @@ def _store_results(results: list[FetchResult], parsed: dict[str, ParsedFeed], st
         for r in results:
             name = r.source.name
             feed = parsed.get(name)
-            if r.status == "failed" or (feed and feed.error):
+            if r.status == FetchStatus.FAILED or (feed and feed.error):
                 # A feed url may carry credentials (user:pass@, ?key=): never stored or
                 # shown.
                 error = redact(r.error or (feed.error if feed else ""))
@@ -530,12 +530,12 @@ def _store_results(results: list[FetchResult], parsed: dict[str, ParsedFeed], st
                                           url=r.source.url if r.asked else "")
                 out.failed.append((name, error))
                 continue
-            if r.status == "not_modified" or feed is None:
+            if r.status == FetchStatus.NOT_MODIFIED or feed is None:
                 out.not_modified += 1
                 store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
                                           last_modified=r.last_modified,
                                           permanent_url=r.permanent_url,
-                                          outcome="not_modified")
+                                          outcome=FetchStatus.NOT_MODIFIED)
                 continue
             articles = _reconcile(feed.articles, store, index)
             n, u = store.upsert_articles(articles, now)
@@ -545,5 +545,5 @@ def _store_results(results: list[FetchResult], parsed: dict[str, ParsedFeed], st
             store.record_feed_success(name, now, url=r.source.url, etag=r.etag,
                                       last_modified=r.last_modified, new=n,
                                       permanent_url=r.permanent_url,
-                                      content_hash=r.content_hash, outcome="ok")
+                                      content_hash=r.content_hash, outcome=FetchStatus.OK)
     return out

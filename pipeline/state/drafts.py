@@ -23,7 +23,7 @@ def _picks_json(picks: Iterable[DraftPick]) -> str:
 class DraftStore(SQLiteBase):
     """Drafts and their recipients."""
 
-    def hold_draft(self, send_id: str, name: str, kind: str, period: str,
+    def hold_draft(self, send_id: str, name: str, kind: DueKind, period: str,
                    recipients: Sequence[tuple[str, Sequence[DraftPick], str, Mapping[str, Any]]],
                    now: dt.datetime, expires: dt.datetime) -> Draft:
         """Record a draft for `send_id` (or keep the one there) and add the (email,
@@ -84,7 +84,7 @@ class DraftStore(SQLiteBase):
             "AND lower(x.email) = r.email AND x.status IN ('sent', 'pending')) ORDER BY d.id")]
         return [d for i in ids for d in self.drafts(draft_id=i)]
 
-    def decide_draft(self, draft_id: int, status: str, now: dt.datetime) -> None:
+    def decide_draft(self, draft_id: int, status: DraftStatus, now: dt.datetime) -> None:
         """Approve or drop a whole draft."""
         with self.transaction() as tx:
             tx.execute("UPDATE drafts SET status=?, decided=? WHERE id=?",

@@ -13,7 +13,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pipeline.models import Article, Note, RenderedEmail
+from pipeline.models import (
+    AlertStatus,
+    Article,
+    DraftStatus,
+    DueKind,
+    Note,
+    ReferralStatus,
+    RenderedEmail,
+    SendOutcome,
+)
 from pipeline.state.records import (
     Draft,
     DraftNote,
@@ -144,7 +153,7 @@ class Ledger(Protocol):
         """Those of these sends that have begun."""
         ...
 
-    def finish_send(self, send_id: str, now: dt.datetime, outcome: str) -> None:
+    def finish_send(self, send_id: str, now: dt.datetime, outcome: SendOutcome) -> None:
         """Record how a send ended."""
         ...
 
@@ -286,7 +295,8 @@ class Ledger(Protocol):
         """Record that `by_email` referred `name`; returns the referral id."""
         ...
 
-    def update_referral(self, referral_id: int, status: str, now: dt.datetime) -> bool:
+    def update_referral(self, referral_id: int, status: ReferralStatus, now: dt.datetime
+                        ) -> bool:
         """Change a referral's status; False when there is no such referral."""
         ...
 
@@ -307,13 +317,13 @@ class Ledger(Protocol):
         """Queued interest alerts (optionally of one campaign), oldest first."""
         ...
 
-    def decide_alert(self, alert_id: int, status: str, now: dt.datetime,
+    def decide_alert(self, alert_id: int, status: AlertStatus, now: dt.datetime,
                      note: str | None = None) -> bool:
         """Approve, drop or mark sent one alert (optionally with an edited note)."""
         ...
 
     # ---- drafts ------------------------------------------------------------
-    def hold_draft(self, send_id: str, name: str, kind: str, period: str,
+    def hold_draft(self, send_id: str, name: str, kind: DueKind, period: str,
                    recipients: Sequence[tuple[str, Sequence[DraftPick], str, Mapping[str, Any]]],
                    now: dt.datetime, expires: dt.datetime) -> Draft:
         """Record the draft of `send_id` (or keep it) and add the recipients it lacks."""
@@ -328,7 +338,7 @@ class Ledger(Protocol):
         """Drafts with someone approved whose email has not gone out yet."""
         ...
 
-    def decide_draft(self, draft_id: int, status: str, now: dt.datetime) -> None:
+    def decide_draft(self, draft_id: int, status: DraftStatus, now: dt.datetime) -> None:
         """Approve or drop a whole draft."""
         ...
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 
 from pipeline.addresses import email_key
 from pipeline.errors import StoreError
-from pipeline.models import Note, RenderedEmail
+from pipeline.models import Note, RenderedEmail, SendOutcome
 from pipeline.state import dbfile
 from pipeline.state.base import SQLiteBase
 from pipeline.state.base import iso as _iso
@@ -78,7 +78,7 @@ class LedgerStore(SQLiteBase):
         return frozenset(r[0] for r in self.conn.execute(
             f"SELECT id FROM sends WHERE id IN ({','.join('?' * len(ids))})", ids))
 
-    def finish_send(self, send_id: str, now: dt.datetime, outcome: str) -> None:
+    def finish_send(self, send_id: str, now: dt.datetime, outcome: SendOutcome) -> None:
         """Record how a send ended."""
         with self.transaction() as tx:
             tx.execute("UPDATE sends SET finished=?, outcome=? WHERE id=?",

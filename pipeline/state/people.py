@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 
 from pipeline.addresses import email_key
-from pipeline.models import AlertStatus
+from pipeline.models import AlertStatus, ReferralStatus
 from pipeline.state.base import SQLiteBase
 from pipeline.state.base import iso as _iso
 from pipeline.state.base import parse as _parse
@@ -108,7 +108,8 @@ class PeopleStore(SQLiteBase):
                               _iso(now)))
         return int(cur.lastrowid or 0)
 
-    def update_referral(self, referral_id: int, status: str, now: dt.datetime) -> bool:
+    def update_referral(self, referral_id: int, status: ReferralStatus, now: dt.datetime
+                        ) -> bool:
         """Change a referral's status; False when there is no such referral."""
         with self.transaction() as tx:
             cur = tx.execute("UPDATE referrals SET status=?, updated=? WHERE id=?",
@@ -154,7 +155,7 @@ class PeopleStore(SQLiteBase):
                             created=_parse(r[8]))
                 for r in self.conn.execute(sql + " ORDER BY id", args)]
 
-    def decide_alert(self, alert_id: int, status: str, now: dt.datetime,
+    def decide_alert(self, alert_id: int, status: AlertStatus, now: dt.datetime,
                      note: str | None = None) -> bool:
         """Approve, drop or mark sent one alert (optionally with an edited note)."""
         with self.transaction() as tx:
