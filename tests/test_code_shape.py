@@ -35,7 +35,19 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 base = ".".join(anchor + ([base] if base else []))
             targets.add(base)
             targets.update(f"{base}.{alias.name}" for alias in node.names)
-    return {t for t in targets if t in known and t != name}
+    found = {t for t in targets if t in known and t != name}
+    # Importing a.b.c first imports the packages a and a.b (their __init__ runs), unless
+    # they are the importer's own, already being imported: a cycle through a package's
+    # re-exporting __init__ is a cycle too.
+    mine = _ancestors(name) | {name}
+    return found | {a for t in found for a in _ancestors(t)
+                    if a in known and a not in mine}
+
+
+def _ancestors(name: str) -> set[str]:
+    """The packages above a dotted module name: a.b.c -> {a, a.b}."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -78,6 +90,29 @@ def test_the_package_has_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_graph_has_an_edge_to_each_package_an_import_initialises(tmp_path: Path) -> None:
+    # pkg/__init__.py re-exports pkg.a, which imports other.b, which imports pkg.c: running
+    # pkg's __init__ is part of importing pkg.c, so this is a cycle pkg -> pkg.a -> other.b
+    # -> pkg, though no file names `pkg` itself.
+    files = {"pkg": ("pkg/__init__.py", "from pkg.a import f\n"),
+             "pkg.a": ("pkg/a.py", "from other.b import g\n"),
+             "pkg.c": ("pkg/c.py", "h = 1\n"),
+             "other": ("other/__init__.py", ""),
+             "other.b": ("other/b.py", "from pkg.c import h\n")}
+    paths = {}
+    for name, (rel, text) in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        paths[name] = path
+    known = set(files)
+    graph = {name: _imports(name, path, known) for name, path in paths.items()}
+    assert graph["other.b"] == {"pkg.c", "pkg"}
+    assert graph["pkg.a"] == {"other.b", "other"}
+    assert graph["pkg"] == {"pkg.a"}  # pkg is pkg.a's own package: being imported already
+    assert find_cycle(graph) == ["other.b", "pkg", "pkg.a", "other.b"]
 
 
 def test_no_module_is_over_600_lines() -> None:
