@@ -12,14 +12,20 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.models import (
+    AlertExtra,
     Article,
     Campaign,
     Contact,
+    DripExtra,
+    Extra,
     Note,
     Pick,
     Plan,
     PlannedEmail,
+    ReferralInfo,
+    ReferralStatus,
     Sale,
+    SalesExtra,
     SectionSizes,
     Tip,
 )
@@ -71,12 +77,16 @@ def _plan(kind: str, contact: Contact = ZOE, notes: tuple[Note, ...] = (),
                 emails=(PlannedEmail(contact, picks, notes),))
 
 
-def _extra(name: str) -> dict:
-    return {"sales": (Sale("1412 Birch Lane", "Maple Heights", 865000, dt.date(2026, 11, 7), 4,
-                           2.5, 6, "https://img.example/birch.jpg", "Two offers"),
-                      Sale("88 Pier Street", "Harbor Point", 640000, dt.date(2026, 10, 30), 2,
-                           2, 21)),
-            "own_sales": 1, "years": 3, "referral": {"name": "Sam Ortiz", "status": "listed"}}
+_SALES = (Sale("1412 Birch Lane", "Maple Heights", 865000, dt.date(2026, 11, 7), 4, 2.5, 6,
+               "https://img.example/birch.jpg", "Two offers"),
+          Sale("88 Pier Street", "Harbor Point", 640000, dt.date(2026, 10, 30), 2, 2, 21))
+
+
+def _extra(name: str) -> Extra:
+    """The typed content a send of template `name` carries."""
+    if name == "recent_sales":
+        return SalesExtra(_SALES, own_sales=1)
+    return DripExtra(ReferralInfo(0, "Sam Ortiz", ReferralStatus.LISTED), years=3)
 
 
 @pytest.fixture
@@ -193,7 +203,7 @@ def test_a_note_that_opens_with_the_name_is_not_greeted_twice(renderer: Renderer
     plan = _plan("interest_alert", RUTH,
                  notes=(Note(3, RUTH.email, "Hi Ruth! Congrats on the new job."),))
     e = renderer.render(plan, plan.emails[0], NOW,
-                        {"intro": "Ruth, this is right by your place."})
+                        AlertExtra("Ruth, this is right by your place."))
     assert e.text.count("Ruth") == 1, e.text  # the greeting only
     for body in (e.text, e.html):
         assert "Hi Ruth," in body and "Ruth, this" not in body and "Hi Ruth!" not in body
@@ -217,7 +227,7 @@ def test_standing_note_only_in_periodic_letters(renderer: Renderer) -> None:
 def test_recent_sales_heading_states_only_what_is_true(renderer: Renderer) -> None:
     """Issue 12.11: no "starting with <their neighbourhood>" when no sale is there, and
     the month named is the month the email lands in, not a stale period's."""
-    sales = _extra("recent_sales")["sales"]
+    sales = _SALES
     campaign = Campaign(name="recent-sales", kind="recent_sales", audiences=("sphere",),
                         schedule="0 9 15 */2 *", subject="Sold near you",
                         sales_window_days=None)

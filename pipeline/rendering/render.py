@@ -10,7 +10,6 @@ import hashlib
 import html
 import re
 import zoneinfo
-from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import format_datetime
 from functools import lru_cache
@@ -28,6 +27,7 @@ from pipeline.addresses import email_key
 from pipeline.errors import SphereError
 from pipeline.models import (
     Campaign,
+    Extra,
     Plan,
     PlannedEmail,
     RenderedEmail,
@@ -191,7 +191,7 @@ class Renderer:
 
     # ---- per email -----------------------------------------------------------------
     def context(self, plan: Plan, planned: PlannedEmail, now: dt.datetime,
-                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                extra: Extra | None = None) -> dict[str, Any]:
         """Everything a template may use for one contact."""
         c = planned.contact
         landing = _landing(plan.period, now, c.timezone or self.sender.timezone)
@@ -206,7 +206,8 @@ class Renderer:
         # late or catch-up send says December in December), never a stale period's.
         base = {"contact": c, "first_name": c.first_name or "there", "sender": self.sender,
                 "campaign": plan.campaign, "month": f"{landing:%B}", "year": landing.year,
-                "now": now, "sign_off": "", **template_variables(planned.extra), **(extra or {})}
+                "now": now, "sign_off": "", **template_variables(planned.extra),
+                **template_variables(extra)}
         # An interest alert opens with its own (possibly edited) note. Every built-in
         # email already says "Hi Ruth,", so a note that opens "Ruth, ..." loses the name.
         intro = without_greeting(str(base.get("intro") or plan.campaign.intro), c.first_name)
@@ -233,7 +234,7 @@ class Renderer:
                                 "use {{ contact.first_name }}, {{ month }} and the like") from exc
 
     def render(self, plan: Plan, planned: PlannedEmail, now: dt.datetime,
-               extra: Mapping[str, Any] | None = None, template: str = "") -> RenderedEmail:
+               extra: Extra | None = None, template: str = "") -> RenderedEmail:
         """One finished message: HTML, text twin, headers, MIME bytes. `extra` adds
         template variables (sales, years, referral); `template` overrides the kind's."""
         campaign = plan.campaign

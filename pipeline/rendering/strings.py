@@ -4,13 +4,11 @@ Markdown or HTML cleaning."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from pipeline.models import Contact, Sender
+from pipeline.models import Contact, Extra, Sender, template_variables
 
 # Sandboxed (they come from a file) and strict, so a misspelled name is an error in
 # `sphere check`, not a blank in 10,000 inboxes.
@@ -24,12 +22,12 @@ SAMPLE_NOW = dt.datetime(2026, 11, 1, 9, 0)
 
 
 def check_subject(text: str, sender: Sender, now: dt.datetime,
-                  extra: Mapping[str, Any] | None = None) -> str | None:
+                  extra: Extra | None = None) -> str | None:
     """Render a subject or preheader against a sample contact at `now`; the problem, or None."""
     ctx = {"contact": _SAMPLE_CONTACT, "first_name": "Sam", "sender": sender,
            "campaign": None, "month": now.strftime("%B"), "year": now.year, "now": now,
            "referral": {"name": "Alex", "status": "met", "id": 1}, "years": 1,
-           **(extra or {})}
+           **template_variables(extra)}
     try:
         STRINGS.from_string(text).render(ctx)
     except jinja2.TemplateSyntaxError as exc:
