@@ -32,7 +32,7 @@ def test_names_imports_only_the_standard_library() -> None:
                 for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "datetime"}
+    assert imported <= {"__future__", "datetime", "enum"}
 
 
 def test_an_unknown_transport_names_the_one_list(project: Path) -> None:
