@@ -29,8 +29,9 @@ class ReferralStatus(StrEnum):
 
 
 # The referral statuses `sphere referral update` sets, each with an email to the referrer.
-REFERRAL_UPDATES: tuple[ReferralStatus, ...] = (
-    ReferralStatus.MET, ReferralStatus.LISTED, ReferralStatus.CLOSED)
+# Plain strings: click.Choice given enum members would offer their names (MET), not values.
+REFERRAL_UPDATES: tuple[str, ...] = (
+    ReferralStatus.MET.value, ReferralStatus.LISTED.value, ReferralStatus.CLOSED.value)
 # An audience file's columns.
 CONTACT_FIELDS: tuple[str, ...] = (
     "email", "first_name", "last_name", "neighbourhood", "interests", "relationship",
