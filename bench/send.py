@@ -38,6 +38,26 @@ from bench.project import make_project  # noqa: E402
 from tests.sendgrid_standin import KEY  # noqa: E402
 
 NOW = "2026-11-22T18:00:00+00:00"
+# Runs `sphere` and prints its peak memory. Its own is VmHWM, the high-water mark of
+# this process's memory since exec: ru_maxrss is not that on Linux, it keeps the
+# parent's mark across fork and exec, so every `sphere` started after the smtplib loop
+# (which holds every message) reported the benchmark's ~540 MB as its own. Its render
+# workers' peak is RUSAGE_CHILDREN (forked from the small fork server, so theirs).
+PROBE = """\
+import resource, runpy, sys
+sys.argv = ['sphere'] + sys.argv[1:]
+try:
+    runpy.run_module('pipeline', run_name='__main__')
+finally:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open('/proc/self/status', encoding='ascii') as status:
+            own = next(int(line.split()[1]) for line in status if line.startswith('VmHWM:'))
+    except (OSError, StopIteration):  # not Linux: ru_maxrss is the process's own there
+        pass
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f'__peak {max(own, kids) / 1024:.0f}', file=sys.stderr)
+"""
 
 
 def export(ref: str, folder: Path) -> Path:
@@ -53,14 +73,8 @@ def sphere(code: Path, project: Path, *args: str, env: dict[str, str] | None = N
            ) -> tuple[float, float, str]:
     """Run `sphere ARGS` from the package at `code`: (wall s, peak RSS MB, stdout)."""
     full = {**os.environ, "PYTHONPATH": str(code), "SPHERE_NOW": NOW, **(env or {})}
-    probe = ("import resource, runpy, sys; sys.argv = ['sphere'] + sys.argv[1:]\n"
-             "try:\n    runpy.run_module('pipeline', run_name='__main__')\n"
-             "finally:\n"
-             "    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-             "    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-             "    print(f'__peak {max(own, kids) / 1024:.0f}', file=sys.stderr)\n")
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", probe, *args, "--project", str(project)],
+    done = subprocess.run([sys.executable, "-c", PROBE, *args, "--project", str(project)],
                           env=full, capture_output=True, text=True, cwd=project,
                           check=False)  # the return code is read below
     wall = time.perf_counter() - started
