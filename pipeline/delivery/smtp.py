@@ -91,6 +91,12 @@ class SmtpTransport:
         self.settings = settings
         self.sender = sender
         self.workers = settings.workers
+        # Messages begun and not yet settled (dispatch.py): twice the connections, so
+        # each connection has its next message committed and queued while the ledger
+        # commits (an fsync, as long as a relay's reply): no connection idles waiting
+        # for it, and each commit covers more messages. After a crash at most this
+        # many are 'unknown'.
+        self.window = 2 * self.workers
         self.raw_only = True  # sends `raw` alone (render_pool.py need not ship the rest)
         self.credentials = credentials
         self.context = ssl_context or ssl.create_default_context()
