@@ -33,12 +33,8 @@ def load_campaign(name: str, node: LineDict, audiences: tuple[str, ...],
     sizes = SectionSizes(**{
         key: check.integer(sizes_node, key, f"{p}sections.", default(SectionSizes, key)) or 0
         for key in ("neighbourhood", "market", "interests", "tip")})
-    max_age = node.get("max_age_days", default(Campaign, "max_age_days"))
-    if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)
-                                or max_age < 1):
-        check.add(node, f"{p}max_age_days", f"must be a whole number of days or null, got "
-                  f"{max_age!r}", "e.g. `max_age_days: 45`, or `null` to keep every article")
-        max_age = default(Campaign, "max_age_days")
+    max_age = _days_or_null(check, node, p, "max_age_days", "must be a whole number of days",
+                            "e.g. `max_age_days: 45`, or `null` to keep every article")
     skip_empty = node.get("skip_empty", default(Campaign, "skip_empty"))
     if not isinstance(skip_empty, bool):
         check.add(node, f"{p}skip_empty", "must be true or false", "`skip_empty: true`")
@@ -117,13 +113,21 @@ def _sales(node: LineDict, p: str, kind: str, project: Path, check: Check
         elif not (project / sales_file).is_file():
             check.add(node, f"{p}sales", f"no such file {sales_file!r}",
                       "give a path relative to the project folder")
-    window = node.get("sales_window_days", default(Campaign, "sales_window_days"))
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int)
-                               or window < 1):
-        check.add(node, f"{p}sales_window_days", f"must be a number of days or null, got "
-                  f"{window!r}", "e.g. `sales_window_days: 120`")
-        window = default(Campaign, "sales_window_days")
+    window = _days_or_null(check, node, p, "sales_window_days", "must be a number of days",
+                           "e.g. `sales_window_days: 120`")
     return sales_file, window
+
+
+def _days_or_null(check: Check, node: LineDict, p: str, key: str, problem: str,
+                  fix: str) -> int | None:
+    """A campaign's number of days (at least 1) or null; an invalid one is reported and
+    its default used."""
+    value = node.get(key, default(Campaign, key))
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        check.add(node, f"{p}{key}", f"{problem} or null, got {value!r}", fix)
+        return default(Campaign, key)
+    return value
 
 
 def _approval(node: LineDict, p: str, check: Check, cls: type) -> tuple[bool, int]:
