@@ -13,6 +13,7 @@ import pytest
 from test_match_eval2 import (
     GOALS,
     Part,
+    assert_big_and_hard,
     cli_picks,
     evaluate,
     load_part,
@@ -40,18 +41,11 @@ def held_out() -> Part:
 
 def test_the_set_is_big_and_hard_enough() -> None:
     parts = [load_part(p, EVAL) for p in PARTS]
-    articles = [a for p in parts for a in p.articles]
-    assert len(articles) >= 150 and len({a.source for a in articles}) >= 12
-    assert sum(len(p.contacts) for p in parts) >= 40
-    assert len([a for a in articles if not a.topics]) > 0.9 * len(articles)
-    hobby = [a for a in articles if a.kind == "hobby"]
+    assert_big_and_hard(parts)
+    # Most hobby stories come from feeds that declare no topics.
+    hobby = [a for p in parts for a in p.articles if a.kind == "hobby"]
     tagged = {s for p in parts for s, spec in p.sources.items() if spec.get("topics")}
     assert len([a for a in hobby if a.source not in tagged]) > 0.75 * len(hobby)
-    assert len({a.id for a in articles}) == len(articles)
-    emails = [c.email for p in parts for c in p.contacts]
-    assert len(set(emails)) == len(emails)
-    for p in parts:
-        assert all(i in p.subjects for c in p.contacts for i in c.interests)
 
 
 def test_goals_on_the_held_out_part(held_out: Part) -> None:
