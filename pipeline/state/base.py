@@ -23,6 +23,10 @@ class SQLiteBase:
     """The connection and its transactions; each part of the store (articles, ledger,
     people, drafts) is a mixin over this."""
 
+    # The project whose rows this store reads and writes: one database may hold many
+    # agents' projects in team mode (issue #17); a solo SQLite file holds one.
+    project_id: str = ""
+
     def __init__(self, conn: sqlite3.Connection, path: Path | None,
                  origin: Path | None = None) -> None:
         self.conn = conn
