@@ -37,6 +37,18 @@ class ContactStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
 
 
+class Role(StrEnum):
+    """What a studio account may do in team mode (issue #17)."""
+
+    AGENT = "agent"  # everything: approve and send, change the sender's settings
+    ASSISTANT = "assistant"  # draft, personalise and review; never approve or send
+
+    @property
+    def may_approve(self) -> bool:
+        """Whether this role may approve a send (and so send it) or change settings."""
+        return self is Role.AGENT
+
+
 class AlertStatus(StrEnum):
     """Where a queued interest alert stands."""
 

@@ -35,6 +35,7 @@ from pipeline.outcomes import (
 )
 from pipeline.project_approval import ApprovalDesk
 from pipeline.project_db import DatabaseDesk
+from pipeline.project_users import UserDesk
 from pipeline.project_views import ViewDesk
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], dt.datetime]
 
 
-class Project(ApprovalDesk, ViewDesk, DatabaseDesk):
+class Project(ApprovalDesk, ViewDesk, DatabaseDesk, UserDesk):
     """A Sphere project folder: its config, its database and a clock, and the operations
     run on them. Use as a context manager (or call `close()`) to close the store."""
 

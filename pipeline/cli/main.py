@@ -15,6 +15,7 @@ from pipeline.cli import (  # noqa: F401
     status,
     studio,
     templates,
+    users,
 )
 from pipeline.cli.app import main
 

@@ -21,6 +21,7 @@ from pipeline.models import (
     Note,
     ReferralStatus,
     RenderedEmail,
+    Role,
     SendOutcome,
 )
 from pipeline.state.records import (
@@ -37,6 +38,7 @@ from pipeline.state.records import (
     SendRow,
     StoredEvent,
     StoredNote,
+    UserAccount,
 )
 
 
@@ -48,7 +50,7 @@ class StorageFailure(Exception):
 @runtime_checkable
 class Ledger(Protocol):
     """The project's state: articles, feed health, the sends ledger, history, notes,
-    suppressions, events, referrals, alerts and drafts."""
+    suppressions, events, referrals, alerts, drafts and the studio's accounts."""
 
     path: Path | None  # the database file, when the backend is one (sending locks by it)
     origin: Path | None  # what to name in error messages
@@ -364,6 +366,28 @@ class Ledger(Protocol):
 
     def draft_notes(self, email: str) -> list[DraftNote]:
         """The personal notes written for this person in drafts' sends."""
+        ...
+
+    # ---- studio accounts (team mode) ----------------------------------------
+    def add_user(self, login: str, role: Role, password_hash: str, now: dt.datetime
+                 ) -> bool:
+        """Record a new account; False (nothing changed) when the login is taken."""
+        ...
+
+    def user(self, login: str) -> UserAccount | None:
+        """The account with this login, if there is one."""
+        ...
+
+    def users(self) -> list[UserAccount]:
+        """Every account of the project, by login."""
+        ...
+
+    def set_user_password(self, login: str, password_hash: str, now: dt.datetime) -> bool:
+        """Replace an account's password hash; False when there is no such account."""
+        ...
+
+    def remove_user(self, login: str) -> bool:
+        """Delete an account; False when there was none."""
         ...
 
 

@@ -206,6 +206,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE articles ADD COLUMN profile TEXT NOT NULL DEFAULT '';
     """,
+    # 9: the studio's accounts for team mode (issue #17): who may log in by password, and
+    # as what. An agent may do everything; an assistant drafts, personalises and reviews
+    # but never approves a send. Each project (agent's book) has its own accounts.
+    """
+    CREATE TABLE users (
+        project TEXT NOT NULL DEFAULT '',
+        login TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('agent', 'assistant')),
+        password_hash TEXT NOT NULL,    -- argon2id, as argon2-cffi writes it
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (project, login)
+    );
+    """,
 )
 
 # SQLite's 64-bit rowid key, as PostgreSQL spells it.

@@ -23,6 +23,7 @@ from pipeline.state.ledger import LedgerStore
 from pipeline.state.meta import MetaStore
 from pipeline.state.people import PeopleStore
 from pipeline.state.pgsql import PgConnection
+from pipeline.state.users import UserStore
 
 
 def send_lock_key(send_id: str) -> int:
@@ -31,7 +32,8 @@ def send_lock_key(send_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-class PgStore(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore):
+class PgStore(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore,
+              UserStore):
     """The project's state in a PostgreSQL database. Every write is one short transaction."""
 
     url: str

@@ -14,6 +14,7 @@ from pipeline.models import (
     LedgerStatus,
     ReferralStatus,
     ReviewState,
+    Role,
     SendOutcome,
 )
 
@@ -234,3 +235,17 @@ class DraftNote:
     send_id: str
     note: str
     when: str  # when it was decided (or the row created)
+
+
+@dataclass(frozen=True)
+class UserAccount:
+    """One studio account of the project (team mode): its login, role and password hash."""
+
+    login: str
+    role: Role
+    password_hash: str  # argon2id; never shown, never logged
+    created: str
+    updated: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", Role(self.role))

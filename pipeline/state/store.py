@@ -1,7 +1,8 @@
 """The project's SQLite file: opening it (private, migrated, a dry run on an in-memory
 copy), its meta table and the link-signing key. The tables' operations live in mixins:
 articles.py (articles, feed health), ledger.py (sends, deliveries, history, notes),
-people.py (suppressions, events, referrals, alerts) and drafts.py (held sends)."""
+people.py (suppressions, events, referrals, alerts), drafts.py (held sends) and
+users.py (the studio's accounts)."""
 from __future__ import annotations
 
 import sqlite3
@@ -16,6 +17,7 @@ from pipeline.state.meta import MetaStore
 from pipeline.state.migrations import MIGRATIONS
 from pipeline.state.people import PeopleStore
 from pipeline.state.records import FeedState, LedgerRow, StoredEvent
+from pipeline.state.users import UserStore
 
 # Re-exported: callers named these from here before records.py held them.
 __all__ = ["BUSY_TIMEOUT", "FeedState", "LedgerRow", "Store", "StoredEvent"]
@@ -41,7 +43,8 @@ def _snapshot_source(path: Path) -> sqlite3.Connection:
                            timeout=BUSY_TIMEOUT)
 
 
-class Store(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore):
+class Store(MetaStore, ArticleStore, LedgerStore, PeopleStore, DraftStore,
+            UserStore):
     """The project's SQLite file. Every write is one short transaction."""
 
     # ---- opening -------------------------------------------------------------------
