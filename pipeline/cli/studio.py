@@ -38,9 +38,13 @@ def _loopback(host: str) -> bool:
 def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
     """Open Sphere Studio: review and approve sends, add personal notes, edit contacts,
     in the browser. Prints `Studio: http://HOST:PORT/login?token=TOKEN`; open it to log
-    in (SPHERE_STUDIO_TOKEN sets the token)."""
+    in (SPHERE_STUDIO_TOKEN sets the token). In team mode (PostgreSQL) it prints
+    `Studio: http://HOST:PORT/login` and asks for a login and password instead (accounts
+    of `sphere user add`; it refuses to start without an agent account)."""
     with opened(project) as p:
-        p.store  # noqa: B018 -- migrate now, and fail now if the folder is unusable
+        # Migrates now, and fails now if the folder is unusable or, in team mode, no one
+        # could log in.
+        team = p.studio_logins()
         p.close()
         config = p.config
         # uvicorn and Starlette are loaded only by the commands that serve.
@@ -56,7 +60,8 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         from pipeline.studio.jobs import Worker
         from pipeline.studio.security import TOKEN_ENV
         from pipeline.web.server import Server, bind
-        token = os.environ.get(TOKEN_ENV, "").strip() or secrets.token_urlsafe(24)
+        token = "" if team else \
+            os.environ.get(TOKEN_ENV, "").strip() or secrets.token_urlsafe(24)
         try:
             sock = bind(host, port)
         except OSError as exc:
@@ -67,12 +72,14 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
         key = public_key_from_env()
         app = studio_app(root, p.open_store, worker, token, key,
                          unsubscribe_paths(config.sender.unsubscribe_url),
-                         config.sender.name, p.clock)
+                         config.sender.name, p.clock, team=team)
         server = Server(app, sock)
         if not _loopback(host):
+            who = "anyone who reaches it may try passwords" if team else \
+                "anyone with the printed address can log in"
             err.print(f"warning: the studio listens on {host}, reachable from other "
-                      "machines; anyone with the printed address can log in. Prefer "
-                      "--host 127.0.0.1 (the default) behind a TLS proxy", markup=False)
+                      f"machines; {who}. Prefer --host 127.0.0.1 (the default) behind a "
+                      "TLS proxy", markup=False)
         if key is None:
             err.print(f"warning: {PUBLIC_KEY_ENV} is not set: SendGrid events are refused "
                       "(403) until you export it", markup=False)
@@ -83,7 +90,8 @@ def studio(project: Path, host: str, port: int, no_daemon: bool) -> None:
                 err.print(f"warning: {exc}; the studio runs without the scheduler",
                           markup=False)
         # Its own line, flushed at once: a supervisor reading a pipe must see it.
-        sys.stdout.write(f"Studio: {server.url}/login?token={token}\n")
+        sys.stdout.write(f"Studio: {server.url}/login\n" if team else
+                         f"Studio: {server.url}/login?token={token}\n")
         sys.stdout.flush()
         try:
             server.run()

@@ -1,5 +1,6 @@
 """The studio's actions (POST): each checks the CSRF token, calls one library function
-and sends the browser back to the page (303), saying what was done."""
+and sends the browser back to the page (303), saying what was done. What approves (and
+so sends) is an agent's only (require_agent): an assistant's session gets a 403 page."""
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,7 @@ from pipeline.errors import SphereError
 from pipeline.project import Project
 from pipeline.state.interface import Ledger
 from pipeline.studio.base import back, page, studio_of
-from pipeline.studio.security import posted, uploaded
+from pipeline.studio.security import posted, require_agent, uploaded
 
 # Seconds an approval waits for the send to finish before showing its progress instead:
 # a send of a few hundred to the outbox is done well within it.
@@ -71,6 +72,7 @@ async def person_action(request: Request) -> Response:
 async def approve(request: Request) -> Response:
     """Approve the whole send (or, with `to`, one person); a send whose time has come
     goes at once, in the worker, and the page shows its progress."""
+    require_agent(request, "approve a send")  # before anything is read or changed
     studio = studio_of(request)
     form = await posted(request)
     name, email = request.path_params["campaign"], form.get("to") or None
@@ -164,6 +166,8 @@ async def alert_action(request: Request) -> Response:
     form = await posted(request)
     alert_id = form.get("alert", "")
     drop = request.path_params["action"] == "drop"
+    if not drop:  # dropping sends nothing, like excluding someone from a send
+        require_agent(request, "approve an interest alert")
 
     def act(p: Project) -> None:
         # The same decision as `sphere approve ID [--note TEXT]` / `--drop ID`.

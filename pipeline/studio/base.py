@@ -17,7 +17,7 @@ from pipeline.config import Config
 from pipeline.errors import ConfigError
 from pipeline.project import Project
 from pipeline.state.interface import Ledger
-from pipeline.studio.security import Sessions, csrf_token
+from pipeline.studio.security import Sessions, Throttle, csrf_token, visitor_of
 from pipeline.web.app import PRIVATE_HEADERS, WebContext
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class Studio:
     worker: Worker
     env: jinja2.Environment
     sessions: Sessions
+    throttle: Throttle  # failed logins (team mode)
 
     def now(self) -> dt.datetime:
         """The studio's clock (SPHERE_NOW pins it)."""
@@ -77,6 +78,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     studio = studio_of(request)
     html = studio.env.get_template(template).render(
         request=request, csrf=csrf_token(request), nav=NAV, link=link,
+        visitor=visitor_of(request),
         flash=request.query_params.get("done", ""), **context)
     return HTMLResponse(html, status, headers={**PRIVATE_HEADERS,
                                                "Content-Security-Policy": CSP})
@@ -93,3 +95,9 @@ async def problem_page(request: Request, exc: Exception) -> Response:
     """A user's error (bad files, a refused edit) as a page, never a traceback."""
     lines = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else [str(exc)]
     return page(request, "problem.html", 400, lines=lines)
+
+
+async def forbidden_page(request: Request, exc: Exception) -> Response:
+    """What the visitor's role may not do (an assistant approving a send), as a 403 page."""
+    return page(request, "forbidden.html", 403, line=str(exc))
+
