@@ -176,7 +176,7 @@ def test_a_removed_account_is_logged_out_and_a_new_role_counts_at_once(team) -> 
 
 
 def test_an_assistant_personalises_and_reviews_but_sees_no_approve_button(team) -> None:
-    client, project, pg_url = team
+    client, _, pg_url = team
     assert log_in(client, "sam", ASSISTANT_PASSWORD) == 303
     csrf = page_csrf(client)
     review = client.get("/review/monthly-sphere").text
