@@ -115,6 +115,18 @@ def test_the_login_form_needs_its_csrf_value_and_the_same_origin(team) -> None:
     assert client.get("/").status_code == 303  # none of them logged in
 
 
+def test_the_login_page_loads_its_styles_and_keeps_its_form_value(team) -> None:
+    # A browser fetches the page's stylesheet and script while logged out; those must
+    # not send it to /login again, whose new form value would void the form shown.
+    client, _, _ = team
+    csrf = _form_csrf(client)
+    assert client.get("/static/studio.css").status_code == 200
+    assert client.get("/static/htmx.min.js").status_code == 200
+    assert _form_csrf(client) == csrf  # a second tab shows the same form value
+    assert client.post("/login", data={"csrf": csrf, "login": "dana",
+                                       "password": PASSWORD}).status_code == 303
+
+
 def test_a_forged_or_altered_session_cookie_is_no_session(team) -> None:
     client, _, _ = team
     assert log_in(client, "dana", PASSWORD) == 303

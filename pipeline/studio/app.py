@@ -48,6 +48,9 @@ def studio_app(project: Path, open_store: Callable[[], Ledger], worker: Worker,
         return Visitor(account.login, account.role) if account else None
     app.add_exception_handler(SphereError, problem_page)
     app.add_exception_handler(Forbidden, forbidden_page)
+    # In team mode the login page is a page of the studio: its stylesheet and script
+    # (public files of the package, no data) are served to the logged-out too.
     app.add_middleware(Guard, sessions=sessions, recheck=recheck if team else None,
-                       public={"/login", "/health", EVENTS_PATH, *unsubscribe_paths})
+                       public={"/login", "/health", EVENTS_PATH, *unsubscribe_paths},
+                       public_under=("/static/",) if team else ())
     return app

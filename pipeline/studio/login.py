@@ -26,8 +26,11 @@ LOGIN_FORM_LIMIT = 8 * 1024
 
 def _form_page(request: Request, status: int = 200, problem: str = "",
                login: str = "") -> Response:
-    """The login form, with a new CSRF value in its own short-lived cookie."""
-    token = secrets.token_urlsafe(32)
+    """The login form, its CSRF value in a short-lived cookie of its own (the one the
+    browser has, if any: a second tab's form must not void the first's)."""
+    token = request.cookies.get(LOGIN_COOKIE, "")
+    if len(token) < 32 or not token.replace("-", "").replace("_", "").isalnum():
+        token = secrets.token_urlsafe(32)
     html = studio_of(request).env.get_template("login.html").render(
         request=request, csrf=token, nav=(), flash="", visitor=None, problem=problem,
         login=login)

@@ -176,10 +176,12 @@ class Guard:
     `recheck` reads the session's account anew (None: it is gone)."""
 
     def __init__(self, app: ASGIApp, sessions: Sessions, public: Iterable[str],
-                 recheck: Recheck | None = None) -> None:
+                 recheck: Recheck | None = None, public_under: tuple[str, ...] = ()
+                 ) -> None:
         self.app = app
         self.sessions = sessions
         self.public = frozenset(public)
+        self.public_under = public_under  # path prefixes open to all (the login's styles)
         self.recheck = recheck
 
     async def _visitor(self, cookie: str | None) -> Session | None:
@@ -195,7 +197,8 @@ class Guard:
         return Session(session.csrf, visitor)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public:
+        if scope["type"] != "http" or scope["path"] in self.public or \
+                scope["path"].startswith(self.public_under):
             await self.app(scope, receive, send)
             return
         session = await self._visitor(session_of(scope))
