@@ -437,3 +437,16 @@ def test_a_campaign_without_approval_shows_each_email_and_takes_a_note_for_the_n
         assert not any(d.name == "recent-sales" for d in drafts.load(store))
     finally:
         store.close()
+
+
+def test_solo_mode_keeps_the_token_and_has_no_password_form(studio) -> None:
+    # SQLite: the printed token logs in, as before; the password form is not there.
+    client, _ = studio
+    assert client.post("/login", data={"login": "dana", "password": "a long password"}
+                       ).status_code == 405
+    csrf = login(client)
+    assert "Log out" not in client.get("/").text  # no accounts, no account menu
+    assert "Approve send" in client.get("/review/monthly-sphere").text
+    assert client.post("/logout", data={"csrf": csrf}).status_code == 200
+    assert client.get("/").status_code == 401  # the session is over
+

@@ -231,3 +231,10 @@ def test_an_agent_approves_and_the_send_goes(team) -> None:
     assert answer.status_code == 303
     sent = [p.name for p in (project / "var" / "outbox").glob("monthly-sphere*.eml")]
     assert sent == ["monthly-sphere_2026-12-01T09_00--zoe.hartmann_example.com.eml"]
+
+
+def test_an_account_record_never_shows_its_hash() -> None:
+    from pipeline.models import Role
+    from pipeline.state.records import UserAccount
+    account = UserAccount("dana", Role.AGENT, "$argon2id$secret-hash", "t", "t")
+    assert "secret-hash" not in repr(account) and "secret-hash" not in str(account)

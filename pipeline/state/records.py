@@ -3,7 +3,7 @@ rows. Plain data (no SQLite here), so every stage and every backend can share th
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.addresses import email_key
 from pipeline.models import (
@@ -243,7 +243,7 @@ class UserAccount:
 
     login: str
     role: Role
-    password_hash: str  # argon2id; never shown, never logged
+    password_hash: str = field(repr=False)  # argon2id; never shown, never logged
     created: str
     updated: str
 
