@@ -83,6 +83,6 @@ class UserDesk:
         if not any(u.role.may_approve for u in self.store.users()):
             raise SphereError("team mode (PostgreSQL): the studio logs in by password, and "
                               "there is no agent account yet",
-                              f"create one first: {ADD_AGENT} (then start the studio "
-                              "again)")
+                              f"create one first with `{ADD_AGENT}`, then start the "
+                              "studio again")
         return True

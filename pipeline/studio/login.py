@@ -4,8 +4,8 @@
 
 The password form is protected like every POST: a CSRF token (here a random value in a
 cookie of its own, echoed by the form, since there is no session yet) and the Origin
-check. Repeated failures lock the login name and the client's address out for a while
-(Throttle): a guessed password costs an attacker a quarter of an hour per few tries."""
+check. Repeated failures lock the login out for a while (Throttle): a guessed password
+costs an attacker a quarter of an hour per few tries."""
 from __future__ import annotations
 
 import hmac
@@ -86,7 +86,9 @@ async def login_post(request: Request) -> Response:
         return _form_page(request, 403, "The form expired or came from another site: "
                                         "log in again.")
     name = form.get("login", "").strip().lower()
-    keys = (f"login:{name}", f"address:{request.client.host if request.client else ''}")
+    # Counted per login, not per address: behind a proxy every visitor has its address,
+    # and a team has few accounts, each held to a few guesses per window.
+    keys = (f"login:{name}",)
     wait = studio.throttle.wait(*keys)
     if wait > 0:
         return _form_page(request, 429, f"Too many failed logins: wait {int(wait) // 60 + 1}"

@@ -109,7 +109,7 @@ class Sessions:
 
 
 class Throttle:
-    """Failed logins per key (a login name, a client address): after `limit` failures
+    """Failed logins per key (a login name): after `limit` failures
     within `window` seconds the key is refused until the oldest of them ages out."""
 
     def __init__(self, limit: int = 5, window: float = 15 * 60,
