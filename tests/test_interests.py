@@ -25,8 +25,11 @@ from pipeline.state.store import Store
     ("fan of live music", ("music",)),
     ("has a beagle", ("dogs",)),
     ("has a golden retriever", ("dogs",)),
-    ("hockey dad", ("youth hockey",)),
-    ("his daughter's travel hockey", ("youth hockey",)),
+    ("hockey dad", ("youth hockey", "hockey")),  # leans to the pro game (taxonomy.LEAN)
+    ("his daughter's travel hockey", ("youth hockey", "hockey")),
+    ("cyclocross", ("cycling",)),
+    ("pastry chef wannabe", ("baking",)),
+    ("camping w/ kids", ("camping",)),
     ("does triathlons", ("triathlon", "running", "cycling", "swimming")),
     ("Craft Beers", ("craft beer",)),
     ("golfing", ("golf",)),
@@ -76,7 +79,7 @@ def test_phrases_find_stories_that_never_name_the_hobby() -> None:
     assert ids(m.for_interest("rock climbing")) == ["wall"]
     assert ids(m.for_interest("has a beagle")) == ["pup"]
     assert ids(m.for_interest("hockey dad")) == ["ice"]
-    assert "(youth hockey)" in m.for_interest("hockey dad")[0].reason
+    assert "(youth hockey, hockey)" in m.for_interest("hockey dad")[0].reason
 
 
 def test_figurative_uses_never_reach_an_interest() -> None:
@@ -237,6 +240,31 @@ def test_a_kids_tournament_is_for_hockey_parents_not_for_every_hockey_fan() -> N
                      "of ten-year-olds play all weekend; the bantam final is Sunday.")])
     assert ids(m.for_interest("hockey dad")) == ["squirt"]
     assert ids(m.for_interest("big hockey fan")) == []
+
+
+def test_a_hockey_parent_gets_the_kids_game_first_and_strong_pro_stories_after() -> None:
+    m = matcher([
+        art("pro", "Kings sign a veteran netminder", "The goaltender joins on a one-year "
+            "deal."),
+        art("kids", "Peewee team heads to the state final", "The twelve-and-unders beat "
+            "Harlow at the rink; their goalie stopped thirty shots in the hockey final."),
+        art("skate", "Skates sharpened free at the rink", "Bring them Saturday.")])
+    assert ids(m.for_interest("hockey dad")) == ["kids", "pro"]
+    pro = [c for c in m.for_interest("hockey dad") if c.article.id == "pro"][0]
+    assert pro.score < [c for c in m.for_interest("big hockey fan")
+                        if c.article.id == "pro"][0].score
+
+
+def test_a_household_budget_story_is_not_its_hobbys_news() -> None:
+    m = matcher([art("cost", "Pet costs climb: budgeting for a dog", "Food, vet visits "
+                     "and insurance for a dog now top two thousand a year.", kind="economy"),
+                 art("sprint", "A marathon, not a sprint: selling in winter", "Patience "
+                     "pays when listings are thin.", kind="market"),
+                 art("pop", "Roasting coffee beans in a popcorn popper", "Ten minutes to "
+                     "first crack, then cool the beans in a colander.")])
+    assert ids(m.for_interest("has a beagle")) == []
+    assert ids(m.for_interest("marathoner")) == []
+    assert ids(m.for_interest("movie buff")) == []
 
 
 def test_words_that_fold_into_another_sense_do_not_match() -> None:

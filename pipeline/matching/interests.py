@@ -92,6 +92,8 @@ def _expand(tax: Taxonomy, topics: tuple[str, ...]) -> tuple[str, ...]:
     out = list(topics)
     for t in topics:
         out.extend(tax.topics[t].also)
+    for t in topics:
+        out.extend(tax.topics[t].leans)
     return tuple(dict.fromkeys(out))
 
 
@@ -110,10 +112,13 @@ def understand(typed: str, tax: Taxonomy, known: Callable[[str], bool] | None = 
             fixes.append((w, fixed))
         tokens.append(fixed)
     toks = tuple(tokens)
-    core = tuple(w for w in toks if w not in tax.filler) or toks
+    core = tuple(w for w in toks if w not in tax.filler and w not in tax.company) or toks
+    # Who the hobby is shared with counts inside a typed phrase ("kid plays hockey" reads
+    # as "kid hockey") and is dropped otherwise ("camping w/ kids" is camping).
+    with_company = tuple(w for w in toks if w not in tax.filler)
     # The whole phrase, then the longest name, typed phrase or named thing in it
     # ("volunteers at food bank": "food bank" before "food").
-    topics = tax.called.get(toks) or tax.called.get(core) or \
+    topics = tax.called.get(toks) or tax.called.get(with_company) or tax.called.get(core) or \
         _lookup(toks, tax.called, {} if core != toks and len(core) < 2 else tax.named) or \
         _lookup(core, tax.named)
     return Understood(typed, _expand(tax, tuple(topics)), " ".join(core), tuple(fixes))

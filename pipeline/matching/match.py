@@ -345,10 +345,11 @@ class Matcher:
         u = self.understood(interest)
         prof = x.topics_of or {}
         score, how, via = 0.0, "", ""
+        leans = self.leans(u.topics)
         for t in u.topics:
             got = prof.get(t)
-            if got and got[0] > score:
-                score, how = got
+            if got and got[0] * leans.get(t, 1.0) > score:
+                score, how = got[0] * leans.get(t, 1.0), got[1]
                 via = t
         parts = [how] if how else []
         source = x.article.source
@@ -384,6 +385,14 @@ class Matcher:
         if via and via != u.topics[0]:
             parts[0] = f"{via}: {parts[0]}"
         return score, "; ".join(parts[:2])
+
+    def leans(self, topics: tuple[str, ...]) -> dict[str, float]:
+        """topic -> the share it counts for, for the topics an interest only leans to
+        ("hockey dad" -> hockey): those its own topics lean to and do not name outright."""
+        leaned = {t for own in topics for t in self.tax.topics[own].leans}
+        named = {t for own in topics if own not in leaned
+                 for t in (own, *self.tax.topics[own].also)}
+        return {t: taxonomy.LEAN for t in leaned - named}
 
     def score(self, x: Analysed, interest: str) -> tuple[float, str]:
         """An article's evidence for an interest, whichever way the interest reads."""

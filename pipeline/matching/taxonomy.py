@@ -52,6 +52,8 @@ MINOR_SHARE, MINOR_FACTOR = 0.5, 0.7  # a topic far behind the story's main one 
 HOBBY_FEED_TOP = 0.5  # a hobby feed's untagged story: its clear main subject counts this
 # much more (what a hobby feed's story is mainly about is what it is about)
 MAIN_SUBJECT = "; the main subject of a hobby feed's story"
+LEAN = 0.6  # a story on a topic the interest leans to ("hockey dad": the pro game) counts
+# this much: it reaches the section when strong, below the stories on the topic itself
 KEEP = 0.3  # smallest score stored (near misses are shown by `plan --explain`)
 KEEP_TOPICS = 12
 
@@ -94,6 +96,7 @@ class Topic:
     parent: str
     own: tuple[str, ...] = ()  # the topic's name as words
     covers: tuple[str, ...] = ()
+    leans: tuple[str, ...] = ()  # topics the interest stands for less (LEAN as much)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ class Taxonomy:
     name_words: frozenset[str]  # the words of the topics' names and typed phrases
     place: frozenset[str] = frozenset()  # words that end a place name ("Loon Lake")
     broad: frozenset[str] = frozenset()  # umbrella topics ("sports"): never a rival subject
+    company: frozenset[str] = frozenset()  # who an interest is shared with ("kids"): filler,
+    # except inside a typed phrase ("kid hockey")
 
 
 def _phrases(items: Iterable[str]) -> frozenset[tuple[str, ...]]:
@@ -134,7 +139,7 @@ def build(doc: dict, version: str) -> Taxonomy:
                   _phrases(spec.get("terms", ())), _phrases(spec.get("not", ())),
                   _phrases(spec.get("against", ())), tuple(spec.get("also", ())),
                   str(spec.get("parent", "") or ""), words(name),
-                  tuple(spec.get("covers", ())))
+                  tuple(spec.get("covers", ())), tuple(spec.get("leans", ())))
         topics[name] = t
         for p in t.strong:
             evidence.setdefault(p, []).append((name, True))
@@ -158,7 +163,8 @@ def build(doc: dict, version: str) -> Taxonomy:
                     frozenset(vocab), _starts(evidence=evidence, masks=masks, context=context),
                     context, frozenset(w for p in called for w in p),
                     frozenset(fold(str(w)) for w in doc.get("place", ())),
-                    frozenset(doc.get("broad", ())))
+                    frozenset(doc.get("broad", ())),
+                    frozenset(fold(str(w)) for w in doc.get("company", ())))
 
 
 @lru_cache(maxsize=1)
