@@ -341,3 +341,23 @@ def test_a_hobby_word_that_only_names_something_else_does_not_match() -> None:
     assert ids(m.for_interest("scotch")) == []
     assert ids(m.for_interest("10ks")) == []
     assert ids(m.for_interest("sci-fi movies")) == ["scifi"]
+
+
+def test_a_feed_that_mostly_writes_about_one_subject_vouches_for_its_lighter_stories(
+        ) -> None:
+    trips = [art(f"t{i}", title, text, source="roam") for i, (title, text) in enumerate([
+        ("Four days in Lisbon on a budget", "Trams, pastries and free viewpoints; book "
+         "flights early and stay in the old town."),
+        ("Overnight train to the mountains returns", "Sleeper cabins and a dining car; "
+         "the itinerary has three stops for sightseeing."),
+        ("Passports take three weeks to renew", "Apply before you book flights for a "
+         "vacation abroad.")])]
+    tour = ("Touring the valley vineyards", "Six tasting rooms within twenty minutes of "
+            "each other; the Pinot Noir is the pick; book a driver.")
+    habit = matcher([*trips, art("wine", *tour, source="roam")])
+    assert "wine" in ids(habit.for_interest("travels a lot"))
+    assert "from a feed that mostly writes about it" in \
+        [c for c in habit.for_interest("travels a lot") if c.article.id == "wine"][0].reason
+    # The same story in a feed that writes about everything is a wine story only.
+    mixed = matcher([*trips, art("wine", *tour, source="misc2")])
+    assert "wine" not in ids(mixed.for_interest("travels a lot"))

@@ -45,6 +45,11 @@ LISTED_NEEDS = 1.25
 # A story for an interest its feed does not declare needs this much evidence, or counts
 # OTHER_FEED_FACTOR as much.
 OTHER_FEED_NEEDS, OTHER_FEED_FACTOR = 1.6, 0.6
+# A feed that declares nothing but mostly writes about one subject (a travel column whose
+# stories are also about wine, skiing or history): its stories that touch the subject
+# count HABIT_BONUS more. "Mostly": at least HABIT_SHARE of its stories, and HABIT_COUNT,
+# are clearly about it.
+HABIT_SHARE, HABIT_COUNT, HABIT_NEEDS, HABIT_BONUS = 0.4, 2, 0.5, 1.0
 WEIGHT_TITLE = 1.0
 WEIGHT_MENTION = 0.5  # per mention in the story's text, up to MAX_MENTIONS
 MAX_MENTIONS = 3
@@ -185,6 +190,7 @@ class Matcher:
             for t in x.topics_of or ():
                 self.by_topic.setdefault(t, []).append(x)
             self.by_source.setdefault(x.article.source, []).append(x)
+        self.habits = _habits(everything, topics, self.tax)
         self._interest: dict[str, list[Candidate]] = {}
         self._terms: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._broader_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
@@ -364,6 +370,10 @@ class Matcher:
             # A feed about several subjects backs up good evidence, never a lone mention.
             score += LISTED_BONUS
             parts.append("from a feed that covers it")
+        elif score >= HABIT_NEEDS and not x.business and \
+                set(u.topics) & self.habits.get(source, frozenset()):
+            score += HABIT_BONUS
+            parts.append("from a feed that mostly writes about it")
         elif self.source_lists_t.get(source):
             # A feed that declares what it covers, and not this: the main-subject guess
             # is for feeds that say nothing, and a passing subject needs more than one
@@ -479,6 +489,25 @@ class Matcher:
         found.sort(key=lambda c: (-c.score, c.article.id))
         self._hood[hood] = found
         return found
+
+
+def _habits(analysed: list[Analysed], declared: Mapping[str, tuple[str, ...]],
+            tax: taxonomy.Taxonomy) -> dict[str, frozenset[str]]:
+    """source -> the subjects an undeclared hobby feed mostly writes about: those that
+    at least HABIT_SHARE (and HABIT_COUNT) of its stories are clearly about."""
+    counts: dict[str, Counter[str]] = {}
+    sizes: Counter[str] = Counter()
+    for x in analysed:
+        source = x.article.source
+        if x.article.kind != "hobby" or declared.get(source):
+            continue
+        sizes[source] += 1
+        counts.setdefault(source, Counter()).update(
+            t for t, (score, _) in (x.topics_of or {}).items()
+            if score >= MIN_INTEREST_SCORE and t not in tax.broad)
+    return {source: frozenset(t for t, n in c.items()
+                              if n >= HABIT_COUNT and n >= HABIT_SHARE * sizes[source])
+            for source, c in counts.items()}
 
 
 def _about_something_else(x: Analysed, topics: tuple[str, ...]) -> bool:
