@@ -245,9 +245,9 @@ def test_a_kids_tournament_is_for_hockey_parents_not_for_every_hockey_fan() -> N
 def test_a_hockey_parent_gets_the_kids_game_first_and_strong_pro_stories_after() -> None:
     m = matcher([
         art("pro", "Kings sign a veteran netminder", "The goaltender joins on a one-year "
-            "deal."),
+            "deal.", source="pro"),
         art("kids", "Peewee team heads to the state final", "The twelve-and-unders beat "
-            "Harlow at the rink; their goalie stopped thirty shots in the hockey final."),
+            "Harlow at the rink; their goalie stopped thirty shots in the hockey final.", source="kids"),
         art("skate", "Skates sharpened free at the rink", "Bring them Saturday.")])
     assert ids(m.for_interest("hockey dad")) == ["kids", "pro"]
     pro = [c for c in m.for_interest("hockey dad") if c.article.id == "pro"][0]

@@ -370,9 +370,10 @@ class Matcher:
             # A feed about several subjects backs up good evidence, never a lone mention.
             score += LISTED_BONUS
             parts.append("from a feed that covers it")
-        elif score >= HABIT_NEEDS and not x.business and \
+        elif HABIT_NEEDS <= score < MIN_INTEREST_SCORE and not x.business and \
                 set(u.topics) & self.habits.get(source, frozenset()):
-            score += HABIT_BONUS
+            # It lifts a lighter story to the threshold, never above a clear one.
+            score = min(score + HABIT_BONUS, MIN_INTEREST_SCORE)
             parts.append("from a feed that mostly writes about it")
         elif self.source_lists_t.get(source):
             # A feed that declares what it covers, and not this: the main-subject guess
