@@ -361,3 +361,12 @@ def test_a_feed_that_mostly_writes_about_one_subject_vouches_for_its_lighter_sto
     # The same story in a feed that writes about everything is a wine story only.
     mixed = matcher([*trips, art("wine", *tour, source="misc2")])
     assert "wine" not in ids(mixed.for_interest("travels a lot"))
+
+
+def test_a_market_story_naming_a_hobbys_place_reaches_its_fans_but_not_a_figure() -> None:
+    m = matcher([art("club", "Country club homes see more offers", "Houses inside the "
+                     "gates of the Oak Hollow golf club drew multiple bids.", kind="market"),
+                 art("raise", "Baking in a raise: how to negotiate", "Ask for it before "
+                     "the budget is set.", kind="economy")])
+    assert ids(m.for_interest("golfer")) == ["club"]
+    assert ids(m.for_interest("bread baking")) == []

@@ -191,6 +191,7 @@ class Matcher:
                 self.by_topic.setdefault(t, []).append(x)
             self.by_source.setdefault(x.article.source, []).append(x)
         self.habits = _habits(everything, topics, self.tax)
+        self._named_things: dict[str, frozenset[str]] = {}
         self._interest: dict[str, list[Candidate]] = {}
         self._terms: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
         self._broader_of: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
@@ -384,10 +385,12 @@ class Matcher:
             if score < OTHER_FEED_NEEDS:
                 score *= OTHER_FEED_FACTOR
                 parts.append("but its feed covers other subjects")
-        if x.article.kind in MARKET_KINDS:
+        if x.article.kind in MARKET_KINDS and not set(u.topics) & self.named_things(x):
             # Money and market writing borrows hobby words as figures of speech; the
             # taxonomy masks the known ones ("teed up"), so less is discounted than for
-            # bare words: homes by a golf course, cheaper airfares still get through.
+            # bare words: homes by a golf course, cheaper airfares still get through. A
+            # named thing of two words or more ("golf club", "boat slip") is no figure
+            # of speech and is not discounted.
             score *= TOPIC_MARKET_DISCOUNT
         if self.terms(interest):
             own, words_how = self.evidence(x, interest, self.terms(interest))
@@ -396,6 +399,15 @@ class Matcher:
         if via and via != u.topics[0]:
             parts[0] = f"{via}: {parts[0]}"
         return score, "; ".join(parts[:2])
+
+    def named_things(self, x: Analysed) -> frozenset[str]:
+        """Topics a market story names by a strong phrase of two words or more, found
+        once per story (only market stories that reach an interest are looked at)."""
+        got = self._named_things.get(x.article.id)
+        if got is None:
+            got = self._named_things[x.article.id] = taxonomy.named_phrases(
+                x.article, self.tax)
+        return got
 
     def leans(self, topics: tuple[str, ...]) -> dict[str, float]:
         """topic -> the share it counts for, for the topics an interest only leans to

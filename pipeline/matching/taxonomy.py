@@ -358,6 +358,13 @@ def profile(article: Article, tax: Taxonomy | None = None) -> TopicProfile:
     return TopicProfile(tax.version, tuple(scored[:KEEP_TOPICS]), business)
 
 
+def named_phrases(article: Article, tax: Taxonomy) -> frozenset[str]:
+    """Topics the article names by a strong phrase of two words or more ("golf club",
+    "boat slip"), outside the phrases that rule a sense out: no figure of speech."""
+    hits = _gather(tax, (words(article.title), words(article.summary_text)))
+    return frozenset(t for t, h in hits.items() if any(len(g) > 1 for g in h.strong))
+
+
 VENUE = frozenset({"at", "in", "inside", "into", "to", "near", "beside", "behind"})
 
 
