@@ -28,9 +28,11 @@ PARTS = ("tune", "heldout", "heldout2", "heldout3", "heldout4")
 HELD_OUT = "heldout4"
 # What the last held-out part measured once, at the end (see README.md): precision@3
 # 0.892, hobby recall 0.691, 3 contacts given filler although a relevant story existed, 0
-# wrong-section. Only the wrong-section goal of issue 16 holds there; the precision,
-# recall and filler goals are NOT met, and the floors keep what was reached.
-FLOORS = {"precision@3": 0.89, "recall": 0.69, "filler": 3}
+# wrong-section. It was then tuned on (with every other eval3 part and eval2, while
+# tests/eval5 stayed unseen): 1.000, 0.927, 0, 0. Those are tuning figures, not held-out
+# ones (the held-out figures are eval5's); the floors keep the issue's goals on this part
+# as a guard against losing what the tuning reached.
+FLOORS = {"precision@3": GOALS["precision@3"], "recall": GOALS["recall"], "filler": 0}
 
 
 @pytest.fixture(scope="module")
