@@ -247,12 +247,13 @@ def test_a_hockey_parent_gets_the_kids_game_first_and_strong_pro_stories_after()
         art("pro", "Kings sign a veteran netminder", "The goaltender joins on a one-year "
             "deal.", source="pro"),
         art("kids", "Peewee team heads to the state final", "The twelve-and-unders beat "
-            "Harlow at the rink; their goalie stopped thirty shots in the hockey final.", source="kids"),
+            "Harlow at the rink; their goalie stopped thirty shots in the hockey final.",
+            source="kids"),
         art("skate", "Skates sharpened free at the rink", "Bring them Saturday.")])
     assert ids(m.for_interest("hockey dad")) == ["kids", "pro"]
-    pro = [c for c in m.for_interest("hockey dad") if c.article.id == "pro"][0]
-    assert pro.score < [c for c in m.for_interest("big hockey fan")
-                        if c.article.id == "pro"][0].score
+    pro = next(c for c in m.for_interest("hockey dad") if c.article.id == "pro")
+    assert pro.score < next(c for c in m.for_interest("big hockey fan")
+                            if c.article.id == "pro").score
 
 
 def test_a_household_budget_story_is_not_its_hobbys_news() -> None:
@@ -346,18 +347,18 @@ def test_a_hobby_word_that_only_names_something_else_does_not_match() -> None:
 def test_a_feed_that_mostly_writes_about_one_subject_vouches_for_its_lighter_stories(
         ) -> None:
     trips = [art(f"t{i}", title, text, source="roam") for i, (title, text) in enumerate([
-        ("Four days in Lisbon on a budget", "Trams, pastries and free viewpoints; book "
-         "flights early and stay in the old town."),
-        ("Overnight train to the mountains returns", "Sleeper cabins and a dining car; "
-         "the itinerary has three stops for sightseeing."),
-        ("Passports take three weeks to renew", "Apply before you book flights for a "
-         "vacation abroad.")])]
-    tour = ("Touring the valley vineyards", "Six tasting rooms within twenty minutes of "
-            "each other; the Pinot Noir is the pick; book a driver.")
+        ("Four days in Lisbon on a budget",
+         "Trams, pastries and free viewpoints; book flights early and stay in the old town."),
+        ("Overnight train to the mountains returns",
+         "Sleeper cabins and a dining car; the itinerary has three stops for sightseeing."),
+        ("Passports take three weeks to renew",
+         "Apply before you book flights for a vacation abroad.")])]
+    tour = ("Touring the valley vineyards",
+            "Six tasting rooms near each other; the Pinot Noir is the pick; book a driver.")
     habit = matcher([*trips, art("wine", *tour, source="roam")])
     assert "wine" in ids(habit.for_interest("travels a lot"))
-    assert "from a feed that mostly writes about it" in \
-        [c for c in habit.for_interest("travels a lot") if c.article.id == "wine"][0].reason
+    assert "from a feed that mostly writes about it" in next(
+        c for c in habit.for_interest("travels a lot") if c.article.id == "wine").reason
     # The same story in a feed that writes about everything is a wine story only.
     mixed = matcher([*trips, art("wine", *tour, source="misc2")])
     assert "wine" not in ids(mixed.for_interest("travels a lot"))

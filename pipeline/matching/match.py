@@ -415,7 +415,7 @@ class Matcher:
         leaned = {t for own in topics for t in self.tax.topics[own].leans}
         named = {t for own in topics if own not in leaned
                  for t in (own, *self.tax.topics[own].also)}
-        return {t: taxonomy.LEAN for t in leaned - named}
+        return dict.fromkeys(leaned - named, taxonomy.LEAN)
 
     def score(self, x: Analysed, interest: str) -> tuple[float, str]:
         """An article's evidence for an interest, whichever way the interest reads."""
