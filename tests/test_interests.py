@@ -30,6 +30,11 @@ from pipeline.state.store import Store
     ("cyclocross", ("cycling",)),
     ("pastry chef wannabe", ("baking",)),
     ("camping w/ kids", ("camping",)),
+    ("Cubs fan", ("baseball",)),
+    ("jet ski", ("boating",)),
+    ("duck hunting", ("hunting",)),
+    ("lifts weights", ("fitness",)),
+    ("pottery", ("crafts",)),
     ("does triathlons", ("triathlon", "running", "cycling", "swimming")),
     ("Craft Beers", ("craft beer",)),
     ("golfing", ("golf",)),
@@ -371,3 +376,17 @@ def test_a_market_story_naming_a_hobbys_place_reaches_its_fans_but_not_a_figure(
                      "the budget is set.", kind="economy")])
     assert ids(m.for_interest("golfer")) == ["club"]
     assert ids(m.for_interest("bread baking")) == []
+
+
+def test_a_typo_two_edits_away_keeps_its_start() -> None:
+    u = understand("restoring old cars", taxonomy.load())
+    assert u.fixes == () and u.topics == ("classic cars",)  # not "mentoring"
+    assert understand("kayacking", taxonomy.load()).topics == ("kayaking",)
+
+
+def test_house_hunting_is_not_hunting() -> None:
+    m = matcher([art("house", "House hunting in a cold market", "Buyers hunting for "
+                     "bargains found fewer listings this month.", kind="market"),
+                 art("deer", "Deer season opens Saturday", "Hunters need a new license "
+                     "and blaze orange; bag limits are unchanged.")])
+    assert ids(m.for_interest("deer hunting")) == ["deer"]

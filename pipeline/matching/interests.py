@@ -66,6 +66,9 @@ def correct(word: str, vocabularies: Iterable[frozenset[str]]) -> str:
                     known[-1:] != word[-1:]):
                 continue
             d = _distance(word, known, limit)
+            if d > 1 and known[:2] != word[:2]:
+                continue  # two edits away and another start: another word ("restoring"
+                # is not "mentoring")
             if d <= limit and (best is None or (d, known) < best):
                 best = (d, known)
         if best:
